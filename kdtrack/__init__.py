@@ -1,0 +1,24 @@
+"""kdtrack: declarative MLflow experiment tracking for knowledge-distillation research.
+
+Reproduces and extends Nagarajan et al., "On student-teacher deviations in distillation:
+does it pay to disobey?" (NeurIPS 2023).
+"""
+import hashlib
+from functools import cache
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+
+@cache
+def code_version() -> str:
+    """A short hash of the package's source, part of every run-reuse key.
+
+    A git commit would miss uncommitted edits and is absent from installed copies; hashing the
+    sources changes exactly when the code that trains a model changes.
+    """
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

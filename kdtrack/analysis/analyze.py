@@ -1,0 +1,125 @@
+"""The `analyze` entry point's work: fetch a student's confidence tables, compute the paper's
+statistics and figures, log them in an `analysis` run and copy the key numbers onto the student."""
+from __future__ import annotations
+
+import re
+import time
+
+import polars as pl
+
+from kdtrack import tracking
+from kdtrack.analysis import figures
+from kdtrack.analysis.metrics import quantile_slope, summary
+from kdtrack.config import AnalyzeConfig, to_params
+from kdtrack.errors import UserError
+
+SPLITS = ("train", "test")
+
+
+def _students(config: AnalyzeConfig) -> list:
+    if config.student_run_id:
+        run = tracking.get_run(tracking.follow_launcher(config.student_run_id))
+        role = run.data.tags.get(tracking.ROLE)
+        if role != "student":
+            raise UserError(f"student_run_id={config.student_run_id!r} is a {role or 'non-kdtrack'} run; "
+                            "a distilled student run (role 'student', from distill) is required")
+        if run.info.status != "FINISHED":
+            raise UserError(f"student_run_id={config.student_run_id!r} has status {run.info.status}; "
+                            "a FINISHED run is required")
+        return [run]
+    if not config.experiment:
+        raise UserError("analyze needs student_run_id=<run id> or experiment=<name>; both are empty")
+    experiment = tracking.client().get_experiment_by_name(config.experiment)
+    if experiment is None:
+        raise UserError(f"experiment={config.experiment!r} does not exist in {tracking.mlflow.get_tracking_uri()!r}")
+    ids = [experiment.experiment_id]
+    analyzed = {r.data.tags.get("kdtrack.student_run_id") for r in tracking.search_all(
+        ids, f"tags.`{tracking.ROLE}` = 'analysis' and attributes.status = 'FINISHED'")}
+    students = tracking.search_all(ids, f"tags.`{tracking.ROLE}` = 'student' and attributes.status = 'FINISHED'")
+    return [s for s in students if s.info.run_id not in analyzed]
+
+
+def accuracy_row(student) -> dict[str, float]:
+    """Table 2's row: teacher, one-hot student and distilled student, train and test accuracy."""
+    tags = student.data.tags
+    sources = {"teacher": tags.get("kdtrack.teacher_run_id"), "student_onehot": tags.get("kdtrack.onehot_run_id"),
+               "student_distill": student.info.run_id}
+    row = {}
+    for name, run_id in sources.items():
+        if not run_id:
+            continue
+        metrics = tracking.get_run(run_id).data.metrics
+        for split in SPLITS:
+            if f"{split}/acc" in metrics:
+                row[f"table2/{name}_{split}_acc"] = metrics[f"{split}/acc"]
+    return row
+
+
+def snapshot_slopes(student_id: str, fraction: float) -> list[tuple[int, dict[str, float]]]:
+    """Bottom/top slopes of every confidence snapshot `confidences/step_<N>/`, by step."""
+    out = []
+    for entry in tracking.client().list_artifacts(student_id, "confidences"):
+        match = re.fullmatch(r"confidences/step_(\d+)", entry.path)
+        if entry.is_dir and match:
+            pct = round(fraction * 100)
+            values = {}
+            for split in SPLITS:
+                table = tracking.load_table(student_id, f"{entry.path}/{split}.parquet")
+                values[f"timeline/{split}/slope_bottom{pct}"] = quantile_slope(table, "bottom", fraction)
+                values[f"timeline/{split}/slope_top{pct}"] = quantile_slope(table, "top", fraction)
+            out.append((int(match.group(1)), values))
+    return sorted(out, key=lambda item: item[0])
+
+
+def analyze_student(student, config: AnalyzeConfig) -> str:
+    student_id = student.info.run_id
+    params = {**to_params(config), "student_run_id": student_id, "experiment": ""}
+    key = tracking.run_key("analysis", params)
+    found = tracking.find_finished(student.info.experiment_id, "analysis", key, params)
+    if found:
+        print(f"kdtrack: reusing finished analysis run {found.info.run_id} of student {student_id}")
+        tracking.mark_launcher_result(found.info.run_id)
+        return found.info.run_id
+    tables = {split: tracking.load_table(student_id, f"confidences/{split}.parquet") for split in SPLITS}
+    values = summary(tables, config.quantile)
+    values.update(accuracy_row(student))
+    timeline = snapshot_slopes(student_id, config.quantile)
+
+    tags = {tracking.KEY: key, "kdtrack.student_run_id": student_id,
+            "kdtrack.teacher_run_id": student.data.tags.get("kdtrack.teacher_run_id", "")}
+    name = student.info.run_name.replace("student-", "analysis-", 1)
+    run = tracking.TrackedRun(student.info.experiment_id, "analysis", name, params, tags)
+    try:
+        run.metrics(values, 0)
+        for step, slopes in timeline:
+            run.metrics(slopes, step)
+        bins = config.bins
+        run.log_figure(figures.confidence_grid(tables, "phi_teacher", "phi_student",
+                       "confidence on the teacher's predicted class (Fig. 1a)", bins), "figures/confidence.png")
+        run.log_figure(figures.confidence_grid(tables, "phi_teacher_label", "phi_student_label",
+                       "confidence on the ground-truth class (Fig. 13)", bins), "figures/confidence_label.png")
+        for split in SPLITS:
+            run.log_figure(figures.groups_grid(tables[split], split, bins), f"figures/groups_{split}.png")
+            run.log_figure(figures.metrics_grid(tables[split], split, bins), f"figures/metrics_{split}.png")
+        if tables["train"]["is_noisy"].any():
+            run.log_figure(figures.noisy_scatter(tables["train"]), "figures/noisy_train.png")
+        row = pl.DataFrame([{"metric": k, "value": v} for k, v in values.items()])
+        run.log_table(row, "summary.parquet")
+        run.finish("FINISHED")
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    copied = {k: v for k, v in values.items() if "slope" in k or "underfit" in k}
+    tracking.client().log_batch(student_id, metrics=[tracking.Metric(k, v, int(time.time() * 1000), 0) for k, v in copied.items()])
+    tracking.client().set_tag(student_id, "kdtrack.analysis_run_id", run.run_id)
+    print(f"kdtrack: analysis run {run.run_id} of student {student_id}: "
+          + ", ".join(f"{k}={v:.3f}" for k, v in copied.items() if "slope_bottom" in k and "label" not in k))
+    return run.run_id
+
+
+def analyze(config: AnalyzeConfig) -> list[str]:
+    tracking.check_store()
+    students = _students(config)
+    if not students:
+        print(f"kdtrack: every finished student in experiment {config.experiment!r} is already analyzed")
+    return [analyze_student(student, config) for student in students]

@@ -1,0 +1,80 @@
+"""Figures of the paper's §3 and §C: each takes confidence tables and returns a Figure."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+from kdtrack.analysis.metrics import GROUPS, with_groups
+
+
+def _density(ax, x, y, bins: int, diagonal: bool = True) -> None:
+    """2-D histogram with log colour (Fig. 1a style) and the dashed X = Y line."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x):
+        ax.hexbin(x, y, gridsize=bins, bins="log", cmap="viridis", mincnt=1)
+    if diagonal and len(x):
+        low, high = min(x.min(), y.min()), max(x.max(), y.max())
+        ax.plot([low, high], [low, high], "k--", lw=1)
+
+
+def confidence_grid(tables: dict[str, pl.DataFrame], x: str, y: str, title: str, bins: int = 60) -> Figure:
+    """One panel per split of teacher (X) versus student (Y) confidence."""
+    figure, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 4.2), squeeze=False)
+    for ax, (split, table) in zip(axes[0], tables.items()):
+        _density(ax, table[x], table[y], bins)
+        ax.set(title=f"{split}", xlabel=f"teacher {x}", ylabel=f"student {y}")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def groups_grid(table: pl.DataFrame, split: str, bins: int = 40) -> Figure:
+    """Fig. 14: the scatter split by which model classifies the point correctly."""
+    grouped = with_groups(table)
+    figure, axes = plt.subplots(1, 4, figsize=(16, 4), sharex=True, sharey=True)
+    for ax, group in zip(axes, GROUPS):
+        part = grouped.filter(pl.col("group") == group)
+        _density(ax, part["phi_teacher"], part["phi_student"], bins)
+        ax.set(title=f"{group} (n={part.height})", xlabel="teacher phi")
+    axes[0].set_ylabel("student phi")
+    figure.suptitle(f"{split}: points by correctness (Fig. 14)")
+    figure.tight_layout()
+    return figure
+
+
+def metrics_grid(table: pl.DataFrame, split: str, bins: int = 40) -> Figure:
+    """Fig. 16: phi, probability and entropy scatters (top) and KL against each (bottom)."""
+    prob = lambda c: 1 / (1 + np.exp(-np.asarray(table[c], dtype=float)))
+    pairs = [("phi", table["phi_teacher"], table["phi_student"]),
+             ("probability", prob("phi_teacher"), prob("phi_student")),
+             ("entropy", table["entropy_teacher"], table["entropy_student"])]
+    figure, axes = plt.subplots(2, 3, figsize=(13.5, 8.4))
+    for column, (name, teacher, student) in enumerate(pairs):
+        _density(axes[0, column], teacher, student, bins)
+        axes[0, column].set(title=f"{name}", xlabel=f"teacher {name}", ylabel=f"student {name}")
+        _density(axes[1, column], teacher, table["kl"], bins, diagonal=False)
+        axes[1, column].set(xlabel=f"teacher {name}", ylabel="KL(teacher || student)")
+    figure.suptitle(f"{split}: other deviation metrics (Fig. 16)")
+    figure.tight_layout()
+    return figure
+
+
+def noisy_scatter(table: pl.DataFrame) -> Figure:
+    """Fig. 4 / Fig. 18 (left): clean and mislabeled training points in two colours."""
+    figure, ax = plt.subplots(figsize=(5, 4.5))
+    for noisy, colour, label in ((False, "tab:blue", "clean"), (True, "tab:red", "mislabeled")):
+        part = table.filter(pl.col("is_noisy") == noisy)
+        ax.scatter(part["phi_teacher"], part["phi_student"], s=10, c=colour, alpha=0.7, label=f"{label} (n={part.height})")
+    values = np.concatenate([table["phi_teacher"].to_numpy(), table["phi_student"].to_numpy()])
+    ax.plot([values.min(), values.max()], [values.min(), values.max()], "k--", lw=1)
+    ax.set(xlabel="teacher phi", ylabel="student phi", title="train: clean vs mislabeled")
+    ax.legend()
+    figure.tight_layout()
+    return figure

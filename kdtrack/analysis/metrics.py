@@ -1,0 +1,68 @@
+"""The paper's confidence-exaggeration statistics as pure functions of confidence tables."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+
+def fit_slope(x, y) -> float:
+    """Slope m of the least-squares line y = m x + c (paper §C.4); NaN with < 2 distinct x."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return float("nan")
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def quantile_slope(table: pl.DataFrame, part: str, fraction: float = 0.25,
+                   x: str = "phi_teacher", y: str = "phi_student") -> float:
+    """Slope over the bottom (or top) `fraction` of points sorted by teacher confidence `x`
+    (Tables 3-6: bottom 25% for images, top 25% for text). Slope > 1 = exaggeration."""
+    count = max(2, int(np.ceil(fraction * table.height)))
+    ordered = table.sort(x, descending=(part == "top")).head(count)
+    return fit_slope(ordered[x], ordered[y])
+
+
+def mislabeled_underfit_fraction(table: pl.DataFrame) -> float:
+    """Fraction of mislabeled training points where the student is less confident than the
+    teacher on the teacher's class (Fig. 4 / Fig. 18 left); NaN without mislabeled points."""
+    noisy = table.filter(pl.col("is_noisy"))
+    if noisy.height == 0:
+        return float("nan")
+    return float((noisy["phi_student"] < noisy["phi_teacher"]).mean())
+
+
+GROUPS = ("Both", "Only_student", "Only_teacher", "Neither")
+
+
+def with_groups(table: pl.DataFrame) -> pl.DataFrame:
+    """Add `group`: which of teacher and student classify the point correctly (Fig. 14)."""
+    student_ok, teacher_ok = pl.col("pred") == pl.col("label"), pl.col("teacher_pred") == pl.col("label")
+    return table.with_columns(
+        pl.when(student_ok & teacher_ok).then(pl.lit("Both"))
+        .when(student_ok).then(pl.lit("Only_student"))
+        .when(teacher_ok).then(pl.lit("Only_teacher"))
+        .otherwise(pl.lit("Neither")).alias("group"))
+
+
+def accuracy(table: pl.DataFrame, pred: str = "pred") -> float:
+    return float((table[pred] == table["label"]).mean())
+
+
+def summary(tables: dict[str, pl.DataFrame], fraction: float = 0.25) -> dict[str, float]:
+    """Every scalar the analysis logs, keyed by MLflow metric name."""
+    out: dict[str, float] = {}
+    pct = round(fraction * 100)
+    for split, table in tables.items():
+        out[f"{split}/slope_bottom{pct}"] = quantile_slope(table, "bottom", fraction)
+        out[f"{split}/slope_top{pct}"] = quantile_slope(table, "top", fraction)
+        out[f"{split}/slope_bottom{pct}_label"] = quantile_slope(table, "bottom", fraction, "phi_teacher_label", "phi_student_label")
+        out[f"{split}/student_acc"] = accuracy(table)
+        out[f"{split}/teacher_acc"] = accuracy(table, "teacher_pred")
+        out[f"{split}/underfit_frac"] = float((table["phi_student"] < table["phi_teacher"]).mean())
+        grouped = with_groups(table)["group"].value_counts()
+        for group in GROUPS:
+            count = grouped.filter(pl.col("group") == group)["count"].sum()
+            out[f"{split}/group_frac_{group}"] = count / table.height
+    if "train" in tables and tables["train"]["is_noisy"].any():
+        out["train/mislabeled_underfit_frac"] = mislabeled_underfit_fraction(tables["train"])
+    return out

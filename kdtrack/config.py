@@ -1,0 +1,203 @@
+"""One frozen dataclass per entry point: the single source of truth for its parameters.
+
+MLproject mirrors these field names (tests/test_config.py checks it). MLflow passes every
+parameter as a string and does not type-check, so `from_params` parses and validates here, and
+an empty string means "the preset's value, else the default below".
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, TypeVar
+
+from kdtrack.errors import UserError
+from kdtrack.presets import PRESETS
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "step", "cosine", "linear")
+
+
+def _choice(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise UserError(f"{name}={value!r} is not allowed; choose one of: {', '.join(sorted(allowed))}")
+
+
+def _check(name: str, value, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise UserError(f"{name}={value!r} is out of range; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`train_teacher`: one-hot (cross-entropy) training of a teacher or a one-hot student."""
+
+    preset: str = "mnist_mlp"
+    dataset: str = "mnist5k"
+    data_dir: str = "data"
+    download: bool = False
+    train_size: int = 128  # training points drawn (stratified); 0 = the whole training split
+    label_noise: float = 0.0  # fraction of training labels flipped uniformly to another class
+    arch: str = "mlp"
+    width: int = 0  # 0 = the architecture's default (random_features 5000, mlp 1000, cnn 100)
+    depth: int = 0  # 0 = the architecture's default (random_features 1, mlp 2, cnn 3)
+    seed: int = 0  # seeds the data split, label noise, initialization and batch order
+    optimizer: str = "adam"
+    lr: float = 1e-4  # peak learning rate
+    momentum: float = 0.9  # SGD only (Nesterov when `nesterov`)
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    warmup: float = 0.0  # linear warmup, in the unit of the training length (epochs or steps)
+    schedule: str = "constant"
+    decay_factor: float = 0.1  # `step` schedule: multiply by this at each milestone
+    decay_milestones: str = "0.5,0.75"  # `step` schedule: fractions of training
+    batch_size: int = 32
+    epochs: float = 20.0
+    steps: int = 0  # when > 0, the training length in steps (epochs is then ignored)
+    log_every: int = 0  # metrics every N steps; 0 = once per epoch
+    snapshot_every: int = 0  # per-sample confidence snapshots every N steps; 0 = only at the end
+    checkpoint_every: int = 0  # checkpoint artifact every N steps; 0 = only the final weights
+    force: bool = False  # train anew even when a finished run with the same parameters exists
+
+    def __post_init__(self) -> None:
+        from kdtrack.data import DATASETS
+        from kdtrack.models import ARCHITECTURES
+
+        _choice("preset", self.preset, PRESETS)
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("arch", self.arch, ARCHITECTURES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _check("train_size", self.train_size, self.train_size >= 0, "an integer >= 0 (0 = all)")
+        _check("label_noise", self.label_noise, 0 <= self.label_noise < 1, "0 <= label_noise < 1")
+        _check("width", self.width, self.width >= 0, "an integer >= 0 (0 = default)")
+        _check("depth", self.depth, self.depth >= 0, "an integer >= 0 (0 = default)")
+        _check("lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number > 0")
+        _check("momentum", self.momentum, 0 <= self.momentum < 1, "0 <= momentum < 1")
+        _check("weight_decay", self.weight_decay, math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0")
+        _check("warmup", self.warmup, math.isfinite(self.warmup) and self.warmup >= 0, "a number >= 0")
+        _check("decay_factor", self.decay_factor, 0 < self.decay_factor <= 1, "0 < decay_factor <= 1")
+        try:
+            milestones = [float(m) for m in self.decay_milestones.split(",") if m.strip()]
+        except ValueError:
+            milestones = [-1.0]
+        _check("decay_milestones", self.decay_milestones, all(0 < m < 1 for m in milestones),
+               "comma-separated fractions of training in (0, 1), e.g. 0.5,0.75")
+        _check("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1")
+        _check("epochs", self.epochs, math.isfinite(self.epochs) and (self.epochs > 0 or self.steps > 0), "a number > 0 (or set steps)")
+        _check("steps", self.steps, self.steps >= 0, "an integer >= 0 (0 = use epochs)")
+        for name in ("log_every", "snapshot_every", "checkpoint_every"):
+            _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = off)")
+
+
+@dataclass(frozen=True)
+class DistillConfig(TrainConfig):
+    """`distill`: a student trained on `distill_weight * KD + (1 - distill_weight) * CE`.
+
+    The training fields above apply to the student and to the teacher it trains or reuses
+    (the paper uses one set of hyperparameters for both, Tables 1 and 7).
+    """
+
+    teacher_arch: str = ""  # empty = same as `arch` (self-distillation)
+    teacher_run_id: str = ""  # empty = reuse a matching finished teacher, else train one
+    temperature: float = 4.0
+    distill_weight: float = 1.0
+    same_init: bool = True  # start from the teacher's exact initial weights (paper §D.3)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from kdtrack.models import ARCHITECTURES
+
+        if self.teacher_arch:
+            _choice("teacher_arch", self.teacher_arch, ARCHITECTURES)
+        _check("temperature", self.temperature, math.isfinite(self.temperature) and self.temperature > 0, "a finite number > 0")
+        _check("distill_weight", self.distill_weight, 0 <= self.distill_weight <= 1, "0 <= distill_weight <= 1")
+
+    @property
+    def teacher_config(self) -> TrainConfig:
+        """The one-hot training config of this student's teacher."""
+        shared = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
+        return TrainConfig(**{**shared, "arch": self.teacher_arch or self.arch})
+
+    @property
+    def onehot_config(self) -> TrainConfig:
+        """The one-hot student of the student's own architecture (Table 2's 'Student (OH)')."""
+        return dataclasses.replace(self.teacher_config, arch=self.arch)
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """`analyze`: confidence-exaggeration analysis of one student, or of every unanalyzed one."""
+
+    student_run_id: str = ""
+    experiment: str = ""  # with no student_run_id: analyze every student here lacking an analysis
+    quantile: float = 0.25  # slopes over the bottom / top this fraction by teacher confidence
+    bins: int = 60  # density-plot resolution
+
+    def __post_init__(self) -> None:
+        _check("quantile", self.quantile, 0 < self.quantile <= 0.5, "0 < quantile <= 0.5")
+        _check("bins", self.bins, self.bins >= 5, "an integer >= 5")
+
+
+Config = TypeVar("Config", TrainConfig, DistillConfig, AnalyzeConfig)
+
+
+def parse_value(name: str, raw: str, kind: type) -> Any:
+    """Parse one MLflow string parameter; the error names the value and the expected type."""
+    text = raw.strip()
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if kind is int:
+            value = float(text)
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        return text
+    except ValueError:
+        expected = {bool: "true or false", int: "an integer", float: "a finite number"}[kind]
+        raise UserError(f"{name}={raw!r} is not {expected}") from None
+
+
+def field_types(cls: type) -> dict[str, type]:
+    hints = {"bool": bool, "int": int, "float": float, "str": str}
+    return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in fields(cls)}
+
+
+def from_params(cls: type[Config], params: Mapping[str, str]) -> Config:
+    """Build a config from string parameters: the preset's values first, non-empty ones on top."""
+    types = field_types(cls)
+    unknown = sorted(set(params) - set(types))
+    if unknown:
+        raise UserError(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(types)}")
+    values: dict[str, Any] = {}
+    if "preset" in types:
+        preset = (params.get("preset") or cls.preset).strip()
+        _choice("preset", preset, PRESETS)
+        values = {k: v for k, v in PRESETS[preset].items() if k in types}
+        values["preset"] = preset
+    for name, raw in params.items():
+        if name != "preset" and raw is not None and str(raw).strip() != "":
+            values[name] = parse_value(name, str(raw), types[name])
+    return cls(**values)
+
+
+def to_params(config) -> dict[str, str]:
+    """The config as the strings MLflow stores; reuse keys compare these strings."""
+    return {f.name: _as_string(getattr(config, f.name)) for f in fields(config)}
+
+
+def _as_string(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

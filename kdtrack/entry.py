@@ -1,0 +1,31 @@
+"""Shared body of the thin scripts in entrypoints/: parse `--field value` pairs into the entry
+point's config, run it, and turn user errors into one line and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Callable
+
+from kdtrack.errors import UserError
+
+
+def parse_args(config_class, argv: list[str]) -> dict[str, str]:
+    parser = argparse.ArgumentParser(description=config_class.__doc__)
+    for field in fields(config_class):
+        parser.add_argument(f"--{field.name}", default="", help=f"default: {field.default!r}")
+    return {k: v for k, v in vars(parser.parse_args(argv)).items() if v != ""}
+
+
+def run_entrypoint(config_class, work: Callable, argv: list[str] | None = None) -> None:
+    from kdtrack import tracking
+    from kdtrack.config import from_params
+
+    try:
+        config = from_params(config_class, parse_args(config_class, sys.argv[1:] if argv is None else argv))
+        tracking.claim_launcher()
+        result = work(config)
+    except UserError as error:
+        print(f"kdtrack: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"kdtrack: result run id(s): {result}")

@@ -1,0 +1,5 @@
+"""The one exception type that reaches users as a one-line message instead of a traceback."""
+
+
+class UserError(ValueError):
+    """Bad input or a missing resource: the message names the bad value and what is allowed."""

@@ -1,0 +1,217 @@
+"""The thin layer that knows MLflow's run lifecycle. Nothing else in kdtrack imports mlflow's
+run APIs; the training loop sees only the `RunLog` methods implemented here.
+
+Store: whatever MLFLOW_TRACKING_URI says, else MLflow's own default (sqlite `mlflow.db` and
+`./mlruns` in the working directory). Artifacts are always read back through MLflow's APIs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import mlflow
+import polars as pl
+import torch
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from kdtrack import code_version
+from kdtrack.errors import UserError
+
+# Progress bars per tiny artifact drown the log; kdtrack prints its own progress.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+ROLE, KEY = "kdtrack.role", "kdtrack.key"
+LAUNCHER = "kdtrack.launcher"  # see `claim_launcher`
+# Written into logged models so they reload without pip's slow requirement inference.
+MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+
+
+def client() -> MlflowClient:
+    return MlflowClient()
+
+
+def check_store() -> None:
+    """Fail before any training when the tracking store cannot be reached."""
+    try:
+        client().search_experiments(max_results=1)
+    except Exception as error:  # the store's own exception types vary by backend
+        raise UserError(f"tracking store {mlflow.get_tracking_uri()!r} is unreachable: "
+                        f"{str(error).splitlines()[0]}") from None
+
+
+def resolve_experiment(name: str = "") -> str:
+    """Experiment id: `name` if given, else the one `mlflow run` chose, else the default."""
+    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
+    if name:
+        found = client().get_experiment_by_name(name)
+        return found.experiment_id if found else client().create_experiment(name)
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    return "0"
+
+
+def claim_launcher() -> str | None:
+    """The run `mlflow run` created for this process, if any.
+
+    `mlflow run` logs every -P value, defaults included, as params of that run before the entry
+    point starts, and MLflow refuses to change a param once logged. kdtrack logs the *resolved*
+    config (preset applied), so the `mlflow run` run becomes a launcher that records what was
+    asked, and the runs that did the work are nested under it with what ran.
+    """
+    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    if run_id:
+        client().set_tag(run_id, ROLE, "launcher")
+        os.environ.setdefault("MLFLOW_EXPERIMENT_ID", client().get_run(run_id).info.experiment_id)
+        os.environ[LAUNCHER] = run_id
+    return run_id
+
+
+def mark_launcher_result(run_id: str) -> None:
+    launcher = os.environ.get(LAUNCHER)
+    if launcher:
+        client().set_tag(launcher, "kdtrack.result_run_id", run_id)
+
+
+def follow_launcher(run_id: str) -> str:
+    """Accept the id `mlflow run` printed where the id of the run it launched is meant."""
+    run = get_run(run_id)
+    return run.data.tags.get("kdtrack.result_run_id", run_id) if run.data.tags.get(ROLE) == "launcher" else run_id
+
+
+def get_run(run_id: str):
+    try:
+        return client().get_run(run_id)
+    except Exception:
+        raise UserError(f"run id {run_id!r} does not exist in tracking store {mlflow.get_tracking_uri()!r}") from None
+
+
+def run_key(role: str, params: dict[str, str], upstream: str = "") -> str:
+    """Reuse key: role, the param strings that shape the result, upstream run and code version."""
+    text = "\n".join([role, code_version(), upstream, *(f"{k}={v}" for k, v in sorted(params.items()))])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def search_all(experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None):
+    """Every matching run, following page tokens (MLflow returns at most one page per call)."""
+    runs, token = [], None
+    while True:
+        page = client().search_runs(experiment_ids, filter_string, max_results=1000,
+                                    order_by=order_by, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def find_finished(experiment_id: str, role: str, key: str, params: dict[str, str]):
+    """The newest FINISHED run with this key whose params equal `params` as stored strings."""
+    runs = search_all([experiment_id], f"tags.`{ROLE}` = '{role}' and tags.`{KEY}` = '{key}' "
+                      "and attributes.status = 'FINISHED'", ["attributes.start_time DESC"])
+    for run in runs:
+        if all(run.data.params.get(k) == v for k, v in params.items()):
+            return run
+    return None
+
+
+class TrackedRun:
+    """One MLflow run, active in the fluent API while open; implements training.RunLog."""
+
+    def __init__(self, experiment_id: str, role: str, name: str, params: dict[str, str],
+                 tags: dict[str, str], tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None):
+        all_tags = {ROLE: role, "kdtrack.code_version": code_version(), **tags}
+        launcher = os.environ.get(LAUNCHER)
+        if launcher:
+            all_tags["mlflow.parentRunId"] = launcher
+        run = client().create_run(experiment_id, run_name=name, tags=all_tags)
+        self.run_id = run.info.run_id
+        self.tables = tables
+        mlflow.start_run(run_id=self.run_id)
+        mlflow.log_params(params)
+
+    # training.RunLog
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        client().log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()],
+                           synchronous=False)
+
+    def snapshot(self, step: int, logits: dict) -> None:
+        for split, table in self.tables(logits).items():
+            self.log_table(table, f"confidences/step_{step}/{split}.parquet")
+
+    def checkpoint(self, step: int, state: dict) -> None:
+        self.log_state(state, f"checkpoints/step_{step}.pt")
+
+    # artifacts
+    def log_bytes(self, payload: bytes, artifact_path: str) -> None:
+        folder, name = os.path.split(artifact_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / name).write_bytes(payload)
+            client().log_artifact(self.run_id, str(Path(tmp) / name), folder or None)
+
+    def log_table(self, table: pl.DataFrame, artifact_path: str) -> None:
+        buffer = io.BytesIO()
+        table.write_parquet(buffer)
+        self.log_bytes(buffer.getvalue(), artifact_path)
+
+    def log_state(self, state: dict, artifact_path: str) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.log_bytes(buffer.getvalue(), artifact_path)
+
+    def log_figure(self, figure, artifact_path: str) -> None:
+        client().log_figure(self.run_id, figure, artifact_path)
+
+    def log_model(self, model: torch.nn.Module, example: torch.Tensor) -> None:
+        """The final model, loadable with `mlflow.pytorch.load_model` (MLflow 3's traced format,
+        which needs an input example)."""
+        mlflow.pytorch.log_model(model, name="model", input_example=example.cpu().numpy(),
+                                 pip_requirements=MODEL_REQUIREMENTS)
+
+    def log_dataset(self, array, targets, source: str, name: str, context: str) -> None:
+        with warnings.catch_warnings():  # MLflow warns that a local path is ambiguous as a source
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(array, targets=targets, source=source, name=name)
+        mlflow.log_input(dataset, context=context)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            client().set_tag(self.run_id, key, value)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        mlflow.flush_async_logging()
+        mlflow.end_run(status)
+        mark_launcher_result(self.run_id)
+
+
+def download(run_id: str, artifact_path: str, dst: str) -> Path:
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst))
+    except Exception as error:
+        raise UserError(f"artifact {artifact_path!r} of run {run_id} cannot be read: "
+                        f"{str(error).splitlines()[0]}") from None
+
+
+def load_table(run_id: str, artifact_path: str) -> pl.DataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = download(run_id, artifact_path, tmp)
+        try:
+            return pl.read_parquet(path)
+        except Exception as error:
+            raise UserError(f"corrupt Parquet artifact {artifact_path!r} of run {run_id}: {error}") from None
+
+
+def load_state(run_id: str, artifact_path: str) -> dict:
+    """A saved state dict, loaded with weights_only=True: never unpickle arbitrary objects."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = download(run_id, artifact_path, tmp)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise UserError(f"corrupt checkpoint {artifact_path!r} of run {run_id}: {error}") from None
