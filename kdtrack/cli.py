@@ -1,0 +1,82 @@
+"""The `kdtrack` command: the entry points in-process, and the embedded demo."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from kdtrack.errors import UserError
+
+
+def _pairs(values: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"-P {item!r} is not KEY=VALUE")
+        params[key.strip()] = value
+    return params
+
+
+def _run(work) -> None:
+    try:
+        result = work()
+    except UserError as error:
+        click.echo(f"kdtrack: error: {error}", err=True)
+        sys.exit(2)
+    if result is not None:
+        click.echo(result)
+
+
+@click.group()
+def main() -> None:
+    """Experiment tracking for knowledge-distillation research on MLflow."""
+
+
+PARAM = click.option("-P", "params", multiple=True, metavar="KEY=VALUE", help="A config field, as in `mlflow run -P`.")
+EXPERIMENT = click.option("--experiment", default="", help="MLflow experiment name (default: MLFLOW_EXPERIMENT_NAME or Default).")
+
+
+@main.command("train-teacher")
+@PARAM
+@EXPERIMENT
+def train_teacher_command(params, experiment) -> None:
+    """One-hot training of a teacher (the `train_teacher` entry point)."""
+    from kdtrack.config import TrainConfig, from_params
+    from kdtrack.pipeline import train_teacher
+
+    _run(lambda: train_teacher(from_params(TrainConfig, _pairs(params)), experiment))
+
+
+@main.command("distill")
+@PARAM
+@EXPERIMENT
+def distill_command(params, experiment) -> None:
+    """Distill a student (the `distill` entry point)."""
+    from kdtrack.config import DistillConfig, from_params
+    from kdtrack.pipeline import distill
+
+    _run(lambda: distill(from_params(DistillConfig, _pairs(params)), experiment))
+
+
+@main.command("analyze")
+@PARAM
+def analyze_command(params) -> None:
+    """Analyze a student, or every unanalyzed student of `-P experiment=NAME`."""
+    from kdtrack.analysis.analyze import analyze
+    from kdtrack.config import AnalyzeConfig, from_params
+
+    _run(lambda: " ".join(analyze(from_params(AnalyzeConfig, _pairs(params)))))
+
+
+@main.command("demo")
+@click.option("--experiment", default="kdtrack-demo", show_default=True)
+@click.option("--out", default="kdtrack-out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder that receives a local copy of the figures.")
+@click.option("--preset", "presets", multiple=True, default=("mnist_mlp", "noisy_mnist_rf"), show_default=True)
+def demo_command(experiment, out, presets) -> None:
+    """The main job on the embedded data: teacher, distilled student and analysis per preset."""
+    from kdtrack.demo import demo
+
+    _run(lambda: demo(experiment, Path(out), presets))

