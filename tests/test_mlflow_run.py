@@ -1,0 +1,55 @@
+"""The three entry points through `mlflow run . --env-manager local` (about 15 s each)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mlflow_run(entry: str, params: dict, env) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local",
+            "--experiment-name", "e2e"]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def env(store):
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+def test_train_teacher_distill_analyze(store, env):
+    teacher = mlflow_run("train_teacher", TINY, env)
+    assert teacher.returncode == 0, teacher.stderr[-2000:]
+    student = mlflow_run("distill", TINY, env)
+    assert student.returncode == 0, student.stderr[-2000:]
+    assert "reusing finished teacher run" in student.stderr
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("e2e").experiment_id
+    [student_run] = client.search_runs([experiment], "tags.`kdtrack.role` = 'student'")
+    assert student_run.data.params["train_size"] == "64"
+    assert student_run.data.tags["mlflow.parentRunId"]  # nested under the `mlflow run` launcher
+    launcher = student_run.data.tags["mlflow.parentRunId"]
+    analysis = mlflow_run("analyze", {"student_run_id": launcher}, env)  # the id `mlflow run` printed
+    assert analysis.returncode == 0, analysis.stderr[-2000:]
+    [analysis_run] = client.search_runs([experiment], "tags.`kdtrack.role` = 'analysis'")
+    assert analysis_run.data.tags["kdtrack.student_run_id"] == student_run.info.run_id
+    assert "test/slope_bottom25" in analysis_run.data.metrics
+
+
+def test_bad_input_fails_before_training_with_one_line(store, env):
+    result = mlflow_run("distill", {**TINY, "temperature": "-2"}, env)
+    assert result.returncode != 0
+    [line] = [l for l in result.stderr.splitlines() if l.startswith("kdtrack: error:")]
+    assert "temperature=-2.0" in line and "> 0" in line
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("e2e").experiment_id
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
