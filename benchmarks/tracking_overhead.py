@@ -21,7 +21,7 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.getcwd()}/mlflow.db"
 from kdtrack import tracking  # noqa: E402
 from kdtrack.config import TrainConfig, from_params  # noqa: E402
 from kdtrack.models import build_model  # noqa: E402
-from kdtrack.pipeline import load_data  # noqa: E402
+from kdtrack.pipeline import load_data, split_labels  # noqa: E402
 from kdtrack.schedules import constant_weights  # noqa: E402
 from kdtrack.training import Plan, fit  # noqa: E402
 import torch  # noqa: E402
@@ -47,8 +47,7 @@ def tracked() -> float:
     model = build_model("mlp", data.input_shape, 10)
     start = time.perf_counter()
     run = tracking.TrackedRun(tracking.resolve_experiment("bench"), "teacher", "bench", {}, {},
-                              lambda logits: {s: teacher_table(l, data.y_train if s == "train" else data.y_test,
-                                                               torch.zeros(len(l), dtype=torch.bool)) for s, l in logits.items()})
+                              lambda logits: {s: teacher_table(l, *split_labels(data, s)) for s, l in logits.items()})
     fit(model, data, config, weights, log=run)
     run.finish()
     return time.perf_counter() - start

@@ -1,11 +1,11 @@
 """The `kdtrack` command: the entry points in-process, and the embedded demo."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from kdtrack.entry import exit_on_user_error
 from kdtrack.errors import UserError
 
 
@@ -20,11 +20,7 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _run(work) -> None:
-    try:
-        result = work()
-    except UserError as error:
-        click.echo(f"kdtrack: error: {error}", err=True)
-        sys.exit(2)
+    result = exit_on_user_error(work)
     if result is not None:
         click.echo(result)
 

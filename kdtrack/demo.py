@@ -22,14 +22,15 @@ def demo(experiment: str, out: Path, presets: tuple[str, ...]) -> None:
         [analysis] = analyze(AnalyzeConfig(student_run_id=student))
         tags = tracking.get_run(student).data.tags
         figures = tracking.download(analysis, "figures", str(out / preset))
-        slopes = tracking.get_run(analysis).data.metrics
+        analysis_run = tracking.get_run(analysis)
+        slopes = analysis_run.data.metrics
         lines += [f"{preset}:",
                   f"  teacher run   {tags['kdtrack.teacher_run_id']}",
                   f"  student run   {student}",
                   f"  analysis run  {analysis}",
                   f"  slope bottom 25%: train {slopes['train/slope_bottom25']:.3f}, "
                   f"test {slopes['test/slope_bottom25']:.3f} (> 1 = exaggerated confidence)",
-                  f"  figures       {figures} (artifact: {tracking.get_run(analysis).info.artifact_uri}/figures)"]
+                  f"  figures       {figures} (artifact: {analysis_run.info.artifact_uri}/figures)"]
     uri = mlflow.get_tracking_uri()
     lines += ["", f"tracking store: {uri}",
               f"open the UI:    mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000, experiment {experiment!r})"]

@@ -17,15 +17,23 @@ def parse_args(config_class, argv: list[str]) -> dict[str, str]:
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v != ""}
 
 
+def exit_on_user_error(work: Callable[[], object]) -> object:
+    """Run `work`; a UserError becomes one line on stderr and exit status 2, no traceback."""
+    try:
+        return work()
+    except UserError as error:
+        print(f"kdtrack: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run_entrypoint(config_class, work: Callable, argv: list[str] | None = None) -> None:
     from kdtrack import tracking
     from kdtrack.config import from_params
 
-    try:
+    def parse_and_work():
         config = from_params(config_class, parse_args(config_class, sys.argv[1:] if argv is None else argv))
         tracking.claim_launcher()
-        result = work(config)
-    except UserError as error:
-        print(f"kdtrack: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        return work(config)
+
+    result = exit_on_user_error(parse_and_work)
     print(f"kdtrack: result run id(s): {result}")

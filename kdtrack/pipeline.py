@@ -13,7 +13,7 @@ from kdtrack.errors import UserError
 from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights
 from kdtrack import tracking
-from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, predict
+from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, predict_splits
 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "snapshot_every", "checkpoint_every", "teacher_run_id",
@@ -46,7 +46,7 @@ def _train_and_log(run: tracking.TrackedRun, model, data: Splits, config: TrainC
         run.log_dataset(data.x_train.cpu().numpy(), data.y_train.cpu().numpy(), data.source,
                         f"{data.name}-train", "training")
         fit(model, data, config, weights, teacher_logits, temperature, log=run)
-        final = {"train": predict(model, data.x_train), "test": predict(model, data.x_test)}
+        final = predict_splits(model, data)
         for split, table in run.tables(final).items():
             run.log_table(table, f"confidences/{split}.parquet")
         run.log_state(model.state_dict(), "checkpoints/final.pt")
@@ -77,7 +77,7 @@ def train_teacher(config: TrainConfig, experiment: str = "", data: Splits | None
     device = data.x_train.device
     torch.manual_seed(config.seed)
     model = build_model(config.arch, data.input_shape, data.num_classes, config.width, config.depth).to(device)
-    tables = lambda logits: {s: teacher_table(logits[s], *_labels(data, s)) for s in logits}
+    tables = lambda logits: {s: teacher_table(logits[s], *split_labels(data, s)) for s in logits}
     run = tracking.TrackedRun(experiment_id, "teacher", run_name("teacher", config, config.arch),
                               to_params(config),
                               {tracking.KEY: key, "kdtrack.num_classes": str(data.num_classes)}, tables)
@@ -88,7 +88,8 @@ def train_teacher(config: TrainConfig, experiment: str = "", data: Splits | None
     return run.run_id
 
 
-def _labels(data: Splits, split: str):
+def split_labels(data: Splits, split: str):
+    """Labels trained on and mislabeled flags of a split (the test set has no label noise)."""
     if split == "train":
         return data.y_train, data.is_noisy
     return data.y_test, torch.zeros_like(data.y_test, dtype=torch.bool)
@@ -123,7 +124,7 @@ def distill(config: DistillConfig, experiment: str = "") -> str:
     data = load_data(config)
     teacher_id = config.teacher_run_id or train_teacher(config.teacher_config, experiment, data)
     teacher, teacher_params = load_teacher(teacher_id, data, config.dataset)
-    tags = {tracking.KEY: "", "kdtrack.teacher_run_id": teacher_id, "kdtrack.num_classes": str(data.num_classes)}
+    tags = {"kdtrack.teacher_run_id": teacher_id, "kdtrack.num_classes": str(data.num_classes)}
     if config.arch != teacher_params["arch"]:
         tags["kdtrack.onehot_run_id"] = train_teacher(config.onehot_config, experiment, data)
     else:
@@ -137,7 +138,7 @@ def distill(config: DistillConfig, experiment: str = "") -> str:
         tracking.mark_launcher_result(found.info.run_id)
         return found.info.run_id
 
-    teacher_logits = {"train": predict(teacher, data.x_train), "test": predict(teacher, data.x_test)}
+    teacher_logits = predict_splits(teacher, data)
     torch.manual_seed(config.seed)
     model = build_model(config.arch, data.input_shape, data.num_classes, config.width, config.depth)
     if config.same_init:
@@ -149,7 +150,7 @@ def distill(config: DistillConfig, experiment: str = "") -> str:
             say("same_init skipped: the student's architecture differs from the teacher's")
             tags["kdtrack.same_init"] = "skipped (architectures differ)"
     model = model.to(data.x_train.device)
-    tables = lambda logits: {s: student_table(logits[s], teacher_logits[s], *_labels(data, s)) for s in logits}
+    tables = lambda logits: {s: student_table(logits[s], teacher_logits[s], *split_labels(data, s)) for s in logits}
     name = run_name("student", config, f"{teacher_params['arch']}>{config.arch}")
     run = tracking.TrackedRun(experiment_id, "student", name, to_params(config), tags, tables)
     say(f"distilling {teacher_params['arch']} -> {config.arch} on {config.dataset} (run {run.run_id})")

@@ -59,6 +59,11 @@ def predict(model: nn.Module, inputs: torch.Tensor, batch: int = 4096) -> torch.
     return logits
 
 
+def predict_splits(model: nn.Module, data: Splits) -> dict[str, torch.Tensor]:
+    """Logits on the whole train and test sets, keyed by split."""
+    return {"train": predict(model, data.x_train), "test": predict(model, data.x_test)}
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     trainable = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
@@ -127,8 +132,11 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
         done = step + 1
         if log is None:
             continue
-        if done % plan.log_every == 0 or done == plan.total_steps:
-            logits_now = {"train": predict(model, data.x_train), "test": predict(model, data.x_test)}
+        evaluate_now = done % plan.log_every == 0 or done == plan.total_steps
+        snapshot_now = bool(config.snapshot_every) and done % config.snapshot_every == 0
+        # One forward pass over both sets serves the metrics and the snapshot of this step.
+        logits_now = predict_splits(model, data) if evaluate_now or snapshot_now else None
+        if evaluate_now:
             values = {f"train/{k}": (v / seen).item() for k, v in running.items()}
             values.update(evaluate(logits_now, data, teacher_logits))
             values["lr"] = rates[step]
@@ -136,8 +144,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
             values["epoch"] = done / plan.steps_per_epoch
             log.metrics(values, done)
             running, seen = {}, 0
-        if config.snapshot_every and done % config.snapshot_every == 0:
-            log.snapshot(done, {"train": predict(model, data.x_train), "test": predict(model, data.x_test)})
+        if snapshot_now:
+            log.snapshot(done, logits_now)
         if config.checkpoint_every and done % config.checkpoint_every == 0:
             log.checkpoint(done, {"model": model.state_dict(), "optimizer": optimizer.state_dict()})
     return model
