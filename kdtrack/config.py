@@ -54,10 +54,12 @@ class TrainConfig:
     batch_size: int = 32
     epochs: float = 20.0
     steps: int = 0  # when > 0, the training length in steps (epochs is then ignored)
-    log_every: int = 0  # metrics every N steps; 0 = once per epoch
+    log_every: int = 0  # loss terms and running batch metrics every N steps; 0 = once per epoch
+    eval_every: int = 0  # full-set train/test evaluation every N steps; 0 = within a 5% compute budget
     snapshot_every: int = 0  # per-sample confidence snapshots every N steps; 0 = only at the end
-    checkpoint_every: int = 0  # checkpoint artifact every N steps; 0 = only the final weights
+    checkpoint_every: int = 0  # kept checkpoints every N steps; 0 = only at 25/50/75% and the end
     force: bool = False  # train anew even when a finished run with the same parameters exists
+    resume: bool = True  # continue an interrupted run with the same parameters from its checkpoint
 
     def __post_init__(self) -> None:
         from kdtrack.data import DATASETS
@@ -86,7 +88,7 @@ class TrainConfig:
         _check("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1")
         _check("epochs", self.epochs, math.isfinite(self.epochs) and (self.epochs > 0 or self.steps > 0), "a number > 0 (or set steps)")
         _check("steps", self.steps, self.steps >= 0, "an integer >= 0 (0 = use epochs)")
-        for name in ("log_every", "snapshot_every", "checkpoint_every"):
+        for name in ("log_every", "eval_every", "snapshot_every", "checkpoint_every"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = off)")
 
 
@@ -99,6 +101,8 @@ class DistillConfig(TrainConfig):
     """
 
     teacher_arch: str = ""  # empty = same as `arch` (self-distillation)
+    teacher_width: int = 0  # 0 = `width` when the architectures match, else the teacher arch's default
+    teacher_depth: int = 0  # 0 = `depth` when the architectures match, else the teacher arch's default
     teacher_run_id: str = ""  # empty = reuse a matching finished teacher, else train one
     temperature: float = 4.0
     distill_weight: float = 1.0
@@ -110,6 +114,8 @@ class DistillConfig(TrainConfig):
 
         if self.teacher_arch:
             _choice("teacher_arch", self.teacher_arch, ARCHITECTURES)
+        for name in ("teacher_width", "teacher_depth"):
+            _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = see above)")
         _check("temperature", self.temperature, math.isfinite(self.temperature) and self.temperature > 0, "a finite number > 0")
         _check("distill_weight", self.distill_weight, 0 <= self.distill_weight <= 1, "0 <= distill_weight <= 1")
 
@@ -117,12 +123,15 @@ class DistillConfig(TrainConfig):
     def teacher_config(self) -> TrainConfig:
         """The one-hot training config of this student's teacher."""
         shared = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
-        return TrainConfig(**{**shared, "arch": self.teacher_arch or self.arch})
+        arch = self.teacher_arch or self.arch
+        same = arch == self.arch
+        return TrainConfig(**{**shared, "arch": arch, "width": self.teacher_width or (self.width if same else 0),
+                              "depth": self.teacher_depth or (self.depth if same else 0)})
 
     @property
     def onehot_config(self) -> TrainConfig:
         """The one-hot student of the student's own architecture (Table 2's 'Student (OH)')."""
-        return dataclasses.replace(self.teacher_config, arch=self.arch)
+        return dataclasses.replace(self.teacher_config, arch=self.arch, width=self.width, depth=self.depth)
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,7 @@ class AnalyzeConfig:
         _check("bins", self.bins, self.bins >= 5, "an integer >= 5")
 
 
+ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "analyze": AnalyzeConfig}
 Config = TypeVar("Config", TrainConfig, DistillConfig, AnalyzeConfig)
 
 

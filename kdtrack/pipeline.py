@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import copy
 import sys
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
+from torch import nn
 
 from kdtrack.confidence import student_table, teacher_table
 from kdtrack.config import DistillConfig, TrainConfig, to_params
@@ -16,8 +19,8 @@ from kdtrack import tracking
 from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, predict_splits
 
 # Fields that do not change what is trained, left out of reuse keys.
-NOT_IN_KEY = ("preset", "download", "log_every", "snapshot_every", "checkpoint_every", "teacher_run_id",
-              "force")
+NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
+              "teacher_run_id", "force", "resume")
 
 
 def say(message: str) -> None:
@@ -38,14 +41,65 @@ def run_name(role: str, config: TrainConfig, arch: str) -> str:
     return f"{role}-{config.preset}-{config.dataset}-{arch}-seed{config.seed}"
 
 
-def _train_and_log(run: tracking.TrackedRun, model, data: Splits, config: TrainConfig,
-                   weights: list[float], teacher_logits=None, temperature: float = 1.0) -> None:
-    """The part shared by teachers and students: train, then log tables, weights and model.
-    Any failure marks the run FAILED (KILLED on Ctrl-C) with its reason before propagating."""
+def split_labels(data: Splits, split: str):
+    """Labels trained on and mislabeled flags of a split (the test set has no label noise)."""
+    if split == "train":
+        return data.y_train, data.is_noisy
+    return data.y_test, torch.zeros_like(data.y_test, dtype=torch.bool)
+
+
+@dataclass
+class Job:
+    """One training run to find, resume or start: what `train_teacher`, `distill` and `switch`
+    hand to `run_job`."""
+
+    role: str
+    config: TrainConfig
+    name: str
+    tags: dict[str, str]
+    weights: list[float]  # distillation weight per step; its length is the training length
+    make_model: Callable[[], nn.Module]
+    tables: Callable[[dict], dict]
+    upstream: str = ""  # the run this one depends on, part of the reuse key
+    teacher_logits: dict | None = None
+    temperature: float = 1.0
+    start: dict | None = None  # a checkpoint to start from (switch's from_run_id)
+    first_records: dict[str, object] = field(default_factory=dict)  # artifact path -> state, at start
+    first_metrics: dict[str, float] = field(default_factory=dict)  # logged at step 0
+
+
+def run_job(experiment_id: str, job: Job, data: Splits) -> str:
+    """Reuse a FINISHED run with the same key and params, else resume an interrupted one from its
+    last checkpoint, else start a new run; train, then log tables, weights and the model.
+    Any failure marks the run FAILED (KILLED on Ctrl-C/SIGTERM) with its reason."""
+    config = job.config
+    params = key_params(config)
+    job.tags[tracking.KEY] = key = tracking.run_key(job.role, params, job.upstream)
+    if not config.force:
+        found = tracking.find_finished(experiment_id, job.role, key, params)
+        if found:
+            say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
+            tracking.mark_launcher_result(found.info.run_id)
+            return found.info.run_id
+    paused = None if config.force or not config.resume else tracking.find_resumable(experiment_id, job.role, key, params)
+    model = job.make_model().to(data.x_train.device)
+    if paused:
+        state = tracking.load_state(paused.info.run_id, "checkpoints/last.pt")
+        run = tracking.TrackedRun(experiment_id, job.role, job.name, {}, {}, job.tables, paused.info.run_id)
+        say(f"resuming {job.role} run {run.run_id} ({paused.info.status}) after step {state['step']}")
+    else:
+        state = job.start
+        run = tracking.TrackedRun(experiment_id, job.role, job.name, to_params(config), job.tags, job.tables)
+        say(f"training {job.name} (run {run.run_id})")
     try:
-        run.log_dataset(data.x_train.cpu().numpy(), data.y_train.cpu().numpy(), data.source,
-                        f"{data.name}-train", "training")
-        fit(model, data, config, weights, teacher_logits, temperature, log=run)
+        if not paused:
+            for path, record in job.first_records.items():
+                run.log_state(record, path)
+            if job.first_metrics:
+                run.metrics(job.first_metrics, 0)
+            run.log_dataset(data.x_train.cpu().numpy(), data.y_train.cpu().numpy(), data.source,
+                            f"{data.name}-train", "training")
+        fit(model, data, config, job.weights, job.teacher_logits, job.temperature, log=run, resume=state)
         final = predict_splits(model, data)
         for split, table in run.tables(final).items():
             run.log_table(table, f"confidences/{split}.parquet")
@@ -60,43 +114,32 @@ def _train_and_log(run: tracking.TrackedRun, model, data: Splits, config: TrainC
         run.set_tags({"kdtrack.failure": f"{type(error).__name__}: {error}"[:5000]})
         run.finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
         raise
+    return run.run_id
+
+
+def teacher_job(config: TrainConfig, data: Splits) -> Job:
+    def make_model():
+        torch.manual_seed(config.seed)
+        return build_model(config.arch, data.input_shape, data.num_classes, config.width, config.depth)
+
+    init = copy.deepcopy(make_model().state_dict())
+    return Job("teacher", config, run_name("teacher", config, config.arch),
+               {"kdtrack.num_classes": str(data.num_classes)},
+               constant_weights(Plan.of(config, len(data.y_train)).total_steps, 0.0), make_model,
+               lambda logits: {s: teacher_table(logits[s], *split_labels(data, s)) for s in logits},
+               first_records={"checkpoints/init.pt": init})
 
 
 def train_teacher(config: TrainConfig, experiment: str = "", data: Splits | None = None) -> str:
     """Train a model on the one-hot loss (Eq. 1), or reuse a finished identical run; its id."""
     tracking.check_store()
-    experiment_id = tracking.resolve_experiment(experiment)
-    params = key_params(config)
-    key = tracking.run_key("teacher", params)
-    found = None if config.force else tracking.find_finished(experiment_id, "teacher", key, params)
-    if found:
-        say(f"reusing finished teacher run {found.info.run_id} ({found.info.run_name})")
-        tracking.mark_launcher_result(found.info.run_id)
-        return found.info.run_id
     data = data or load_data(config)
-    device = data.x_train.device
-    torch.manual_seed(config.seed)
-    model = build_model(config.arch, data.input_shape, data.num_classes, config.width, config.depth).to(device)
-    tables = lambda logits: {s: teacher_table(logits[s], *split_labels(data, s)) for s in logits}
-    run = tracking.TrackedRun(experiment_id, "teacher", run_name("teacher", config, config.arch),
-                              to_params(config),
-                              {tracking.KEY: key, "kdtrack.num_classes": str(data.num_classes)}, tables)
-    say(f"training teacher {config.arch} on {config.dataset} (run {run.run_id})")
-    run.log_state(copy.deepcopy(model.state_dict()), "checkpoints/init.pt")
-    plan = Plan.of(config, len(data.y_train))
-    _train_and_log(run, model, data, config, constant_weights(plan.total_steps, 0.0))
-    return run.run_id
-
-
-def split_labels(data: Splits, split: str):
-    """Labels trained on and mislabeled flags of a split (the test set has no label noise)."""
-    if split == "train":
-        return data.y_train, data.is_noisy
-    return data.y_test, torch.zeros_like(data.y_test, dtype=torch.bool)
+    return run_job(tracking.resolve_experiment(experiment), teacher_job(config, data), data)
 
 
 def load_teacher(run_id: str, data: Splits, expected_dataset: str):
     """Rebuild a finished teacher run's model from its params and final weights."""
+    run_id = tracking.follow_launcher(run_id)
     run = tracking.get_run(run_id)
     role = run.data.tags.get(tracking.ROLE)
     if role != "teacher":
@@ -113,51 +156,48 @@ def load_teacher(run_id: str, data: Splits, expected_dataset: str):
     model = build_model(params["arch"], data.input_shape, data.num_classes, int(params["width"]),
                         int(params["depth"]))
     model.load_state_dict(tracking.load_state(run_id, "checkpoints/final.pt"))
-    return model.to(data.x_train.device).eval(), params
+    return run_id, model.to(data.x_train.device).eval(), params
 
 
-def distill(config: DistillConfig, experiment: str = "") -> str:
-    """Train a student on `distill_weight * KD + (1 - distill_weight) * CE` against a teacher that
-    is given, reused or trained first; where architectures differ, also the one-hot student."""
-    tracking.check_store()
-    experiment_id = tracking.resolve_experiment(experiment)
-    data = load_data(config)
+def student_job(config: DistillConfig, experiment: str, data: Splits, weights: list[float]) -> Job:
+    """A student of the teacher `config` names, reused or trained first; where architectures
+    differ, the one-hot student Table 2 compares against is trained (or reused) too."""
     teacher_id = config.teacher_run_id or train_teacher(config.teacher_config, experiment, data)
-    teacher, teacher_params = load_teacher(teacher_id, data, config.dataset)
+    teacher_id, teacher, teacher_params = load_teacher(teacher_id, data, config.dataset)
     tags = {"kdtrack.teacher_run_id": teacher_id, "kdtrack.num_classes": str(data.num_classes)}
     if config.arch != teacher_params["arch"]:
         tags["kdtrack.onehot_run_id"] = train_teacher(config.onehot_config, experiment, data)
     else:
         tags["kdtrack.onehot_run_id"] = teacher_id  # self-distillation: the teacher is the baseline
 
-    params = key_params(config)
-    tags[tracking.KEY] = tracking.run_key("student", params, upstream=teacher_id)
-    found = None if config.force else tracking.find_finished(experiment_id, "student", tags[tracking.KEY], params)
-    if found:
-        say(f"reusing finished student run {found.info.run_id} ({found.info.run_name})")
-        tracking.mark_launcher_result(found.info.run_id)
-        return found.info.run_id
+    same_shape = (config.arch, str(config.width), str(config.depth)) == (
+        teacher_params["arch"], teacher_params["width"], teacher_params["depth"])
+    tags["kdtrack.same_init"] = ("teacher" if same_shape else "skipped (architectures differ)") \
+        if config.same_init else "no"
+    if config.same_init and not same_shape:
+        say("same_init skipped: the student's architecture differs from the teacher's")
+
+    def make_model():
+        torch.manual_seed(config.seed)
+        model = build_model(config.arch, data.input_shape, data.num_classes, config.width, config.depth)
+        if config.same_init and same_shape:
+            model.load_state_dict(tracking.load_state(teacher_id, "checkpoints/init.pt"))
+        return model
 
     teacher_logits = predict_splits(teacher, data)
-    torch.manual_seed(config.seed)
-    model = build_model(config.arch, data.input_shape, data.num_classes, config.width, config.depth)
-    if config.same_init:
-        if config.arch == teacher_params["arch"] and (config.width, config.depth) == (
-                int(teacher_params["width"]), int(teacher_params["depth"])):
-            model.load_state_dict(tracking.load_state(teacher_id, "checkpoints/init.pt"))
-            tags["kdtrack.same_init"] = "teacher"
-        else:
-            say("same_init skipped: the student's architecture differs from the teacher's")
-            tags["kdtrack.same_init"] = "skipped (architectures differ)"
-    model = model.to(data.x_train.device)
-    tables = lambda logits: {s: student_table(logits[s], teacher_logits[s], *split_labels(data, s)) for s in logits}
-    name = run_name("student", config, f"{teacher_params['arch']}>{config.arch}")
-    run = tracking.TrackedRun(experiment_id, "student", name, to_params(config), tags, tables)
-    say(f"distilling {teacher_params['arch']} -> {config.arch} on {config.dataset} (run {run.run_id})")
-    teacher_train_acc = (teacher_logits["train"].argmax(1) == data.y_train).float().mean().item()
-    run.metrics({"teacher/train_acc": teacher_train_acc,
-                 "teacher/test_acc": (teacher_logits["test"].argmax(1) == data.y_test).float().mean().item()}, 0)
-    plan = Plan.of(config, len(data.y_train))
-    _train_and_log(run, model, data, config, constant_weights(plan.total_steps, config.distill_weight),
-                   teacher_logits, config.temperature)
-    return run.run_id
+    accuracy = {f"teacher/{split}_acc": (teacher_logits[split].argmax(1) == split_labels(data, split)[0])
+                .float().mean().item() for split in teacher_logits}
+    return Job("student", config, run_name("student", config, f"{teacher_params['arch']}>{config.arch}"),
+               tags, weights, make_model,
+               lambda logits: {s: student_table(logits[s], teacher_logits[s], *split_labels(data, s)) for s in logits},
+               upstream=teacher_id, teacher_logits=teacher_logits, temperature=config.temperature,
+               first_metrics=accuracy)
+
+
+def distill(config: DistillConfig, experiment: str = "") -> str:
+    """Train a student on `distill_weight * KD + (1 - distill_weight) * CE` against a teacher that
+    is given, reused or trained first."""
+    tracking.check_store()
+    data = load_data(config)
+    weights = constant_weights(Plan.of(config, len(data.y_train)).total_steps, config.distill_weight)
+    return run_job(tracking.resolve_experiment(experiment), student_job(config, experiment, data, weights), data)

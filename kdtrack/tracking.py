@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -120,50 +121,116 @@ def find_finished(experiment_id: str, role: str, key: str, params: dict[str, str
     return None
 
 
+def find_resumable(experiment_id: str, role: str, key: str, params: dict[str, str]):
+    """The newest unfinished run with this key and params that left a resume checkpoint: killed,
+    preempted (still RUNNING after a SIGKILL) or failed for a reason other than a non-finite loss
+    (which would only recur)."""
+    runs = search_all([experiment_id], f"tags.`{ROLE}` = '{role}' and tags.`{KEY}` = '{key}' "
+                      "and attributes.status != 'FINISHED'", ["attributes.start_time DESC"])
+    for run in runs:
+        if run.data.tags.get("kdtrack.failure", "").startswith("non-finite"):
+            continue
+        if all(run.data.params.get(k) == v for k, v in params.items()) and any(
+                a.path == "checkpoints/last.pt" for a in client().list_artifacts(run.info.run_id, "checkpoints")):
+            return run
+    return None
+
+
+class Uploader:
+    """Ships metric batches and artifacts to the store on one background thread, in order, so
+    that training never waits on the store; a failed call is retried with backoff (a tracking
+    server that restarts mid-run loses nothing). `drain` waits and returns what still failed."""
+
+    DELAYS = (0.5, 1, 2, 4, 8, 16, 32)
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="kdtrack-upload")
+        self.pending: list[Future] = []
+
+    def submit(self, what: str, call: Callable[[], None]) -> None:
+        self.pending = [f for f in self.pending if not f.done() or f.exception()]
+        self.pending.append(self.pool.submit(self._retrying, what, call))
+
+    def _retrying(self, what: str, call: Callable[[], None]) -> None:
+        for delay in (*self.DELAYS, None):
+            try:
+                return call()
+            except Exception as error:
+                if delay is None:
+                    raise RuntimeError(f"{what}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+                time.sleep(delay)
+
+    def drain(self) -> list[str]:
+        failures = [str(f.exception()) for f in self.pending if f.exception()]
+        self.pending = []
+        self.pool.shutdown()
+        return failures
+
+
 class TrackedRun:
-    """One MLflow run, active in the fluent API while open; implements training.RunLog."""
+    """One MLflow run, active in the fluent API while open; implements training.RunLog.
+
+    With `resume_run_id`, reopens that run instead of creating one: its params are already
+    logged, and metrics of steps it already has are not logged twice.
+    """
 
     def __init__(self, experiment_id: str, role: str, name: str, params: dict[str, str],
-                 tags: dict[str, str], tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None):
+                 tags: dict[str, str], tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
+                 resume_run_id: str = ""):
+        self.tables = tables
+        self.uploader = Uploader()
+        self.logged_through = 0
+        if resume_run_id:
+            self.run_id = resume_run_id
+            history = client().get_metric_history(resume_run_id, "lr")  # logged at every log step
+            self.logged_through = max((m.step for m in history), default=0)
+            mlflow.start_run(run_id=self.run_id)
+            return
         all_tags = {ROLE: role, "kdtrack.code_version": code_version(), **tags}
         launcher = os.environ.get(LAUNCHER)
         if launcher:
             all_tags["mlflow.parentRunId"] = launcher
         run = client().create_run(experiment_id, run_name=name, tags=all_tags)
         self.run_id = run.info.run_id
-        self.tables = tables
         mlflow.start_run(run_id=self.run_id)
         mlflow.log_params(params)
 
     # training.RunLog
     def metrics(self, values: dict[str, float], step: int) -> None:
+        if step <= self.logged_through and step > 0:
+            return
         now = int(time.time() * 1000)
-        client().log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()],
-                           synchronous=False)
+        batch = [Metric(k, float(v), now, step) for k, v in values.items()]
+        self.uploader.submit(f"metrics of step {step}", lambda: client().log_batch(self.run_id, metrics=batch))
 
     def snapshot(self, step: int, logits: dict) -> None:
-        for split, table in self.tables(logits).items():
-            self.log_table(table, f"confidences/step_{step}/{split}.parquet")
+        def tables_and_upload():
+            for split, table in self.tables(logits).items():
+                self._upload(_parquet(table), f"confidences/step_{step}/{split}.parquet")
 
-    def checkpoint(self, step: int, state: dict) -> None:
-        self.log_state(state, f"checkpoints/step_{step}.pt")
+        self.uploader.submit(f"confidence snapshot of step {step}", tables_and_upload)
+
+    def checkpoint(self, step: int, state: dict, keep: bool) -> None:
+        """`checkpoints/last.pt` (what a rerun resumes from), and `step_<N>.pt` when kept."""
+        payload = _torch_bytes(state)  # serialized now: the tensors change with the next step
+        for path in ["checkpoints/last.pt"] + ([f"checkpoints/step_{step}.pt"] if keep else []):
+            self.log_bytes(payload, path)
 
     # artifacts
     def log_bytes(self, payload: bytes, artifact_path: str) -> None:
+        self.uploader.submit(f"artifact {artifact_path}", lambda: self._upload(payload, artifact_path))
+
+    def _upload(self, payload: bytes, artifact_path: str) -> None:
         folder, name = os.path.split(artifact_path)
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / name).write_bytes(payload)
             client().log_artifact(self.run_id, str(Path(tmp) / name), folder or None)
 
     def log_table(self, table: pl.DataFrame, artifact_path: str) -> None:
-        buffer = io.BytesIO()
-        table.write_parquet(buffer)
-        self.log_bytes(buffer.getvalue(), artifact_path)
+        self.log_bytes(_parquet(table), artifact_path)
 
     def log_state(self, state: dict, artifact_path: str) -> None:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        self.log_bytes(buffer.getvalue(), artifact_path)
+        self.log_bytes(_torch_bytes(state), artifact_path)
 
     def log_figure(self, figure, artifact_path: str) -> None:
         client().log_figure(self.run_id, figure, artifact_path)
@@ -185,9 +252,27 @@ class TrackedRun:
             client().set_tag(self.run_id, key, value)
 
     def finish(self, status: str = "FINISHED") -> None:
-        mlflow.flush_async_logging()
+        failures = self.uploader.drain()
+        if failures:
+            status = "FAILED"
+            self.set_tags({"kdtrack.failure": f"not recorded: {failures[0]}"[:5000]})
         mlflow.end_run(status)
         mark_launcher_result(self.run_id)
+        if failures:
+            raise UserError(f"run {self.run_id}: {len(failures)} record(s) could not be written to "
+                            f"the tracking store, the first: {failures[0]}")
+
+
+def _parquet(table: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def _torch_bytes(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def download(run_id: str, artifact_path: str, dst: str) -> Path:

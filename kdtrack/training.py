@@ -1,8 +1,11 @@
-"""The one training loop. Teacher, student and (later) loss switching differ only in the
-distillation weight handed in per step. Tracking is an optional `RunLog`; tests pass none."""
+"""The one training loop. Teacher, student and loss switching differ only in the distillation
+weight handed in per step. Tracking is an optional `RunLog`; tests pass none."""
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -13,6 +16,12 @@ from kdtrack.config import TrainConfig
 from kdtrack.data import Splits
 from kdtrack.losses import combined_loss
 from kdtrack.schedules import learning_rates
+
+# Full-set evaluation (both splits, forward only) is budgeted at this fraction of the training
+# compute when `eval_every` is 0; a training step costs about 3 forward passes of its batch.
+EVAL_BUDGET = 0.05
+# Fractions of training at which every run keeps a checkpoint, so that `switch` can start there.
+SWITCH_POINTS = (0.25, 0.5, 0.75)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -26,24 +35,35 @@ class RunLog(Protocol):
 
     def metrics(self, values: dict[str, float], step: int) -> None: ...
     def snapshot(self, step: int, logits: dict[str, torch.Tensor]) -> None: ...
-    def checkpoint(self, step: int, state: dict) -> None: ...
+    def checkpoint(self, step: int, state: dict, keep: bool) -> None: ...
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Step counts derived from a config: how long, how often to log."""
+    """Step counts derived from a config: how long, how often to log, evaluate and checkpoint."""
 
     steps_per_epoch: int
     total_steps: int
     warmup_steps: int
     log_every: int
+    eval_every: int
 
     @classmethod
-    def of(cls, config: TrainConfig, train_points: int) -> "Plan":
+    def of(cls, config: TrainConfig, train_points: int, eval_points: int = 0) -> "Plan":
         per_epoch = math.ceil(train_points / config.batch_size)
         total = config.steps or max(1, math.ceil(config.epochs * per_epoch))
         warmup = round(config.warmup * (1 if config.steps else per_epoch))
-        return cls(per_epoch, total, min(warmup, total), config.log_every or per_epoch)
+        log_every = config.log_every or per_epoch
+        eval_every = config.eval_every
+        if not eval_every:  # the smallest multiple of log_every within EVAL_BUDGET
+            steps_per_eval = eval_points / (3 * config.batch_size * EVAL_BUDGET)
+            eval_every = log_every * max(1, math.ceil(steps_per_eval / log_every))
+        return cls(per_epoch, total, min(warmup, total), log_every, eval_every)
+
+    def keeps_checkpoint(self, step: int, every: int) -> bool:
+        """Steps whose checkpoint stays as `checkpoints/step_<N>.pt`: every `every` steps, and
+        the SWITCH_POINTS fractions of nominal training."""
+        return bool(every) and step % every == 0 or step in {round(f * self.total_steps) for f in SWITCH_POINTS}
 
 
 def pick_device() -> torch.device:
@@ -73,79 +93,123 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
                            weight_decay=config.weight_decay)
 
 
+def agreement_and_kl(logits: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 agreement with the teacher and mean KL(teacher || student) at temperature 1."""
+    log_t, log_s = teacher.log_softmax(1), logits.log_softmax(1)
+    return (logits.argmax(1) == teacher.argmax(1)).float().mean(), (log_t.exp() * (log_t - log_s)).sum(1).mean()
+
+
 def evaluate(logits: dict[str, torch.Tensor], data: Splits,
              teacher_logits: dict[str, torch.Tensor] | None) -> dict[str, float]:
-    """Accuracy per split (train against the labels trained on), and for students top-1
+    """Full-set accuracy per split (train against the labels trained on), and for students top-1
     agreement with the teacher and mean KL(teacher || student)."""
     labels = {"train": data.y_train, "test": data.y_test}
     out = {}
     for split, split_logits in logits.items():
         out[f"{split}/acc"] = (split_logits.argmax(1) == labels[split]).float().mean().item()
         if teacher_logits is not None:
-            teacher = teacher_logits[split]
-            out[f"{split}/agreement"] = (split_logits.argmax(1) == teacher.argmax(1)).float().mean().item()
-            log_t, log_s = teacher.log_softmax(1), split_logits.log_softmax(1)
-            out[f"{split}/kl"] = (log_t.exp() * (log_t - log_s)).sum(1).mean().item()
+            agreement, kl = agreement_and_kl(split_logits, teacher_logits[split])
+            out[f"{split}/agreement"], out[f"{split}/kl"] = agreement.item(), kl.item()
     if data.is_noisy.any():
         out["train/acc_clean_labels"] = (logits["train"].argmax(1) == data.y_train_clean).float().mean().item()
     return out
 
 
+@contextmanager
+def stop_requests():
+    """Turn SIGINT/SIGTERM into a request the loop honours between steps, so that the checkpoint
+    it then writes is of a whole step, never of a half-applied optimizer update."""
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {sig: signal.signal(sig, lambda number, frame: requested.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Sequence[float],
         teacher_logits: dict[str, torch.Tensor] | None = None, temperature: float = 1.0,
-        log: RunLog | None = None) -> nn.Module:
-    """Train `model` in place for `Plan.of(config).total_steps` steps and return it.
+        log: RunLog | None = None, resume: dict | None = None) -> nn.Module:
+    """Train `model` in place for `len(distill_weights)` steps and return it.
 
+    The learning-rate schedule spans the config's nominal length; steps past it (a `switch`
+    run's `extend_to`) keep its last rate. `resume` is a checkpoint written by this loop: training
+    continues after its step with the same batch order, optimizer state and running sums.
     `teacher_logits` are the teacher's logits on the (fixed, unaugmented) train and test sets,
     computed once: the teacher is frozen, so recomputing them per batch would be wasted work.
     """
-    plan = Plan.of(config, len(data.y_train))
-    assert len(distill_weights) == plan.total_steps, "one distillation weight per step"
+    plan = Plan.of(config, len(data.y_train), len(data.y_train) + len(data.y_test))
+    total = len(distill_weights)
     rates = learning_rates(plan.total_steps, config.lr, plan.warmup_steps, config.schedule,
                            config.decay_factor,
                            tuple(float(m) for m in config.decay_milestones.split(",") if m.strip()))
+    rates += rates[-1:] * (total - plan.total_steps)
     optimizer = make_optimizer(model, config)
     order_rng = torch.Generator().manual_seed(config.seed)
-    running: dict[str, float] = {}
-    seen = 0
+    running: dict[str, torch.Tensor] = {}
+    seen, start, order = 0, 0, None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        order_rng.set_state(resume["order_rng"])
+        torch.set_rng_state(resume["torch_rng"])
+        start, order, running, seen = resume["step"], resume["order"], resume["running"], resume["seen"]
+        order = order.to(data.y_train.device)
     model.train()
-    for step in range(plan.total_steps):
-        position = step % plan.steps_per_epoch
-        if position == 0:
-            order = torch.randperm(len(data.y_train), generator=order_rng).to(data.y_train.device)
-        batch = order[position * config.batch_size:(position + 1) * config.batch_size]
-        for group in optimizer.param_groups:
-            group["lr"] = rates[step]
+    with stop_requests() if log is not None else nullcontext([]) as stop:
+        for step in range(start, total):
+            position = step % plan.steps_per_epoch
+            if position == 0:
+                order = torch.randperm(len(data.y_train), generator=order_rng).to(data.y_train.device)
+            batch = order[position * config.batch_size:(position + 1) * config.batch_size]
+            for group in optimizer.param_groups:
+                group["lr"] = rates[step]
 
-        logits = model(data.x_train[batch])
-        targets = teacher_logits["train"][batch] if teacher_logits is not None else None
-        terms = combined_loss(logits, data.y_train[batch], targets, distill_weights[step], temperature)
-        if not torch.isfinite(terms["loss"]):
-            raise NonFiniteLoss(step + 1, {k: v.item() for k, v in terms.items()})
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
+            logits = model(data.x_train[batch])
+            targets = teacher_logits["train"][batch] if teacher_logits is not None else None
+            terms = combined_loss(logits, data.y_train[batch], targets, distill_weights[step], temperature)
+            if not torch.isfinite(terms["loss"]):
+                raise NonFiniteLoss(step + 1, {k: v.item() for k, v in terms.items()})
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            done = step + 1
+            if log is None:
+                continue
 
-        for name, value in terms.items():
-            running[name] = running.get(name, 0.0) + value.detach()
-        seen += 1
-        done = step + 1
-        if log is None:
-            continue
-        evaluate_now = done % plan.log_every == 0 or done == plan.total_steps
-        snapshot_now = bool(config.snapshot_every) and done % config.snapshot_every == 0
-        # One forward pass over both sets serves the metrics and the snapshot of this step.
-        logits_now = predict_splits(model, data) if evaluate_now or snapshot_now else None
-        if evaluate_now:
-            values = {f"train/{k}": (v / seen).item() for k, v in running.items()}
-            values.update(evaluate(logits_now, data, teacher_logits))
-            values["lr"] = rates[step]
-            values["distill_weight"] = float(distill_weights[step])
-            values["epoch"] = done / plan.steps_per_epoch
-            log.metrics(values, done)
-            running, seen = {}, 0
-        if snapshot_now:
-            log.snapshot(done, logits_now)
-        if config.checkpoint_every and done % config.checkpoint_every == 0:
-            log.checkpoint(done, {"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+            # Running means over the batches since the last log step: free, unlike a full pass.
+            with torch.no_grad():
+                terms["batch_acc"] = (logits.argmax(1) == data.y_train[batch]).float().mean()
+                if targets is not None:
+                    terms["batch_agreement"], terms["batch_kl"] = agreement_and_kl(logits, targets)
+            for name, value in terms.items():
+                running[name] = running.get(name, 0.0) + value.detach()
+            seen += 1
+            evaluate_now = done % plan.eval_every == 0 or done == total
+            snapshot_now = bool(config.snapshot_every) and done % config.snapshot_every == 0
+            # One forward pass over both sets serves the evaluation and the snapshot of this step.
+            logits_now = predict_splits(model, data) if evaluate_now or snapshot_now else None
+            if done % plan.log_every == 0 or evaluate_now:
+                values = {f"train/{k}": (v / seen).item() for k, v in running.items()}
+                if evaluate_now:
+                    values.update(evaluate(logits_now, data, teacher_logits))
+                values.update({"lr": rates[step], "distill_weight": float(distill_weights[step]),
+                               "epoch": done / plan.steps_per_epoch})
+                log.metrics(values, done)
+                running, seen = {}, 0
+            if snapshot_now:
+                log.snapshot(done, logits_now)
+            keep = plan.keeps_checkpoint(done, config.checkpoint_every)
+            if keep or evaluate_now or stop:
+                log.checkpoint(done, {
+                    "step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "order_rng": order_rng.get_state(), "torch_rng": torch.get_rng_state(),
+                    "order": order.cpu(), "running": running, "seen": seen}, keep)
+            if stop:
+                raise KeyboardInterrupt(f"stopped by signal {stop[0]} after step {done}; checkpoint saved")
     return model

@@ -4,11 +4,14 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from kdtrack.config import AnalyzeConfig, DistillConfig, TrainConfig, from_params
+from kdtrack.config import ENTRY_POINTS, DistillConfig, TrainConfig, from_params
 from kdtrack.errors import UserError
 from kdtrack.presets import PRESETS
 
-ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "analyze": AnalyzeConfig}
+def test_mlproject_is_generated_from_the_dataclasses():
+    from kdtrack.mlproject import render
+
+    assert open("MLproject").read() == render(), "run: .venv/bin/python -m kdtrack.mlproject > MLproject"
 
 
 def test_mlproject_parameters_mirror_the_dataclasses():
