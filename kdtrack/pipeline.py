@@ -84,7 +84,7 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
     paused = None if config.force or not config.resume else tracking.find_resumable(experiment_id, job.role, key, params)
     model = job.make_model().to(data.x_train.device)
     if paused:
-        state = tracking.load_state(paused.info.run_id, "checkpoints/last.pt")
+        state = tracking.load_state(paused.info.run_id, paused.data.tags[tracking.RESUME])
         run = tracking.TrackedRun(experiment_id, job.role, job.name, {}, {}, job.tables, paused.info.run_id)
         say(f"resuming {job.role} run {run.run_id} ({paused.info.status}) after step {state['step']}")
     else:

@@ -30,6 +30,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 ROLE, KEY = "kdtrack.role", "kdtrack.key"
 LAUNCHER = "kdtrack.launcher"  # see `claim_launcher`
+RESUME = "kdtrack.resume_checkpoint"  # artifact path of a run's newest checkpoint
 # Written into logged models so they reload without pip's slow requirement inference.
 MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
 
@@ -130,8 +131,7 @@ def find_resumable(experiment_id: str, role: str, key: str, params: dict[str, st
     for run in runs:
         if run.data.tags.get("kdtrack.failure", "").startswith("non-finite"):
             continue
-        if all(run.data.params.get(k) == v for k, v in params.items()) and any(
-                a.path == "checkpoints/last.pt" for a in client().list_artifacts(run.info.run_id, "checkpoints")):
+        if RESUME in run.data.tags and all(run.data.params.get(k) == v for k, v in params.items()):
             return run
     return None
 
@@ -174,12 +174,16 @@ class TrackedRun:
     logged, and metrics of steps it already has are not logged twice.
     """
 
+    FLUSH_SECONDS = 5.0
+
     def __init__(self, experiment_id: str, role: str, name: str, params: dict[str, str],
                  tags: dict[str, str], tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
                  resume_run_id: str = ""):
         self.tables = tables
         self.uploader = Uploader()
         self.logged_through = 0
+        self.buffer: list[Metric] = []
+        self.flushed_at = time.monotonic()
         if resume_run_id:
             self.run_id = resume_run_id
             history = client().get_metric_history(resume_run_id, "lr")  # logged at every log step
@@ -197,11 +201,20 @@ class TrackedRun:
 
     # training.RunLog
     def metrics(self, values: dict[str, float], step: int) -> None:
-        if step <= self.logged_through and step > 0:
+        """Buffered, and sent every FLUSH_SECONDS: one store transaction per flush, not per step."""
+        if 0 < step <= self.logged_through:
             return
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in values.items()]
-        self.uploader.submit(f"metrics of step {step}", lambda: client().log_batch(self.run_id, metrics=batch))
+        self.buffer += [Metric(k, float(v), now, step) for k, v in values.items()]
+        if time.monotonic() - self.flushed_at > self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self.buffer, self.flushed_at = self.buffer, [], time.monotonic()
+        for start in range(0, len(batch), 1000):  # MLflow's limit per log_batch
+            chunk = batch[start:start + 1000]
+            self.uploader.submit(f"metrics up to step {chunk[-1].step}",
+                                 lambda chunk=chunk: client().log_batch(self.run_id, metrics=chunk))
 
     def snapshot(self, step: int, logits: dict) -> None:
         def tables_and_upload():
@@ -211,10 +224,17 @@ class TrackedRun:
         self.uploader.submit(f"confidence snapshot of step {step}", tables_and_upload)
 
     def checkpoint(self, step: int, state: dict, keep: bool) -> None:
-        """`checkpoints/last.pt` (what a rerun resumes from), and `step_<N>.pt` when kept."""
+        """`checkpoints/step_<N>.pt` when kept (for `switch`), else `checkpoints/last.pt`; the tag
+        RESUME names the newest, set once its upload is complete."""
+        self.flush()
+        path = f"checkpoints/step_{step}.pt" if keep else "checkpoints/last.pt"
         payload = _torch_bytes(state)  # serialized now: the tensors change with the next step
-        for path in ["checkpoints/last.pt"] + ([f"checkpoints/step_{step}.pt"] if keep else []):
-            self.log_bytes(payload, path)
+
+        def upload_then_point():
+            self._upload(payload, path)
+            client().set_tag(self.run_id, RESUME, path)
+
+        self.uploader.submit(f"artifact {path}", upload_then_point)
 
     # artifacts
     def log_bytes(self, payload: bytes, artifact_path: str) -> None:
@@ -252,6 +272,7 @@ class TrackedRun:
             client().set_tag(self.run_id, key, value)
 
     def finish(self, status: str = "FINISHED") -> None:
+        self.flush()
         failures = self.uploader.drain()
         if failures:
             status = "FAILED"

@@ -205,7 +205,7 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
             if snapshot_now:
                 log.snapshot(done, logits_now)
             keep = plan.keeps_checkpoint(done, config.checkpoint_every)
-            if keep or evaluate_now or stop:
+            if keep or stop or evaluate_now and done < total:  # a finished run needs none
                 log.checkpoint(done, {
                     "step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "order_rng": order_rng.get_state(), "torch_rng": torch.get_rng_state(),
