@@ -56,6 +56,17 @@ def distill_command(params, experiment) -> None:
     _run(lambda: distill(from_params(DistillConfig, _pairs(params)), experiment))
 
 
+@main.command("switch")
+@PARAM
+@EXPERIMENT
+def switch_command(params, experiment) -> None:
+    """A student that switches between distillation and one-hot loss (the `switch` entry point)."""
+    from kdtrack.config import SwitchConfig, from_params
+    from kdtrack.pipeline import switch
+
+    _run(lambda: switch(from_params(SwitchConfig, _pairs(params)), experiment))
+
+
 @main.command("analyze")
 @PARAM
 def analyze_command(params) -> None:

@@ -38,6 +38,7 @@ class TrainConfig:
     download: bool = False
     train_size: int = 128  # training points drawn (stratified); 0 = the whole training split
     label_noise: float = 0.0  # fraction of training labels flipped uniformly to another class
+    fit_fraction: float = 1.0  # train on this stratified fraction of the training set only (1 = all)
     arch: str = "mlp"
     width: int = 0  # 0 = the architecture's default (random_features 5000, mlp 1000, cnn 100)
     depth: int = 0  # 0 = the architecture's default (random_features 1, mlp 2, cnn 3)
@@ -72,6 +73,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _check("train_size", self.train_size, self.train_size >= 0, "an integer >= 0 (0 = all)")
         _check("label_noise", self.label_noise, 0 <= self.label_noise < 1, "0 <= label_noise < 1")
+        _check("fit_fraction", self.fit_fraction, 0 < self.fit_fraction <= 1, "0 < fit_fraction <= 1")
         _check("width", self.width, self.width >= 0, "an integer >= 0 (0 = default)")
         _check("depth", self.depth, self.depth >= 0, "an integer >= 0 (0 = default)")
         _check("lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number > 0")
@@ -104,6 +106,7 @@ class DistillConfig(TrainConfig):
     teacher_width: int = 0  # 0 = `width` when the architectures match, else the teacher arch's default
     teacher_depth: int = 0  # 0 = `depth` when the architectures match, else the teacher arch's default
     teacher_run_id: str = ""  # empty = reuse a matching finished teacher, else train one
+    teacher_fit_fraction: float = 1.0  # the teacher trains on this fraction only (< 1: it cannot interpolate)
     temperature: float = 4.0
     distill_weight: float = 1.0
     same_init: bool = True  # start from the teacher's exact initial weights (paper §D.3)
@@ -114,6 +117,8 @@ class DistillConfig(TrainConfig):
 
         if self.teacher_arch:
             _choice("teacher_arch", self.teacher_arch, ARCHITECTURES)
+        _check("teacher_fit_fraction", self.teacher_fit_fraction, 0 < self.teacher_fit_fraction <= 1,
+               "0 < teacher_fit_fraction <= 1")
         for name in ("teacher_width", "teacher_depth"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = see above)")
         _check("temperature", self.temperature, math.isfinite(self.temperature) and self.temperature > 0, "a finite number > 0")
@@ -126,12 +131,41 @@ class DistillConfig(TrainConfig):
         arch = self.teacher_arch or self.arch
         same = arch == self.arch
         return TrainConfig(**{**shared, "arch": arch, "width": self.teacher_width or (self.width if same else 0),
-                              "depth": self.teacher_depth or (self.depth if same else 0)})
+                              "depth": self.teacher_depth or (self.depth if same else 0),
+                              "fit_fraction": self.teacher_fit_fraction})
 
     @property
     def onehot_config(self) -> TrainConfig:
         """The one-hot student of the student's own architecture (Table 2's 'Student (OH)')."""
-        return dataclasses.replace(self.teacher_config, arch=self.arch, width=self.width, depth=self.depth)
+        return dataclasses.replace(self.teacher_config, arch=self.arch, width=self.width, depth=self.depth,
+                                   fit_fraction=self.fit_fraction)
+
+
+SWITCH_TO = ("onehot", "distill")
+
+
+@dataclass(frozen=True)
+class SwitchConfig(DistillConfig):
+    """`switch`: a student whose loss moves between distillation and one-hot mid-training (§5.2, §E).
+
+    `switch_to=onehot` starts with `distill_weight` and ends at 0; `switch_to=distill` the reverse.
+    Step t (1-based, as logged) trains with the start weight while t <= the switch step, with the
+    end weight once t > switch step + `switch_window`, and linearly in between.
+    """
+
+    switch_to: str = "onehot"
+    switch_at: float = 0.5  # <= 1: fraction of the nominal training length; > 1: an absolute step
+    switch_window: int = 0  # steps of a gradual linear switch (Table 1: 1k or 10k); 0 = at once
+    extend_to: int = 0  # train until this step, past the nominal end (the paper: 21k -> 30k); 0 = no
+    from_run_id: str = ""  # start from this run's checkpoint at the switch step instead of retraining
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("switch_to", self.switch_to, SWITCH_TO)
+        _check("switch_at", self.switch_at, self.switch_at > 0 and (self.switch_at <= 1 or float(self.switch_at).is_integer()),
+               "a fraction in (0, 1] or a whole step number > 1")
+        _check("switch_window", self.switch_window, self.switch_window >= 0, "an integer >= 0")
+        _check("extend_to", self.extend_to, self.extend_to >= 0, "an integer >= 0 (0 = the nominal length)")
 
 
 @dataclass(frozen=True)
@@ -148,8 +182,9 @@ class AnalyzeConfig:
         _check("bins", self.bins, self.bins >= 5, "an integer >= 5")
 
 
-ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "analyze": AnalyzeConfig}
-Config = TypeVar("Config", TrainConfig, DistillConfig, AnalyzeConfig)
+ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "switch": SwitchConfig,
+                "analyze": AnalyzeConfig}
+Config = TypeVar("Config", TrainConfig, DistillConfig, SwitchConfig, AnalyzeConfig)
 
 
 def parse_value(name: str, raw: str, kind: type) -> Any:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from typing import Callable
@@ -10,11 +11,11 @@ import torch
 from torch import nn
 
 from kdtrack.confidence import student_table, teacher_table
-from kdtrack.config import DistillConfig, TrainConfig, to_params
+from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, to_params
 from kdtrack.data import Splits, load_dataset
 from kdtrack.errors import UserError
 from kdtrack.models import build_model
-from kdtrack.schedules import constant_weights
+from kdtrack.schedules import constant_weights, switch_weights
 from kdtrack import tracking
 from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, predict_splits
 
@@ -64,6 +65,7 @@ class Job:
     teacher_logits: dict | None = None
     temperature: float = 1.0
     start: dict | None = None  # a checkpoint to start from (switch's from_run_id)
+    snapshot_at: tuple[int, ...] = ()  # confidence snapshots besides every `snapshot_every` steps
     first_records: dict[str, object] = field(default_factory=dict)  # artifact path -> state, at start
     first_metrics: dict[str, float] = field(default_factory=dict)  # logged at step 0
 
@@ -99,7 +101,8 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
                 run.metrics(job.first_metrics, 0)
             run.log_dataset(data.x_train.cpu().numpy(), data.y_train.cpu().numpy(), data.source,
                             f"{data.name}-train", "training")
-        fit(model, data, config, job.weights, job.teacher_logits, job.temperature, log=run, resume=state)
+        fit(model, data, config, job.weights, job.teacher_logits, job.temperature, log=run, resume=state,
+            snapshot_at=job.snapshot_at)
         final = predict_splits(model, data)
         for split, table in run.tables(final).items():
             run.log_table(table, f"confidences/{split}.parquet")
@@ -201,3 +204,64 @@ def distill(config: DistillConfig, experiment: str = "") -> str:
     data = load_data(config)
     weights = constant_weights(Plan.of(config, len(data.y_train)).total_steps, config.distill_weight)
     return run_job(tracking.resolve_experiment(experiment), student_job(config, experiment, data, weights), data)
+
+
+def switch_step(config: SwitchConfig, nominal_steps: int) -> int:
+    return round(config.switch_at * nominal_steps) if config.switch_at <= 1 else int(config.switch_at)
+
+
+# Config fields a `from_run_id` run must share with the switch run for its checkpoint to be the
+# switch run's own state at the switch step.
+def _must_match(config: SwitchConfig, role: str) -> tuple[str, ...]:
+    shared = tuple(k for k in key_params(TrainConfig()) if k not in ("arch", "width", "depth"))
+    return shared + (("temperature", "distill_weight", "same_init") if role == "student" else ())
+
+
+def starting_checkpoint(config: SwitchConfig, step: int, teacher_id: str) -> tuple[str, dict]:
+    """The state `from_run_id` had after `step` steps: a distilled student of the same teacher
+    (switch_to=onehot) or a one-hot run of the student's architecture (switch_to=distill)."""
+    run_id = tracking.follow_launcher(config.from_run_id)
+    run = tracking.get_run(run_id)
+    role = "student" if config.switch_to == "onehot" else "teacher"
+    if run.data.tags.get(tracking.ROLE) != role:
+        raise UserError(f"from_run_id={config.from_run_id!r} is a {run.data.tags.get(tracking.ROLE) or 'non-kdtrack'} "
+                        f"run; switch_to={config.switch_to} starts from a {role} run")
+    if role == "student" and run.data.tags.get("kdtrack.teacher_run_id") != teacher_id:
+        raise UserError(f"from_run_id={config.from_run_id!r} distilled from teacher "
+                        f"{run.data.tags.get('kdtrack.teacher_run_id')!r}, not from {teacher_id!r}")
+    ours = to_params(config)
+    for name in ("arch", "width", "depth") + _must_match(config, role):
+        if run.data.params.get(name) != ours[name]:
+            raise UserError(f"from_run_id={config.from_run_id!r} has {name}={run.data.params.get(name)!r}; "
+                            f"this switch run needs {name}={ours[name]!r}")
+    steps = sorted(int(a.path.split("_")[-1][:-3]) for a in tracking.client().list_artifacts(run_id, "checkpoints")
+                   if a.path.startswith("checkpoints/step_"))
+    if step not in steps:
+        raise UserError(f"from_run_id={config.from_run_id!r} has no checkpoint at the switch step {step}; "
+                        f"it has steps {steps or 'none'} (choose switch_at among them, or retrain with checkpoint_every)")
+    return run_id, tracking.load_state(run_id, f"checkpoints/step_{step}.pt")
+
+
+def switch(config: SwitchConfig, experiment: str = "") -> str:
+    """A student whose loss switches between distillation and one-hot (see SwitchConfig)."""
+    tracking.check_store()
+    data = load_data(config)
+    nominal = Plan.of(config, len(data.y_train)).total_steps
+    at, total = switch_step(config, nominal), config.extend_to or nominal
+    if total < nominal:
+        raise UserError(f"extend_to={config.extend_to} is before the nominal end (step {nominal}); "
+                        f"allowed: 0 or a step >= {nominal}")
+    if at >= total:
+        raise UserError(f"switch_at={config.switch_at!r} is step {at}, not before the last step {total}")
+    if not config.eval_every:  # the accuracy trajectory is the point of a switch run (Fig. 24)
+        config = dataclasses.replace(config, eval_every=max(1, total // 20))
+    start, end = (config.distill_weight, 0.0) if config.switch_to == "onehot" else (0.0, config.distill_weight)
+    job = student_job(config, experiment, data, switch_weights(total, start, end, at, config.switch_window))
+    job.name = job.name.replace("student-", f"switch-to-{config.switch_to}-", 1)
+    job.tags.update({"kdtrack.switch_to": config.switch_to, "kdtrack.switch_step": str(at),
+                     "kdtrack.switch_window": str(config.switch_window)})
+    job.snapshot_at = tuple(sorted({at, at + config.switch_window, total, *(round(k * total / 4) for k in (1, 2, 3))}))
+    if config.from_run_id:
+        job.tags["kdtrack.from_run_id"], job.start = starting_checkpoint(config, at, job.upstream)
+        say(f"starting from run {job.tags['kdtrack.from_run_id']} at step {at}")
+    return run_job(tracking.resolve_experiment(experiment), job, data)

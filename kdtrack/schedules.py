@@ -32,3 +32,15 @@ def learning_rates(total_steps: int, peak: float, warmup_steps: int, schedule: s
 def constant_weights(total_steps: int, distill_weight: float) -> list[float]:
     """Distillation weight per step for a plain teacher (0) or student (`distill_weight`)."""
     return [distill_weight] * total_steps
+
+
+def switch_weights(total_steps: int, start: float, end: float, switch_step: int, window: int) -> list[float]:
+    """Distillation weight per step of a loss switch: `start` for steps t <= switch_step
+    (1-based), `end` for t > switch_step + window, linear in between."""
+    def weight(t: int) -> float:
+        if t <= switch_step:
+            return start
+        if t > switch_step + window:
+            return end
+        return start + (end - start) * (t - switch_step) / window
+    return [weight(t) for t in range(1, total_steps + 1)]

@@ -7,13 +7,14 @@ import signal
 import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Collection, Protocol, Sequence
 
 import torch
 from torch import nn
 
 from kdtrack.config import TrainConfig
 from kdtrack.data import Splits
+from kdtrack.data.splits import stratified_subset
 from kdtrack.losses import combined_loss
 from kdtrack.schedules import learning_rates
 
@@ -50,7 +51,7 @@ class Plan:
 
     @classmethod
     def of(cls, config: TrainConfig, train_points: int, eval_points: int = 0) -> "Plan":
-        per_epoch = math.ceil(train_points / config.batch_size)
+        per_epoch = math.ceil(fit_size(train_points, config.fit_fraction) / config.batch_size)
         total = config.steps or max(1, math.ceil(config.epochs * per_epoch))
         warmup = round(config.warmup * (1 if config.steps else per_epoch))
         log_every = config.log_every or per_epoch
@@ -64,6 +65,19 @@ class Plan:
         """Steps whose checkpoint stays as `checkpoints/step_<N>.pt`: every `every` steps, and
         the SWITCH_POINTS fractions of nominal training."""
         return bool(every) and step % every == 0 or step in {round(f * self.total_steps) for f in SWITCH_POINTS}
+
+
+def fit_size(train_points: int, fraction: float) -> int:
+    return max(1, round(train_points * fraction))
+
+
+def fit_indices(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """The training points the loop draws batches from: all, or a seeded stratified fraction
+    (a teacher that sees only part of the set cannot interpolate the rest, paper §5.2)."""
+    if fraction >= 1:
+        return torch.arange(len(labels), device=labels.device)
+    chosen, _ = stratified_subset(labels.cpu().numpy(), fit_size(len(labels), fraction), seed)
+    return torch.as_tensor(chosen, device=labels.device)
 
 
 def pick_device() -> torch.device:
@@ -134,12 +148,13 @@ def stop_requests():
 
 def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Sequence[float],
         teacher_logits: dict[str, torch.Tensor] | None = None, temperature: float = 1.0,
-        log: RunLog | None = None, resume: dict | None = None) -> nn.Module:
+        log: RunLog | None = None, resume: dict | None = None, snapshot_at: Collection[int] = ()) -> nn.Module:
     """Train `model` in place for `len(distill_weights)` steps and return it.
 
     The learning-rate schedule spans the config's nominal length; steps past it (a `switch`
     run's `extend_to`) keep its last rate. `resume` is a checkpoint written by this loop: training
     continues after its step with the same batch order, optimizer state and running sums.
+    Confidence snapshots are taken every `config.snapshot_every` steps and at `snapshot_at`.
     `teacher_logits` are the teacher's logits on the (fixed, unaugmented) train and test sets,
     computed once: the teacher is frozen, so recomputing them per batch would be wasted work.
     """
@@ -151,6 +166,7 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
     rates += rates[-1:] * (total - plan.total_steps)
     optimizer = make_optimizer(model, config)
     order_rng = torch.Generator().manual_seed(config.seed)
+    pool = fit_indices(data.y_train, config.fit_fraction, config.seed)
     running: dict[str, torch.Tensor] = {}
     seen, start, order = 0, 0, None
     if resume is not None:
@@ -160,12 +176,14 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
         torch.set_rng_state(resume["torch_rng"])
         start, order, running, seen = resume["step"], resume["order"], resume["running"], resume["seen"]
         order = order.to(data.y_train.device)
+        if log is not None and start in snapshot_at:  # the state a switch starts from
+            log.snapshot(start, predict_splits(model, data))
     model.train()
     with stop_requests() if log is not None else nullcontext([]) as stop:
         for step in range(start, total):
             position = step % plan.steps_per_epoch
             if position == 0:
-                order = torch.randperm(len(data.y_train), generator=order_rng).to(data.y_train.device)
+                order = pool[torch.randperm(len(pool), generator=order_rng).to(pool.device)]
             batch = order[position * config.batch_size:(position + 1) * config.batch_size]
             for group in optimizer.param_groups:
                 group["lr"] = rates[step]
@@ -191,7 +209,7 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
                 running[name] = running.get(name, 0.0) + value.detach()
             seen += 1
             evaluate_now = done % plan.eval_every == 0 or done == total
-            snapshot_now = bool(config.snapshot_every) and done % config.snapshot_every == 0
+            snapshot_now = bool(config.snapshot_every) and done % config.snapshot_every == 0 or done in snapshot_at
             # One forward pass over both sets serves the evaluation and the snapshot of this step.
             logits_now = predict_splits(model, data) if evaluate_now or snapshot_now else None
             if done % plan.log_every == 0 or evaluate_now:
