@@ -1,4 +1,4 @@
-"""The three entry points through `mlflow run . --env-manager local` (about 15 s each)."""
+"""The entry points through `mlflow run . --env-manager local` (about 15 s each)."""
 import os
 import subprocess
 import sys
@@ -43,6 +43,12 @@ def test_train_teacher_distill_analyze(store, env):
     [analysis_run] = client.search_runs([experiment], "tags.`kdtrack.role` = 'analysis'")
     assert analysis_run.data.tags["kdtrack.student_run_id"] == student_run.info.run_id
     assert "test/slope_bottom25" in analysis_run.data.metrics
+
+    switched = mlflow_run("switch", {**TINY, "switch_to": "onehot", "switch_at": "0.5", "from_run_id": launcher}, env)
+    assert switched.returncode == 0, switched.stderr[-2000:]
+    [switch_run] = client.search_runs([experiment], "tags.`kdtrack.switch_to` = 'onehot'")
+    assert switch_run.data.tags["kdtrack.from_run_id"] == student_run.info.run_id
+    assert switch_run.data.params["switch_at"] == "0.5" and switch_run.data.metrics["distill_weight"] == 0
 
 
 def test_bad_input_fails_before_training_with_one_line(store, env):

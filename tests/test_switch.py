@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from kdtrack import tracking
-from kdtrack.config import DistillConfig, SwitchConfig, from_params
+from kdtrack.analysis.analyze import accuracy_trajectories, analyze
+from kdtrack.config import AnalyzeConfig, DistillConfig, SwitchConfig, from_params
 from kdtrack.errors import UserError
 from kdtrack.pipeline import distill, switch
 from kdtrack.schedules import switch_weights
@@ -12,7 +13,7 @@ from kdtrack.training import fit_indices
 from conftest import TINY
 
 # 64 points, batch 32, 4 epochs: 8 steps; kept checkpoints at 2, 4, 6 (25/50/75%).
-SWITCH = {**TINY, "epochs": "4", "log_every": "1"}
+SWITCH = {**TINY, "epochs": "4", "log_every": "1", "eval_every": "2"}
 
 
 def test_switch_weights_by_hand():
@@ -63,6 +64,18 @@ def test_from_run_id_continues_the_distilled_run_at_the_switch_step(store):
     for name, tensor in final[0].items():
         assert torch.equal(tensor, final[1][name]), name  # same steps, same weights, bit for bit
     assert "confidences/step_4" in {a.path for a in tracking.client().list_artifacts(resumed, "confidences")}
+
+    # The deviation timeline of the switched run, and Fig. 24's curves with its siblings.
+    [analysis] = analyze(AnalyzeConfig(student_run_id=resumed))
+    figures = {a.path for a in tracking.client().list_artifacts(analysis, "figures")}
+    assert {"figures/timeline.png", "figures/accuracy_trajectory.png"} <= figures
+    slopes = tracking.client().get_metric_history(analysis, "timeline/train/slope_bottom25")
+    assert {m.step for m in slopes} >= {4, 8}
+    curves, marks = accuracy_trajectories(tracking.get_run(resumed))
+    [label] = [label for label in curves if resumed[:6] in label]
+    mine = curves[label]
+    assert [step for step, _ in mine] == [2, 4, 6, 8]  # the distilled run's curve up to the switch first
+    assert marks[label] == 4
 
 
 def test_from_run_id_without_the_checkpoint_lists_the_steps_it_has(store):

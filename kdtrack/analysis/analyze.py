@@ -55,20 +55,51 @@ def accuracy_row(student) -> dict[str, float]:
     return row
 
 
-def snapshot_slopes(student_id: str, fraction: float) -> list[tuple[int, dict[str, float]]]:
-    """Bottom/top slopes of every confidence snapshot `confidences/step_<N>/`, by step."""
+def snapshot_tables(student_id: str) -> list[tuple[int, dict[str, pl.DataFrame]]]:
+    """The `confidences/step_<N>/` snapshots of a run, by step."""
     out = []
     for entry in tracking.client().list_artifacts(student_id, "confidences"):
         match = re.fullmatch(r"confidences/step_(\d+)", entry.path)
         if entry.is_dir and match:
-            pct = round(fraction * 100)
-            values = {}
-            for split in SPLITS:
-                table = tracking.load_table(student_id, f"{entry.path}/{split}.parquet")
-                values[f"timeline/{split}/slope_bottom{pct}"] = quantile_slope(table, "bottom", fraction)
-                values[f"timeline/{split}/slope_top{pct}"] = quantile_slope(table, "top", fraction)
-            out.append((int(match.group(1)), values))
+            out.append((int(match.group(1)), {split: tracking.load_table(student_id, f"{entry.path}/{split}.parquet")
+                                              for split in SPLITS}))
     return sorted(out, key=lambda item: item[0])
+
+
+def snapshot_slopes(snapshots, fraction: float) -> list[tuple[int, dict[str, float]]]:
+    """Bottom and top slopes per snapshot, logged as `timeline/...` metrics at the snapshot's step."""
+    pct = round(fraction * 100)
+    return [(step, {f"timeline/{split}/slope_{side}{pct}": quantile_slope(tables[split], side, fraction)
+                    for split in SPLITS for side in ("bottom", "top")}) for step, tables in snapshots]
+
+
+def test_accuracy(run_id: str, until: int | None = None) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in tracking.client().get_metric_history(run_id, "test/acc")
+            if until is None or m.step <= until]
+
+
+def accuracy_trajectories(student) -> tuple[dict, dict]:
+    """Fig. 24's curves: this student (its `from_run_id` run's curve up to the switch prepended),
+    the one-hot teacher, and the other students of the same teacher in the experiment."""
+    tags = student.data.tags
+    teacher_id = tags.get("kdtrack.teacher_run_id", "")
+    runs = [student] + [r for r in tracking.search_all(
+        [student.info.experiment_id], f"tags.`{tracking.ROLE}` = 'student' and "
+        f"tags.`kdtrack.teacher_run_id` = '{teacher_id}' and attributes.status = 'FINISHED'")
+        if r.info.run_id != student.info.run_id]
+    curves, marks = {}, {}
+    if teacher_id:
+        curves["one-hot teacher"] = test_accuracy(teacher_id)
+    for run in runs:
+        label = f"{run.info.run_name} ({run.info.run_id[:6]})"
+        points = test_accuracy(run.info.run_id)
+        switch_step = run.data.tags.get("kdtrack.switch_step")
+        if switch_step:
+            marks[label] = int(switch_step)
+            if run.data.tags.get("kdtrack.from_run_id"):
+                points = test_accuracy(run.data.tags["kdtrack.from_run_id"], int(switch_step)) + points
+        curves[label] = points
+    return {k: v for k, v in curves.items() if v}, marks
 
 
 def analyze_student(student, config: AnalyzeConfig) -> str:
@@ -83,7 +114,8 @@ def analyze_student(student, config: AnalyzeConfig) -> str:
     tables = {split: tracking.load_table(student_id, f"confidences/{split}.parquet") for split in SPLITS}
     values = summary(tables, config.quantile)
     values.update(accuracy_row(student))
-    timeline = snapshot_slopes(student_id, config.quantile)
+    snapshots = snapshot_tables(student_id)
+    timeline = snapshot_slopes(snapshots, config.quantile)
 
     tags = {tracking.KEY: key, "kdtrack.student_run_id": student_id,
             "kdtrack.teacher_run_id": student.data.tags.get("kdtrack.teacher_run_id", "")}
@@ -101,6 +133,13 @@ def analyze_student(student, config: AnalyzeConfig) -> str:
         for split in SPLITS:
             run.log_figure(figures.groups_grid(tables[split], split, bins), f"figures/groups_{split}.png")
             run.log_figure(figures.metrics_grid(tables[split], split, bins), f"figures/metrics_{split}.png")
+        if snapshots:
+            run.log_figure(figures.timeline_grid(snapshots, f"{name}: deviations over training (Fig. 25-26)", bins // 2),
+                           "figures/timeline.png")
+        curves, marks = accuracy_trajectories(student)
+        if len(curves) > 1 or any(len(points) > 1 for points in curves.values()):
+            run.log_figure(figures.accuracy_curves(curves, marks, "test accuracy over training (Fig. 24)"),
+                           "figures/accuracy_trajectory.png")
         if tables["train"]["is_noisy"].any():
             run.log_figure(figures.noisy_scatter(tables["train"]), "figures/noisy_train.png")
         row = pl.DataFrame([{"metric": k, "value": v} for k, v in values.items()])

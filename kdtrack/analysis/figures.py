@@ -78,3 +78,37 @@ def noisy_scatter(table: pl.DataFrame) -> Figure:
     ax.legend()
     figure.tight_layout()
     return figure
+
+
+def timeline_grid(snapshots: list[tuple[int, dict[str, pl.DataFrame]]], title: str, bins: int = 40,
+                  most: int = 8) -> Figure:
+    """Fig. 25-26: the logit-logit plot at successive training steps, train on top, test below."""
+    if len(snapshots) > most:  # evenly spaced, always keeping the first and the last
+        snapshots = [snapshots[round(i * (len(snapshots) - 1) / (most - 1))] for i in range(most)]
+    splits = list(snapshots[0][1])
+    figure, axes = plt.subplots(len(splits), len(snapshots), figsize=(3.2 * len(snapshots), 3 * len(splits)),
+                                squeeze=False, sharex="row", sharey="row")
+    for column, (step, tables) in enumerate(snapshots):
+        for row, split in enumerate(splits):
+            _density(axes[row, column], tables[split]["phi_teacher"], tables[split]["phi_student"], bins)
+            axes[row, column].set_title(f"{split}, step {step}", fontsize=9)
+        axes[-1, column].set_xlabel("teacher phi")
+    for row, split in enumerate(splits):
+        axes[row, 0].set_ylabel("student phi")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def accuracy_curves(curves: dict[str, list[tuple[int, float]]], marks: dict[str, int], title: str) -> Figure:
+    """Fig. 24: test accuracy against step for related runs; a dotted line at each switch."""
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for label, points in curves.items():
+        steps, values = zip(*sorted(points))
+        line, = ax.plot(steps, values, marker="." if len(points) < 30 else None, label=label)
+        if label in marks:
+            ax.axvline(marks[label], color=line.get_color(), ls=":", lw=1)
+    ax.set(xlabel="step", ylabel="test accuracy", title=title)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

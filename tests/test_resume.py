@@ -1,0 +1,82 @@
+"""Interrupted runs resume (issue: reliability): SIGKILL and SIGTERM mid-run, then the same
+command again, against a temporary store, through the `kdtrack` CLI in a subprocess."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdtrack import tracking
+
+KDTRACK = str(Path(sys.executable).parent / "kdtrack")
+# 64 points, batch 16: 4 steps per epoch, 600 steps; a resume checkpoint every 40 steps.
+LONG = ["-P", "preset=mnist_mlp", "-P", "train_size=64", "-P", "width=64", "-P", "batch_size=16",
+        "-P", "epochs=150", "-P", "checkpoint_every=40", "-P", "log_every=10"]
+
+
+def start(experiment: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([KDTRACK, "train-teacher", "--experiment", experiment, *LONG, *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def interrupt_after_first_checkpoint(process: subprocess.Popen, experiment: str, sig: int) -> str:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = tracking.client().get_experiment_by_name(experiment)
+        runs = tracking.search_all([found.experiment_id], "tags.`kdtrack.resume_checkpoint` != ''") if found else []
+        if runs:
+            process.send_signal(sig)
+            process.wait(60)
+            return runs[0].info.run_id
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint within two minutes")
+
+
+def finished_weights(run_id: str) -> dict:
+    return tracking.load_state(run_id, "checkpoints/final.pt")
+
+
+@pytest.fixture(scope="module")
+def reference(store):
+    """The same training, uninterrupted, in an experiment of its own."""
+    done = subprocess.run([KDTRACK, "train-teacher", "--experiment", "straight", *LONG], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()[-1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_an_interrupted_run_resumes_where_it_stopped(store, reference, sig):
+    experiment = f"resume-{sig.name}"
+    process = start(experiment)
+    run_id = interrupt_after_first_checkpoint(process, experiment, sig)
+    assert process.returncode != 0
+    status = tracking.get_run(run_id).info.status
+    assert status == ("RUNNING" if sig == signal.SIGKILL else "KILLED")  # SIGKILL leaves no chance to mark it
+
+    again = subprocess.run([KDTRACK, "train-teacher", "--experiment", experiment, *LONG], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming teacher run {run_id}" in again.stderr and again.stdout.split()[-1] == run_id
+    run = tracking.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in tracking.client().get_metric_history(run_id, "train/loss")]
+    assert sorted(steps) == list(range(10, 601, 10))  # none twice, none missing
+    ours, theirs = finished_weights(run_id), finished_weights(reference)
+    for name in theirs:
+        assert torch.equal(ours[name], theirs[name]), name  # bit for bit on CPU
+    history = {m.step: m.value for m in tracking.client().get_metric_history(reference, "train/loss")}
+    assert {m.step: m.value for m in tracking.client().get_metric_history(run_id, "train/loss")} == history
+
+
+def test_resume_false_starts_a_new_run(store):
+    experiment = "resume-false"
+    process = start(experiment)
+    run_id = interrupt_after_first_checkpoint(process, experiment, signal.SIGTERM)
+    again = subprocess.run([KDTRACK, "train-teacher", "--experiment", experiment, *LONG, "-P", "resume=false"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.split()[-1] != run_id and "resuming" not in again.stderr
