@@ -59,6 +59,8 @@ class TrainConfig:
     eval_every: int = 0  # full-set train/test evaluation every N steps; 0 = within a 5% compute budget
     snapshot_every: int = 0  # per-sample confidence snapshots every N steps; 0 = only at the end
     checkpoint_every: int = 0  # kept checkpoints every N steps; 0 = only at 25/50/75% and the end
+    eigen: bool = True  # record first-layer eigen-trajectories (eigen/trajectory.parquet)
+    eigen_k: int = 0  # directions recorded, top first; 0 = every direction with a nonzero eigenvalue
     force: bool = False  # train anew even when a finished run with the same parameters exists
     resume: bool = True  # continue an interrupted run with the same parameters from its checkpoint
 
@@ -90,6 +92,7 @@ class TrainConfig:
         _check("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1")
         _check("epochs", self.epochs, math.isfinite(self.epochs) and (self.epochs > 0 or self.steps > 0), "a number > 0 (or set steps)")
         _check("steps", self.steps, self.steps >= 0, "an integer >= 0 (0 = use epochs)")
+        _check("eigen_k", self.eigen_k, self.eigen_k >= 0, "an integer >= 0 (0 = all)")
         for name in ("log_every", "eval_every", "snapshot_every", "checkpoint_every"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = off)")
 
@@ -176,10 +179,12 @@ class AnalyzeConfig:
     experiment: str = ""  # with no student_run_id: analyze every student here lacking an analysis
     quantile: float = 0.25  # slopes over the bottom / top this fraction by teacher confidence
     bins: int = 60  # density-plot resolution
+    eigen_pairs: int = 32  # random direction pairs (i < j) compared for eigen/exaggerated_pair_frac
 
     def __post_init__(self) -> None:
         _check("quantile", self.quantile, 0 < self.quantile <= 0.5, "0 < quantile <= 0.5")
         _check("bins", self.bins, self.bins >= 5, "an integer >= 5")
+        _check("eigen_pairs", self.eigen_pairs, self.eigen_pairs >= 1, "an integer >= 1")
 
 
 ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "switch": SwitchConfig,

@@ -21,7 +21,8 @@ from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, predict_spli
 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
-              "teacher_run_id", "force", "resume")
+              "eigen", "eigen_k", "teacher_run_id", "force", "resume")
+EIGEN_POINTS = 10_000  # training inputs the eigendirections are computed from, at most
 
 
 def say(message: str) -> None:
@@ -68,7 +69,24 @@ class Job:
     snapshot_at: tuple[int, ...] = ()  # confidence snapshots besides every `snapshot_every` steps
     first_records: dict[str, object] = field(default_factory=dict)  # artifact path -> state, at start
     first_metrics: dict[str, float] = field(default_factory=dict)  # logged at step 0
+    first_tables: dict[str, object] = field(default_factory=dict)  # artifact path -> polars table
+    probes: dict[str, Callable] = field(default_factory=dict)  # see TrackedRun.observe
 
+
+def eigen_probe(job: Job, data: Splits) -> None:
+    """Record ||W^T v_k|| of the first layer at every log step (paper §D.3) in
+    `eigen/trajectory.parquet`, with the eigenvalues in `eigen/eigenvalues.parquet`."""
+    import polars as pl
+
+    from kdtrack.eigen import components, eigendirections, layer_inputs, weight_matrix
+
+    model = job.make_model().to(data.x_train.device)
+    values, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], job.config.seed),
+                                      job.config.eigen_k)
+    names = [f"v{k}" for k in range(1, len(values) + 1)]
+    vectors = vectors.to(data.x_train.device)
+    job.first_tables["eigen/eigenvalues.parquet"] = pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})
+    job.probes["eigen/trajectory.parquet"] = lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))
 
 def run_job(experiment_id: str, job: Job, data: Splits) -> str:
     """Reuse a FINISHED run with the same key and params, else resume an interrupted one from its
@@ -83,20 +101,27 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
             say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
             tracking.mark_launcher_result(found.info.run_id)
             return found.info.run_id
+    if config.eigen and not job.probes:
+        eigen_probe(job, data)
     paused = None if config.force or not config.resume else tracking.find_resumable(experiment_id, job.role, key, params)
     model = job.make_model().to(data.x_train.device)
     if paused:
         state = tracking.load_state(paused.info.run_id, paused.data.tags[tracking.RESUME])
-        run = tracking.TrackedRun(experiment_id, job.role, job.name, {}, {}, job.tables, paused.info.run_id)
+        run = tracking.TrackedRun(experiment_id, job.role, job.name, {}, {}, job.tables, paused.info.run_id,
+                                  job.probes)
+        run.restore_probes(state["step"])
         say(f"resuming {job.role} run {run.run_id} ({paused.info.status}) after step {state['step']}")
     else:
         state = job.start
-        run = tracking.TrackedRun(experiment_id, job.role, job.name, to_params(config), job.tags, job.tables)
+        run = tracking.TrackedRun(experiment_id, job.role, job.name, to_params(config), job.tags, job.tables,
+                                  probes=job.probes)
         say(f"training {job.name} (run {run.run_id})")
     try:
         if not paused:
             for path, record in job.first_records.items():
                 run.log_state(record, path)
+            for path, table in job.first_tables.items():
+                run.log_table(table, path)
             if job.first_metrics:
                 run.metrics(job.first_metrics, 0)
             run.log_dataset(data.x_train.cpu().numpy(), data.y_train.cpu().numpy(), data.source,
@@ -156,10 +181,26 @@ def load_teacher(run_id: str, data: Splits, expected_dataset: str):
         raise UserError(f"teacher_run_id={run_id!r} was trained on dataset {params.get('dataset')!r} "
                         f"with {classes} classes; this student needs {expected_dataset!r} with "
                         f"{data.num_classes} classes")
+    return run_id, rebuild_model(run, data), params
+
+
+def rebuild_model(run, data: Splits) -> nn.Module:
+    """A finished run's model, from its params and `checkpoints/final.pt`."""
+    params = run.data.params
     model = build_model(params["arch"], data.input_shape, data.num_classes, int(params["width"]),
                         int(params["depth"]))
-    model.load_state_dict(tracking.load_state(run_id, "checkpoints/final.pt"))
-    return run_id, model.to(data.x_train.device).eval(), params
+    model.load_state_dict(tracking.load_state(run.info.run_id, "checkpoints/final.pt"))
+    return model.to(data.x_train.device).eval()
+
+
+def data_of(run) -> Splits:
+    """The data a run trained on, loaded again from its params."""
+    from dataclasses import fields
+
+    from kdtrack.config import from_params
+
+    names = {f.name for f in fields(TrainConfig)}
+    return load_data(from_params(TrainConfig, {k: v for k, v in run.data.params.items() if k in names}))
 
 
 def student_job(config: DistillConfig, experiment: str, data: Splits, weights: list[float]) -> Job:

@@ -178,8 +178,10 @@ class TrackedRun:
 
     def __init__(self, experiment_id: str, role: str, name: str, params: dict[str, str],
                  tags: dict[str, str], tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
-                 resume_run_id: str = ""):
+                 resume_run_id: str = "", probes: dict[str, Callable] | None = None):
         self.tables = tables
+        self.probes = probes or {}  # artifact path -> model -> {column: value}, one row per log step
+        self.rows: dict[str, list[dict]] = {path: [] for path in self.probes}
         self.uploader = Uploader()
         self.logged_through = 0
         self.buffer: list[Metric] = []
@@ -216,6 +218,24 @@ class TrackedRun:
             self.uploader.submit(f"metrics up to step {chunk[-1].step}",
                                  lambda chunk=chunk: client().log_batch(self.run_id, metrics=chunk))
 
+    def observe(self, step: int, model) -> None:
+        for path, probe in self.probes.items():
+            self.rows[path].append({"step": step, **probe(model)})
+
+    def write_probes(self) -> None:
+        for path, rows in self.rows.items():
+            if rows:
+                self.log_table(pl.DataFrame(rows), path)
+
+    def restore_probes(self, step: int) -> None:
+        """After a resume: the rows already written, up to the checkpoint's step."""
+        for path in self.probes:
+            try:
+                table = load_table(self.run_id, path)
+            except UserError:
+                continue
+            self.rows[path] = table.filter(pl.col("step") <= step).to_dicts()
+
     def snapshot(self, step: int, logits: dict) -> None:
         def tables_and_upload():
             for split, table in self.tables(logits).items():
@@ -227,6 +247,7 @@ class TrackedRun:
         """`checkpoints/step_<N>.pt` when kept (for `switch`), else `checkpoints/last.pt`; the tag
         RESUME names the newest, set once its upload is complete."""
         self.flush()
+        self.write_probes()
         path = f"checkpoints/step_{step}.pt" if keep else "checkpoints/last.pt"
         payload = _torch_bytes(state)  # serialized now: the tensors change with the next step
 
@@ -273,6 +294,7 @@ class TrackedRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.flush()
+        self.write_probes()
         failures = self.uploader.drain()
         if failures:
             status = "FAILED"

@@ -37,6 +37,7 @@ class RunLog(Protocol):
     def metrics(self, values: dict[str, float], step: int) -> None: ...
     def snapshot(self, step: int, logits: dict[str, torch.Tensor]) -> None: ...
     def checkpoint(self, step: int, state: dict, keep: bool) -> None: ...
+    def observe(self, step: int, model: nn.Module) -> None: ...  # e.g. eigen-trajectories
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
         order = order.to(data.y_train.device)
         if log is not None and start in snapshot_at:  # the state a switch starts from
             log.snapshot(start, predict_splits(model, data))
+    if log is not None and start == 0:
+        log.observe(0, model)
     model.train()
     with stop_requests() if log is not None else nullcontext([]) as stop:
         for step in range(start, total):
@@ -219,6 +222,7 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
                 values.update({"lr": rates[step], "distill_weight": float(distill_weights[step]),
                                "epoch": done / plan.steps_per_epoch})
                 log.metrics(values, done)
+                log.observe(done, model)
                 running, seen = {}, 0
             if snapshot_now:
                 log.snapshot(done, logits_now)

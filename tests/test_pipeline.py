@@ -46,6 +46,29 @@ def test_distill_then_analyze(store):
     assert "train/slope_bottom25" in tracking.get_run(student_id).data.metrics  # copied for sorting
 
 
+def test_eigen_trajectories_and_their_analysis(store):
+    params = {**TINY, "label_noise": "0.25", "epochs": "4", "log_every": "1"}
+    student_id = distill(from_params(DistillConfig, params), "eigen")
+    student = tracking.get_run(student_id)
+    trajectory = tracking.load_table(student_id, "eigen/trajectory.parquet")
+    eigenvalues = tracking.load_table(student_id, "eigen/eigenvalues.parquet")
+    assert trajectory["step"].to_list() == list(range(0, 9))  # the initialization, then every log step
+    assert len(eigenvalues) == 64 and trajectory.width == 65  # 64 points < 784 pixels: the Gram route
+    assert eigenvalues["eigenvalue"].is_sorted(descending=True)
+    teacher = tracking.load_table(student.data.tags["kdtrack.teacher_run_id"], "eigen/trajectory.parquet")
+    assert teacher.row(0) == trajectory.row(0)  # same_init: both start at the same point
+
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id, eigen_pairs=8))
+    metrics = tracking.get_run(analysis_id).data.metrics
+    assert metrics["eigen/pairs"] <= 8 and 0 <= metrics["eigen/exaggerated_pair_frac"] <= 1
+    pairs = tracking.load_table(analysis_id, "eigen/pairs.parquet")
+    assert len(pairs) == 8 and (pairs["top"] < pairs["bottom"]).all()
+    top_k = tracking.load_table(analysis_id, "eigen/top_k_accuracy.parquet")
+    assert set(top_k["points"]) == {"clean", "mislabeled"} and top_k["k"].max() == 64
+    figures = {f.path for f in tracking.client().list_artifacts(analysis_id, "figures")}
+    assert {"figures/eigen_pairs.png", "figures/top_k_accuracy.png"} <= figures
+
+
 def test_noisy_cross_architecture_student_gets_a_onehot_baseline(store):
     params = {**TINY, "label_noise": "0.25", "arch": "random_features", "teacher_arch": "mlp"}
     student_id = distill(from_params(DistillConfig, params), "pipeline")

@@ -102,6 +102,50 @@ def accuracy_trajectories(student) -> tuple[dict, dict]:
     return {k: v for k, v in curves.items() if v}, marks
 
 
+def has_artifact(run_id: str, path: str) -> bool:
+    folder = path.rsplit("/", 1)[0]
+    return any(a.path == path for a in tracking.client().list_artifacts(run_id, folder))
+
+
+def eigen_evidence(student, config: AnalyzeConfig, run: tracking.TrackedRun) -> dict[str, float]:
+    """Fig. 19-21 and the exaggerated-pair fraction (teacher vs student trajectories), and Fig. 17
+    (top-K truncation accuracy on clean and mislabeled training points); {} without trajectories."""
+
+    from kdtrack.analysis.eigenspace import exaggerated_fraction, pair_table, sample_pairs, top_k_sweep
+    from kdtrack.eigen import eigendirections, layer_inputs, truncated_to_top
+    from kdtrack.pipeline import EIGEN_POINTS, data_of, rebuild_model
+    from kdtrack.training import predict
+
+    student_id, teacher_id = student.info.run_id, student.data.tags.get("kdtrack.teacher_run_id", "")
+    path = "eigen/trajectory.parquet"
+    if not (teacher_id and has_artifact(student_id, path) and has_artifact(teacher_id, path)):
+        return {}
+    teacher, mine = tracking.load_table(teacher_id, path), tracking.load_table(student_id, path)
+    directions = sum(c.startswith("v") for c in mine.columns)
+    pairs = pair_table(teacher, mine, sample_pairs(directions, config.eigen_pairs, seed=0))
+    fraction, decided = exaggerated_fraction(pairs)
+    run.log_table(pairs, "eigen/pairs.parquet")
+    shown = sample_pairs(directions, 12, seed=1)
+    same = student.data.tags.get("kdtrack.same_init") == "teacher"
+    run.log_figure(figures.eigen_grid(teacher, mine, shown, "first-layer eigen-trajectories (Fig. 19-21)"
+                                      + ("" if same else "; NOT the same initialization")), "figures/eigen_pairs.png")
+
+    data = data_of(student)
+    model = rebuild_model(student, data)
+    _, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], int(student.data.params["seed"])))
+    rows = []
+    for k in top_k_sweep(vectors.shape[1]):
+        correct = predict(truncated_to_top(model, vectors, k), data.x_train).argmax(1) == data.y_train
+        for name, mask in (("clean", ~data.is_noisy), ("mislabeled", data.is_noisy)):
+            if mask.any():
+                rows.append({"k": k, "points": name, "accuracy": correct[mask].float().mean().item()})
+    table = pl.DataFrame(rows)
+    run.log_table(table, "eigen/top_k_accuracy.parquet")
+    run.log_figure(figures.top_k_accuracy(table, "accuracy with the top-K first-layer components (Fig. 17)"),
+                   "figures/top_k_accuracy.png")
+    return {"eigen/exaggerated_pair_frac": fraction, "eigen/pairs": float(decided)}
+
+
 def analyze_student(student, config: AnalyzeConfig) -> str:
     student_id = student.info.run_id
     params = {**to_params(config), "student_run_id": student_id, "experiment": ""}
@@ -133,6 +177,9 @@ def analyze_student(student, config: AnalyzeConfig) -> str:
         for split in SPLITS:
             run.log_figure(figures.groups_grid(tables[split], split, bins), f"figures/groups_{split}.png")
             run.log_figure(figures.metrics_grid(tables[split], split, bins), f"figures/metrics_{split}.png")
+        eigen = eigen_evidence(student, config, run)
+        run.metrics(eigen, 0)
+        values.update(eigen)
         if snapshots:
             run.log_figure(figures.timeline_grid(snapshots, f"{name}: deviations over training (Fig. 25-26)", bins // 2),
                            "figures/timeline.png")
@@ -148,7 +195,7 @@ def analyze_student(student, config: AnalyzeConfig) -> str:
     except BaseException:
         run.finish("FAILED")
         raise
-    copied = {k: v for k, v in values.items() if "slope" in k or "underfit" in k}
+    copied = {k: v for k, v in values.items() if "slope" in k or "underfit" in k or k.startswith("eigen/")}
     tracking.client().log_batch(student_id, metrics=[tracking.Metric(k, v, int(time.time() * 1000), 0) for k, v in copied.items()])
     tracking.client().set_tag(student_id, "kdtrack.analysis_run_id", run.run_id)
     print(f"kdtrack: analysis run {run.run_id} of student {student_id}: "

@@ -112,3 +112,34 @@ def accuracy_curves(curves: dict[str, list[tuple[int, float]]], marks: dict[str,
     ax.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def eigen_grid(teacher: pl.DataFrame, student: pl.DataFrame, pairs: list[tuple[int, int]], title: str) -> Figure:
+    """Fig. 19-21: ||W^T v_i|| (top direction, X) against ||W^T v_j|| (bottom, Y) over training,
+    teacher and student on the same axes, a star at each final point."""
+    columns = min(4, len(pairs))
+    rows = -(-len(pairs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.1 * rows), squeeze=False)
+    for ax, (i, j) in zip(axes.flat, pairs):
+        for table, colour, label in ((teacher, "tab:blue", "teacher"), (student, "tab:orange", "student")):
+            x, y = table[f"v{i}"].to_numpy(), table[f"v{j}"].to_numpy()
+            ax.plot(x, y, color=colour, lw=1.2, label=label)
+            ax.plot(x[-1], y[-1], marker="*", ms=12, color=colour)
+        ax.set_title(f"v{i} (X) vs v{j} (Y)", fontsize=9)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def top_k_accuracy(table: pl.DataFrame, title: str) -> Figure:
+    """Fig. 17: accuracy when the first layer keeps only its top-K eigencomponents."""
+    figure, ax = plt.subplots(figsize=(6, 4.2))
+    for group, part in table.group_by("points", maintain_order=True):
+        ax.plot(part["k"], part["accuracy"], marker="o", label=group[0])
+    ax.set(xscale="log", xlabel="K (top eigendirections kept)", ylabel="train accuracy", title=title)
+    ax.legend()
+    figure.tight_layout()
+    return figure
