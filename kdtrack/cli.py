@@ -77,6 +77,16 @@ def analyze_command(params) -> None:
     _run(lambda: " ".join(analyze(from_params(AnalyzeConfig, _pairs(params)))))
 
 
+@main.command("theory")
+@PARAM
+def theory_command(params) -> None:
+    """Check Theorem 4.1 on a random instance (`-P n=32 -P p=256 -P experiment=NAME`)."""
+    from kdtrack.config import TheoryConfig, from_params
+    from kdtrack.theory import theory
+
+    _run(lambda: theory(from_params(TheoryConfig, _pairs(params))))
+
+
 @main.command("demo")
 @click.option("--experiment", default="kdtrack-demo", show_default=True)
 @click.option("--out", default="kdtrack-out", show_default=True, type=click.Path(file_okay=False),

@@ -187,9 +187,31 @@ class AnalyzeConfig:
         _check("eigen_pairs", self.eigen_pairs, self.eigen_pairs >= 1, "an integer >= 1")
 
 
+@dataclass(frozen=True)
+class TheoryConfig:
+    """`theory`: Theorem 4.1 on a random linear-regression instance with p > n (kdtrack/theory.py)."""
+
+    n: int = 32  # samples
+    p: int = 256  # parameters (> n)
+    seed: int = 0
+    teacher_time: float = 5.0  # T_te, in units of 1 / (top eigenvalue of X X^T)
+    steps: int = 200  # gradient-descent steps to T_te (cross-entropy runs 5 times as many)
+    pairs: int = 32  # direction pairs sampled for the finite-step and cross-entropy checks
+    classes: int = 4  # classes of the cross-entropy check
+    experiment: str = ""
+
+    def __post_init__(self) -> None:
+        _check("n", self.n, self.n >= 2, "an integer >= 2")
+        _check("p", self.p, self.p > self.n, f"an integer > n (= {self.n}): the theorem is about p > n")
+        _check("teacher_time", self.teacher_time, math.isfinite(self.teacher_time) and self.teacher_time > 0, "a finite number > 0")
+        for name in ("steps", "pairs"):
+            _check(name, getattr(self, name), getattr(self, name) >= 1, "an integer >= 1")
+        _check("classes", self.classes, self.classes >= 2, "an integer >= 2")
+
+
 ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "switch": SwitchConfig,
-                "analyze": AnalyzeConfig}
-Config = TypeVar("Config", TrainConfig, DistillConfig, SwitchConfig, AnalyzeConfig)
+                "analyze": AnalyzeConfig, "theory": TheoryConfig}
+Config = TypeVar("Config", TrainConfig, DistillConfig, SwitchConfig, AnalyzeConfig, TheoryConfig)
 
 
 def parse_value(name: str, raw: str, kind: type) -> Any:
