@@ -85,3 +85,25 @@ def test_a_student_is_refused_as_teacher(store):
     student_id = distill(from_params(DistillConfig, TINY), "pipeline")
     with pytest.raises(UserError, match="is a student run"):
         distill(from_params(DistillConfig, {**TINY, "teacher_run_id": student_id}), "pipeline")
+
+
+def test_cifar10_cnn_preset_records_patch_eigen_trajectories(store, tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from kdtrack.config import TrainConfig
+    from kdtrack.pipeline import train_teacher
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (10, 3072), dtype=np.uint8), b"labels": list(range(10))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    config = from_params(TrainConfig, {"preset": "cifar10_cnn", "data_dir": str(tmp_path), "train_size": "0",
+                                       "width": "8", "depth": "1", "epochs": "1", "batch_size": "25"})
+    run_id = train_teacher(config, "cifar-fixture")
+    trajectory = tracking.load_table(run_id, "eigen/trajectory.parquet")
+    assert trajectory.width == 1 + 6 * 6 * 3  # one column per direction of the 6x6x3 patches
+    assert trajectory["step"].to_list() == [0, 2]
