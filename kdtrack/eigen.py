@@ -67,6 +67,23 @@ def eigendirections(inputs: torch.Tensor, k: int = 0, tolerance: float = 1e-9) -
     return values, vectors
 
 
+def last_layer(model: nn.Module) -> tuple[int, nn.Linear] | None:
+    """(its 1-based number among the weight layers, the layer) of the final linear layer, which
+    acts on the last hidden representation (§D.7); None where that representation is not trained
+    (random features)."""
+    if isinstance(model, RandomFeatures):
+        return None
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return len(layers), layers[-1]
+
+
+@torch.no_grad()
+def hidden_representation(model: nn.Module, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    """What the final linear layer sees: the output of everything before it."""
+    body = nn.Sequential(*list(model.children())[:-1]).eval()
+    return torch.cat([body(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
 @torch.no_grad()
 def components(weights: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """||W^T v_k||_2 for every column v_k of `vectors`."""

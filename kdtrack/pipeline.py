@@ -75,10 +75,11 @@ class Job:
 
 def eigen_probe(job: Job, data: Splits) -> None:
     """Record ||W^T v_k|| of the first layer at every log step (paper §D.3) in
-    `eigen/trajectory.parquet`, with the eigenvalues in `eigen/eigenvalues.parquet`."""
+    `eigen/trajectory.parquet`, with the eigenvalues in `eigen/eigenvalues.parquet`; and the final
+    linear layer's weights per log step (`eigen/last_layer_weights.pt`), for §D.7."""
     import polars as pl
 
-    from kdtrack.eigen import components, eigendirections, layer_inputs, weight_matrix
+    from kdtrack.eigen import components, eigendirections, last_layer, layer_inputs, weight_matrix
 
     model = job.make_model().to(data.x_train.device)
     values, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], job.config.seed),
@@ -87,6 +88,8 @@ def eigen_probe(job: Job, data: Splits) -> None:
     vectors = vectors.to(data.x_train.device)
     job.first_tables["eigen/eigenvalues.parquet"] = pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})
     job.probes["eigen/trajectory.parquet"] = lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))
+    if last_layer(model):  # §D.7: projected in the analysis, onto the teacher's final representation
+        job.probes["eigen/last_layer_weights.pt"] = lambda m: last_layer(m)[1].weight.detach().T.cpu().clone()
 
 def run_job(experiment_id: str, job: Job, data: Splits) -> str:
     """Reuse a FINISHED run with the same key and params, else resume an interrupted one from its

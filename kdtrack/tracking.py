@@ -220,21 +220,30 @@ class TrackedRun:
 
     def observe(self, step: int, model) -> None:
         for path, probe in self.probes.items():
-            self.rows[path].append({"step": step, **probe(model)})
+            value = probe(model)
+            self.rows[path].append({"step": step, **value} if isinstance(value, dict) else {"step": step, "values": value})
 
     def write_probes(self) -> None:
+        """Tables for `.parquet` probes; {"step", "values"} stacked tensors for `.pt` probes."""
         for path, rows in self.rows.items():
-            if rows:
+            if rows and path.endswith(".pt"):
+                self.log_state({"step": torch.tensor([r["step"] for r in rows]),
+                                "values": torch.stack([r["values"] for r in rows])}, path)
+            elif rows:
                 self.log_table(pl.DataFrame(rows), path)
 
     def restore_probes(self, step: int) -> None:
         """After a resume: the rows already written, up to the checkpoint's step."""
         for path in self.probes:
             try:
-                table = load_table(self.run_id, path)
+                if path.endswith(".pt"):
+                    saved = load_state(self.run_id, path)
+                    rows = [{"step": int(s), "values": v} for s, v in zip(saved["step"], saved["values"])]
+                else:
+                    rows = load_table(self.run_id, path).to_dicts()
             except UserError:
                 continue
-            self.rows[path] = table.filter(pl.col("step") <= step).to_dicts()
+            self.rows[path] = [r for r in rows if r["step"] <= step]
 
     def snapshot(self, step: int, logits: dict) -> None:
         def tables_and_upload():

@@ -1,5 +1,6 @@
 """End to end in-process against a temporary store: teacher -> student -> analysis."""
 import mlflow
+import polars as pl
 import pytest
 
 from kdtrack import tracking
@@ -66,7 +67,10 @@ def test_eigen_trajectories_and_their_analysis(store):
     top_k = tracking.load_table(analysis_id, "eigen/top_k_accuracy.parquet")
     assert set(top_k["points"]) == {"clean", "mislabeled"} and top_k["k"].max() == 64
     figures = {f.path for f in tracking.client().list_artifacts(analysis_id, "figures")}
-    assert {"figures/eigen_pairs.png", "figures/top_k_accuracy.png"} <= figures
+    assert {"figures/eigen_pairs.png", "figures/top_k_accuracy.png", "figures/eigen_pairs_layer3.png"} <= figures
+    layer = tracking.load_table(analysis_id, "eigen/layer3_trajectory.parquet")  # mlp depth 2: layer 3
+    assert set(layer["model"]) == {"teacher", "student"} and layer.filter(pl.col("model") == "student").height == 9
+    assert 0 <= metrics["eigen/layer3_exaggerated_pair_frac"] <= 1
 
 
 def test_noisy_cross_architecture_student_gets_a_onehot_baseline(store):

@@ -108,8 +108,9 @@ def has_artifact(run_id: str, path: str) -> bool:
 
 
 def eigen_evidence(student, config: AnalyzeConfig, run: tracking.TrackedRun) -> dict[str, float]:
-    """Fig. 19-21 and the exaggerated-pair fraction (teacher vs student trajectories), and Fig. 17
-    (top-K truncation accuracy on clean and mislabeled training points); {} without trajectories."""
+    """Fig. 19-21 and the exaggerated-pair fraction (teacher vs student trajectories), Fig. 17
+    (top-K truncation accuracy on clean and mislabeled training points) and §D.7's next layer;
+    {} without trajectories."""
 
     from kdtrack.analysis.eigenspace import exaggerated_fraction, pair_table, sample_pairs, top_k_sweep
     from kdtrack.eigen import eigendirections, layer_inputs, truncated_to_top
@@ -143,7 +144,39 @@ def eigen_evidence(student, config: AnalyzeConfig, run: tracking.TrackedRun) -> 
     run.log_table(table, "eigen/top_k_accuracy.parquet")
     run.log_figure(figures.top_k_accuracy(table, "accuracy with the top-K first-layer components (Fig. 17)"),
                    "figures/top_k_accuracy.png")
-    return {"eigen/exaggerated_pair_frac": fraction, "eigen/pairs": float(decided)}
+    out = {"eigen/exaggerated_pair_frac": fraction, "eigen/pairs": float(decided)}
+    out.update(hidden_layer_evidence(student, teacher_id, data, config, run))
+    return out
+
+
+def hidden_layer_evidence(student, teacher_id: str, data, config: AnalyzeConfig, run) -> dict[str, float]:
+    """§D.7: the eigenspace of the teacher's final hidden representation (fixed: the teacher at
+    the end of training), and both models' final-layer weights projected onto it over training."""
+    from kdtrack.analysis.eigenspace import exaggerated_fraction, pair_table, sample_pairs
+    from kdtrack.eigen import components, eigendirections, hidden_representation, last_layer
+    from kdtrack.pipeline import EIGEN_POINTS, rebuild_model
+
+    path = "eigen/last_layer_weights.pt"
+    if not (has_artifact(student.info.run_id, path) and has_artifact(teacher_id, path)):
+        return {}
+    teacher_model = rebuild_model(tracking.get_run(teacher_id), data)
+    number, _ = last_layer(teacher_model)
+    _, vectors = eigendirections(hidden_representation(teacher_model, data.x_train[:EIGEN_POINTS]))
+    tables = {}
+    for name, run_id in (("teacher", teacher_id), ("student", student.info.run_id)):
+        saved = tracking.load_state(run_id, path)
+        rows = [{"step": int(step), **{f"v{k + 1}": float(c) for k, c in enumerate(components(w, vectors))}}
+                for step, w in zip(saved["step"], saved["values"])]
+        tables[name] = pl.DataFrame(rows)
+    both = pl.concat([t.with_columns(pl.lit(name).alias("model")) for name, t in tables.items()])
+    run.log_table(both, f"eigen/layer{number}_trajectory.parquet")
+    directions = vectors.shape[1]
+    pairs = pair_table(tables["teacher"], tables["student"], sample_pairs(directions, config.eigen_pairs, seed=0))
+    run.log_figure(figures.eigen_grid(tables["teacher"], tables["student"], sample_pairs(directions, 12, seed=1),
+                                      f"layer {number} weights on the teacher's final representation (Fig. 22-23)"),
+                   f"figures/eigen_pairs_layer{number}.png")
+    fraction, decided = exaggerated_fraction(pairs)
+    return {f"eigen/layer{number}_exaggerated_pair_frac": fraction, f"eigen/layer{number}_pairs": float(decided)}
 
 
 def analyze_student(student, config: AnalyzeConfig) -> str:
