@@ -68,6 +68,8 @@ def test_an_interrupted_run_resumes_where_it_stopped(store, reference, sig):
     ours, theirs = finished_weights(run_id), finished_weights(reference)
     for name in theirs:
         assert torch.equal(ours[name], theirs[name]), name  # bit for bit on CPU
+    trajectory = tracking.load_table(run_id, "eigen/trajectory.parquet")
+    assert trajectory.equals(tracking.load_table(reference, "eigen/trajectory.parquet"))  # rows kept across the kill
     history = {m.step: m.value for m in tracking.client().get_metric_history(reference, "train/loss")}
     assert {m.step: m.value for m in tracking.client().get_metric_history(run_id, "train/loss")} == history
 
