@@ -77,6 +77,25 @@ def analyze_command(params) -> None:
     _run(lambda: " ".join(analyze(from_params(AnalyzeConfig, _pairs(params)))))
 
 
+@main.command("ablate")
+@PARAM
+@EXPERIMENT
+@click.option("--preset", default=None, help="The base setting's preset.")
+@click.option("--knob", default=None, help="batch_size, lr, length, or any config field.")
+@click.option("--values", default=None, help="Comma-separated knob values (default: the paper's ablation).")
+@click.option("--seeds", default=None, help="Seeds per value.")
+@click.option("--n-trials", default=None, help="0 = the grid; N = a TPE search of N trials.")
+@click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study store.")
+def ablate_command(params, experiment, **options) -> None:
+    """An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the
+    same command on several machines against one storage."""
+    from kdtrack.ablate import ablate
+    from kdtrack.config import AblateConfig, from_params
+
+    named = {k: str(v) for k, v in options.items() if v is not None}
+    _run(lambda: ablate(from_params(AblateConfig, {**_pairs(params), **named}), experiment))
+
+
 @main.command("theory")
 @PARAM
 def theory_command(params) -> None:

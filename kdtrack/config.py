@@ -187,6 +187,53 @@ class AnalyzeConfig:
         _check("eigen_pairs", self.eigen_pairs, self.eigen_pairs >= 1, "an integer >= 1")
 
 
+KNOB_DEFAULTS = {  # paper §C.5: smaller batch size and learning rate, 2-2.3x longer training
+    "batch_size": lambda base: [base, max(1, base // 2), max(1, base // 4)],
+    "lr": lambda base: [base, base / 3, base / 10],
+    "length": lambda base: [1.0, 2.0, 2.3],
+}
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass(frozen=True)
+class AblateConfig(DistillConfig):
+    """`ablate`: an Optuna study over one knob; each trial distills a student (reusing teachers)
+    and analyzes it. The fields above are the base setting every trial starts from."""
+
+    knob: str = "batch_size"  # batch_size, lr, length (a multiple of the training length) or any field above
+    values: str = ""  # comma-separated; empty = the paper's ablation of the knob (KNOB_DEFAULTS)
+    seeds: int = 1  # seeds per value: seed, seed + 1, ...
+    n_trials: int = 0  # 0 = the whole grid (values x seeds); > 0 = a TPE search of this many trials
+    objective: str = "test/slope_bottom25"  # a metric of the analysis or student run
+    second_objective: str = ""  # optional, e.g. test/acc: a two-objective study
+    direction: str = "maximize"
+    second_direction: str = "maximize"
+    study: str = ""  # Optuna study name; empty = derived from the experiment, preset and knob
+    storage: str = ""  # SQLAlchemy URL of the study store; empty = optuna.db beside the MLflow store
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        knobs = ("length",) + tuple(f.name for f in fields(DistillConfig))
+        _choice("knob", self.knob, knobs)
+        _check("seeds", self.seeds, self.seeds >= 1, "an integer >= 1")
+        _check("n_trials", self.n_trials, self.n_trials >= 0, "an integer >= 0 (0 = the grid)")
+        _choice("direction", self.direction, DIRECTIONS)
+        _choice("second_direction", self.second_direction, DIRECTIONS)
+        if not self.objective:
+            raise UserError("objective='' is not allowed; name a logged metric, e.g. test/slope_bottom25")
+        if self.knob not in KNOB_DEFAULTS and not self.values:
+            raise UserError(f"knob={self.knob!r} has no default values; pass values=v1,v2,... "
+                            f"(defaults exist for {', '.join(KNOB_DEFAULTS)})")
+
+    def knob_values(self) -> list:
+        """The values of the knob, parsed with the field's type (`length`: a float multiple)."""
+        kind = float if self.knob == "length" else field_types(DistillConfig)[self.knob]
+        if not self.values:
+            base = 1.0 if self.knob == "length" else getattr(self, self.knob)
+            return KNOB_DEFAULTS[self.knob](base)
+        return [parse_value(self.knob, v, kind) for v in self.values.split(",") if v.strip()]
+
+
 @dataclass(frozen=True)
 class TheoryConfig:
     """`theory`: Theorem 4.1 on a random linear-regression instance with p > n (kdtrack/theory.py)."""
@@ -210,8 +257,8 @@ class TheoryConfig:
 
 
 ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "switch": SwitchConfig,
-                "analyze": AnalyzeConfig, "theory": TheoryConfig}
-Config = TypeVar("Config", TrainConfig, DistillConfig, SwitchConfig, AnalyzeConfig, TheoryConfig)
+                "analyze": AnalyzeConfig, "ablate": AblateConfig, "theory": TheoryConfig}
+Config = TypeVar("Config", TrainConfig, DistillConfig, SwitchConfig, AnalyzeConfig, AblateConfig, TheoryConfig)
 
 
 def parse_value(name: str, raw: str, kind: type) -> Any:

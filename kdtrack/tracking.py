@@ -19,7 +19,7 @@ from typing import Callable
 import mlflow
 import polars as pl
 import torch
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from kdtrack import code_version
@@ -136,6 +136,36 @@ def find_resumable(experiment_id: str, role: str, key: str, params: dict[str, st
     return None
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def start_plain_run(experiment_id: str, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+    """A run recorded through the client only, never the fluent active run, so that runs can be
+    started inside it (a study's trial)."""
+    run = client().create_run(experiment_id, run_name=name,
+                              tags={"kdtrack.code_version": code_version(), **tags})
+    client().log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    return run.info.run_id
+
+
+def find_or_start_study_run(experiment_id: str, study: str, params: dict[str, str]) -> str:
+    """The `study` run of this Optuna study (every worker and every rerun shares it), else a new
+    one, nested under the `mlflow run` launcher when there is one."""
+    found = search_all([experiment_id], f"tags.`{ROLE}` = 'study' and tags.`kdtrack.study` = '{study}'",
+                       ["attributes.start_time ASC"])
+    if found:
+        client().update_run(found[0].info.run_id, status="RUNNING")
+        mark_launcher_result(found[0].info.run_id)
+        return found[0].info.run_id
+    tags = {ROLE: "study", "kdtrack.study": study}
+    if os.environ.get(LAUNCHER):
+        tags["mlflow.parentRunId"] = os.environ[LAUNCHER]
+    run_id = start_plain_run(experiment_id, f"study-{study}", params, tags)
+    mark_launcher_result(run_id)
+    return run_id
+
+
 class Uploader:
     """Ships metric batches and artifacts to the store on one background thread, in order, so
     that training never waits on the store; a failed call is retried with backoff (a tracking
@@ -195,7 +225,7 @@ class TrackedRun:
         all_tags = {ROLE: role, "kdtrack.code_version": code_version(), **tags}
         launcher = os.environ.get(LAUNCHER)
         if launcher:
-            all_tags["mlflow.parentRunId"] = launcher
+            all_tags.setdefault("mlflow.parentRunId", launcher)
         run = client().create_run(experiment_id, run_name=name, tags=all_tags)
         self.run_id = run.info.run_id
         mlflow.start_run(run_id=self.run_id)

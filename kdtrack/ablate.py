@@ -1,0 +1,168 @@
+"""`ablate`: Optuna studies over one knob (paper §C.5: batch size, learning rate, length).
+
+Each trial distills a student from the trial's setting (teachers are reused: one per teacher
+configuration, found by the pipeline's reuse keys) and analyzes it; its objective is a metric of
+the analysis run (else of the student run). MLflow: one `study` run, a nested `trial` run per
+trial under it (tags kdtrack.study / kdtrack.trial; the trial's user attribute `mlflow_run_id`
+points back), with the runs the trial trained or reused nested under that.
+
+Storage: Optuna's own database (it cannot share MLflow's): `optuna.db` beside a SQLite MLflow
+store, else in the working directory; or any SQLAlchemy URL, shared by workers on several
+machines. Heartbeats mark trials of dead workers FAILED and `RetryHeartbeatStaleTrialCallback` runs them
+again; `MaxTrialsCallback` caps finished trials across all workers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import mlflow
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from kdtrack import tracking
+from kdtrack.config import AblateConfig, DistillConfig, AnalyzeConfig, to_params
+from kdtrack.errors import UserError
+
+HEARTBEAT_SECONDS = 30
+
+
+def default_storage() -> str:
+    uri = mlflow.get_tracking_uri()
+    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path.cwd()
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def storage(url: str) -> RDBStorage:
+    try:
+        return RDBStorage(url or default_storage(), heartbeat_interval=HEARTBEAT_SECONDS,
+                          grace_period=4 * HEARTBEAT_SECONDS,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+    except Exception as error:
+        raise UserError(f"storage={url or default_storage()!r} cannot be opened as an Optuna study store: "
+                        f"{str(error).splitlines()[0]}") from None
+
+
+def trial_setting(config: AblateConfig, value, seed: int) -> DistillConfig:
+    """The base setting with the knob at `value` and the given seed."""
+    base = {f.name: getattr(config, f.name) for f in dataclasses.fields(DistillConfig)}
+    if config.knob == "length":
+        if config.steps:
+            base["steps"] = max(1, round(config.steps * value))
+        else:
+            base["epochs"] = config.epochs * value
+    else:
+        base[config.knob] = value
+    return DistillConfig(**{**base, "seed": seed})
+
+
+def objective_values(student_id: str, analysis_id: str, names: list[str]) -> list[float]:
+    metrics = {**tracking.get_run(student_id).data.metrics, **tracking.get_run(analysis_id).data.metrics}
+    missing = [n for n in names if n not in metrics]
+    if missing:
+        raise UserError(f"objective={missing[0]!r} is not a metric of the student or its analysis; "
+                        f"some that are: {', '.join(sorted(metrics)[:12])}")
+    return [metrics[n] for n in names]
+
+
+def ablate(config: AblateConfig, experiment: str = "") -> str:
+    """Run (or continue) the study; returns the id of its `study` run."""
+    from kdtrack.analysis.analyze import analyze
+    from kdtrack.pipeline import distill, say
+
+    tracking.check_store()
+    values = config.knob_values()
+    seeds = [config.seed + s for s in range(config.seeds)]
+    for value in values:  # every setting is checked before anything trains
+        trial_setting(config, value, config.seed)
+    experiment_id = tracking.resolve_experiment(experiment)
+    name = config.study or f"{experiment or experiment_id}-{config.preset}-{config.knob}"
+    objectives = [config.objective] + ([config.second_objective] if config.second_objective else [])
+    directions = [config.direction] + ([config.second_direction] if config.second_objective else [])
+    grid = {"value": values, "seed": seeds}
+    sampler = optuna.samplers.GridSampler(grid, seed=0) if not config.n_trials else optuna.samplers.TPESampler(seed=0)
+    total = config.n_trials or len(values) * len(seeds)
+    study = optuna.create_study(study_name=name, storage=storage(config.storage), sampler=sampler,
+                                directions=directions, load_if_exists=True)
+
+    parent = tracking.find_or_start_study_run(experiment_id, name, to_params(config))
+    say(f"study {name!r}: {total} trials over {config.knob} = {values} x seeds {seeds} (study run {parent})")
+
+    def objective(trial: optuna.Trial):
+        if config.n_trials:
+            value = suggest(trial, config.knob, values)
+            seed = trial.suggest_categorical("seed", seeds)
+        else:
+            value, seed = trial.suggest_categorical("value", values), trial.suggest_categorical("seed", seeds)
+        client = tracking.client()
+        run_id = tracking.start_plain_run(
+            experiment_id, f"trial-{trial.number}-{config.knob}={value}-seed{seed}",
+            {config.knob: str(value), "seed": str(seed)},
+            {tracking.ROLE: "trial", "kdtrack.study": name, "kdtrack.trial": str(trial.number),
+             "mlflow.parentRunId": parent})
+        trial.set_user_attr("mlflow_run_id", run_id)
+        previous = os.environ.get(tracking.LAUNCHER)
+        os.environ[tracking.LAUNCHER] = run_id  # the trial's runs nest under it
+        try:
+            student = distill(trial_setting(config, value, seed), experiment)
+            [analysis] = analyze(AnalyzeConfig(student_run_id=student))
+            scores = objective_values(student, analysis, objectives)
+            client.log_batch(run_id, metrics=[tracking.Metric(f"objective/{n}", v, tracking.now_ms(), 0)
+                                              for n, v in zip(objectives, scores)],
+                             tags=[tracking.RunTag("kdtrack.student_run_id", student),
+                                   tracking.RunTag("kdtrack.analysis_run_id", analysis)])
+            client.set_terminated(run_id, "FINISHED")
+        except BaseException as error:
+            client.set_tag(run_id, "kdtrack.failure", f"{type(error).__name__}: {error}"[:5000])
+            trial.set_user_attr("failure", str(error)[:1000])
+            client.set_terminated(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            raise
+        finally:
+            if previous is None:
+                os.environ.pop(tracking.LAUNCHER, None)
+            else:
+                os.environ[tracking.LAUNCHER] = previous
+        if any(not math.isfinite(s) for s in scores):
+            raise UserError(f"objective is not finite: {scores}")
+        return scores[0] if len(scores) == 1 else tuple(scores)
+
+    cap = MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    done = lambda: sum(t.state in cap._states for t in study.get_trials(deepcopy=False))
+    if done() < total:
+        study.optimize(objective, n_trials=total - done(), callbacks=[cap], catch=(UserError,))
+    record_best(study, parent, objectives)
+    return parent
+
+
+def suggest(trial: optuna.Trial, knob: str, values: list):
+    """TPE's search space: the range of the given values (log scale for lr), or the values."""
+    if isinstance(values[0], bool) or isinstance(values[0], str):
+        return trial.suggest_categorical("value", values)
+    if isinstance(values[0], int):
+        return trial.suggest_int("value", min(values), max(values), log=knob == "batch_size")
+    return trial.suggest_float("value", min(values), max(values), log=knob == "lr")
+
+
+def record_best(study: optuna.Study, parent: str, objectives: list[str]) -> None:
+    """The study run's record: trial counts, and the best trial (or the Pareto front)."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(t.state == state for t in trials)
+              for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)}
+    client = tracking.client()
+    metrics = {f"trials/{k}": float(v) for k, v in counts.items()}
+    tags = {}
+    if counts["complete"]:
+        best = study.best_trials
+        tags["kdtrack.best_trials"] = ",".join(str(t.number) for t in best)
+        tags["kdtrack.best_run_ids"] = ",".join(t.user_attrs.get("mlflow_run_id", "") for t in best)
+        for name, value in zip(objectives, best[0].values):
+            metrics[f"best/{name}"] = value
+        metrics["best/trial"] = float(best[0].number)
+    now = tracking.now_ms()
+    client.log_batch(parent, metrics=[tracking.Metric(k, v, now, 0) for k, v in metrics.items()],
+                     tags=[tracking.RunTag(k, v) for k, v in tags.items()])
+    client.set_terminated(parent, "FINISHED")

@@ -1,0 +1,63 @@
+"""The Optuna ablation layer on the embedded data: a grid study end to end, resumable."""
+import optuna
+import pytest
+
+from kdtrack import tracking
+from kdtrack.ablate import ablate, default_storage
+from kdtrack.config import AblateConfig, from_params
+from kdtrack.errors import UserError
+
+from conftest import TINY
+
+
+def test_a_grid_study_links_trials_and_runs_both_ways(store):
+    config = from_params(AblateConfig, {**TINY, "knob": "batch_size", "values": "16,32", "study": "grid"})
+    parent_id = ablate(config, "ablate")
+    study = optuna.load_study(study_name="grid", storage=default_storage())
+    trials = study.get_trials()
+    assert sorted(t.params["value"] for t in trials) == [16, 32]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+    parent = tracking.get_run(parent_id)
+    assert parent.data.tags["kdtrack.role"] == "study" and parent.info.status == "FINISHED"
+    best = study.best_trial
+    assert parent.data.tags["kdtrack.best_trials"] == str(best.number)
+    assert parent.data.metrics["best/test/slope_bottom25"] == pytest.approx(best.value)
+    assert parent.data.metrics["trials/complete"] == 2
+
+    for trial in trials:
+        run = tracking.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["kdtrack.trial"] == str(trial.number) and run.data.tags["kdtrack.study"] == "grid"
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+        student = tracking.get_run(run.data.tags["kdtrack.student_run_id"])
+        assert student.data.tags["mlflow.parentRunId"] == run.info.run_id
+        assert student.data.params["batch_size"] == str(trial.params["value"])
+        assert run.data.metrics["objective/test/slope_bottom25"] == pytest.approx(trial.value)
+
+    # The same command again: the study is complete, nothing trains, the same study run answers.
+    assert ablate(config, "ablate") == parent_id
+    assert len(optuna.load_study(study_name="grid", storage=default_storage()).get_trials()) == 2
+
+
+def test_a_length_ablation_scales_epochs_and_keeps_one_teacher_per_setting(store):
+    config = from_params(AblateConfig, {**TINY, "knob": "length", "values": "1,2", "seeds": "1", "study": "length"})
+    ablate(config, "ablate-length")
+    experiment = tracking.client().get_experiment_by_name("ablate-length").experiment_id
+    students = tracking.search_all([experiment], "tags.`kdtrack.role` = 'student'")
+    assert sorted(s.data.params["epochs"] for s in students) == ["2.0", "4.0"]
+    teachers = tracking.search_all([experiment], "tags.`kdtrack.role` = 'teacher'")
+    assert len(teachers) == 2  # the teacher's length follows the setting: one per teacher config
+
+
+def test_bad_ablation_input_is_one_clear_error(store):
+    with pytest.raises(UserError, match="knob='momentum2' is not allowed"):
+        from_params(AblateConfig, {"knob": "momentum2"})
+    with pytest.raises(UserError, match="batch_size='x' is not an integer"):
+        from_params(AblateConfig, {"knob": "batch_size", "values": "16,x"}).knob_values()
+    with pytest.raises(UserError, match="has no default values"):
+        from_params(AblateConfig, {"knob": "momentum"})
+    config = from_params(AblateConfig, {**TINY, "knob": "lr", "values": "0.001", "objective": "nope/x", "study": "bad"})
+    ablate(config, "ablate-bad")  # the trial fails with its reason; the study itself goes on
+    [trial] = optuna.load_study(study_name="bad", storage=default_storage()).get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL and "nope/x" in trial.user_attrs["failure"]
+    assert tracking.get_run(trial.user_attrs["mlflow_run_id"]).info.status == "FAILED"
