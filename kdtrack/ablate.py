@@ -9,27 +9,24 @@ points back), with the runs the trial trained or reused nested under that.
 Storage: Optuna's own database (it cannot share MLflow's): `optuna.db` beside a SQLite MLflow
 store, else in the working directory; or any SQLAlchemy URL, shared by workers on several
 machines. Heartbeats mark trials of dead workers FAILED and `RetryHeartbeatStaleTrialCallback` runs them
-again; `MaxTrialsCallback` caps finished trials across all workers.
+again; `work_loop` stops every worker once the grid or the trial budget is done.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+import time
 from pathlib import Path
 
 import mlflow
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from kdtrack import tracking
 from kdtrack.config import AblateConfig, DistillConfig, AnalyzeConfig, to_params
 from kdtrack.errors import UserError
-
-HEARTBEAT_SECONDS = 30
-
 
 def default_storage() -> str:
     uri = mlflow.get_tracking_uri()
@@ -37,10 +34,9 @@ def default_storage() -> str:
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
-def storage(url: str) -> RDBStorage:
+def storage(url: str, heartbeat: int) -> RDBStorage:
     try:
-        return RDBStorage(url or default_storage(), heartbeat_interval=HEARTBEAT_SECONDS,
-                          grace_period=4 * HEARTBEAT_SECONDS,
+        return RDBStorage(url or default_storage(), heartbeat_interval=heartbeat, grace_period=4 * heartbeat,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
     except Exception as error:
         raise UserError(f"storage={url or default_storage()!r} cannot be opened as an Optuna study store: "
@@ -85,8 +81,8 @@ def ablate(config: AblateConfig, experiment: str = "") -> str:
     directions = [config.direction] + ([config.second_direction] if config.second_objective else [])
     grid = {"value": values, "seed": seeds}
     sampler = optuna.samplers.GridSampler(grid, seed=0) if not config.n_trials else optuna.samplers.TPESampler(seed=0)
-    total = config.n_trials or len(values) * len(seeds)
-    study = optuna.create_study(study_name=name, storage=storage(config.storage), sampler=sampler,
+    total = config.n_trials or len(values) * len(seeds)  # for the message
+    study = optuna.create_study(study_name=name, storage=storage(config.storage, config.heartbeat), sampler=sampler,
                                 directions=directions, load_if_exists=True)
 
     parent = tracking.find_or_start_study_run(experiment_id, name, to_params(config))
@@ -130,12 +126,32 @@ def ablate(config: AblateConfig, experiment: str = "") -> str:
             raise UserError(f"objective is not finite: {scores}")
         return scores[0] if len(scores) == 1 else tuple(scores)
 
-    cap = MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-    done = lambda: sum(t.state in cap._states for t in study.get_trials(deepcopy=False))
-    if done() < total:
-        study.optimize(objective, n_trials=total - done(), callbacks=[cap], catch=(UserError,))
+    work_loop(study, objective, [(v, sd) for v in values for sd in seeds], config.n_trials, config.heartbeat)
     record_best(study, parent, objectives)
     return parent
+
+
+def work_loop(study: optuna.Study, objective, grid: list[tuple], n_trials: int, heartbeat: int) -> None:
+    """Run trials until the study is done, one at a time, so that any number of workers share it:
+    a grid is done when every point has a finished trial (a genuine failure counts; a trial whose
+    worker died does not: the heartbeat marks it FAILED and its retry is queued); a search when
+    `n_trials` trials have finished or run. While only other workers' trials run, wait and look
+    for stale ones."""
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
+                                                    TrialState.WAITING) or "failure" in t.user_attrs]
+        if n_trials:
+            todo = n_trials - len(counted)
+        else:
+            todo = len(set(grid) - {(t.params.get("value"), t.params.get("seed")) for t in counted})
+        if todo > 0 or any(t.state == TrialState.WAITING for t in trials):
+            study.optimize(objective, n_trials=1, catch=(UserError,))
+        elif any(t.state == TrialState.RUNNING for t in trials):
+            optuna.storages.fail_stale_trials(study)
+            time.sleep(heartbeat)
+        else:
+            return
 
 
 def suggest(trial: optuna.Trial, knob: str, values: list):

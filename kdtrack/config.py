@@ -210,6 +210,7 @@ class AblateConfig(DistillConfig):
     second_direction: str = "maximize"
     study: str = ""  # Optuna study name; empty = derived from the experiment, preset and knob
     storage: str = ""  # SQLAlchemy URL of the study store; empty = optuna.db beside the MLflow store
+    heartbeat: int = 30  # seconds between a worker's heartbeats; silent for 4x this = dead, trial retried
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -217,6 +218,7 @@ class AblateConfig(DistillConfig):
         _choice("knob", self.knob, knobs)
         _check("seeds", self.seeds, self.seeds >= 1, "an integer >= 1")
         _check("n_trials", self.n_trials, self.n_trials >= 0, "an integer >= 0 (0 = the grid)")
+        _check("heartbeat", self.heartbeat, self.heartbeat >= 1, "an integer >= 1 (seconds)")
         _choice("direction", self.direction, DIRECTIONS)
         _choice("second_direction", self.second_direction, DIRECTIONS)
         if not self.objective:
