@@ -26,7 +26,27 @@ from optuna.trial import TrialState
 
 from kdtrack import tracking
 from kdtrack.config import AblateConfig, DistillConfig, AnalyzeConfig, to_params
-from kdtrack.errors import UserError
+from kdtrack.errors import StopRun, UserError
+
+
+class Pruned(StopRun, optuna.TrialPruned):
+    """Optuna's pruning decision, raised from inside the student's training loop."""
+
+
+def make_pruner(config: AblateConfig) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=2) if config.pruner == "median" else optuna.pruners.NopPruner()
+
+
+def pruning_hook(trial: optuna.Trial, objective: str):
+    """Report the objective whenever the student logs it during training (e.g. test/acc at each
+    evaluation) and stop the trial when the pruner says so. Objectives known only after the
+    analysis (the slopes) are never intermediate: such trials are not pruned."""
+    def hook(role: str, values: dict[str, float], step: int) -> None:
+        if role == "student" and objective in values and step > 0:
+            trial.report(values[objective], step)
+            if trial.should_prune():
+                raise Pruned(f"pruned at step {step}: {objective}={values[objective]:.4g}")
+    return hook
 
 def default_storage() -> str:
     uri = mlflow.get_tracking_uri()
@@ -83,7 +103,8 @@ def ablate(config: AblateConfig, experiment: str = "") -> str:
     sampler = optuna.samplers.GridSampler(grid, seed=0) if not config.n_trials else optuna.samplers.TPESampler(seed=0)
     total = config.n_trials or len(values) * len(seeds)  # for the message
     study = optuna.create_study(study_name=name, storage=storage(config.storage, config.heartbeat), sampler=sampler,
-                                directions=directions, load_if_exists=True)
+                                directions=directions, load_if_exists=True,
+                                pruner=make_pruner(config))
 
     parent = tracking.find_or_start_study_run(experiment_id, name, to_params(config))
     say(f"study {name!r}: {total} trials over {config.knob} = {values} x seeds {seeds} (study run {parent})")
@@ -103,6 +124,9 @@ def ablate(config: AblateConfig, experiment: str = "") -> str:
         trial.set_user_attr("mlflow_run_id", run_id)
         previous = os.environ.get(tracking.LAUNCHER)
         os.environ[tracking.LAUNCHER] = run_id  # the trial's runs nest under it
+        hook = pruning_hook(trial, config.objective)
+        if len(objectives) == 1:  # Optuna prunes single-objective studies only
+            tracking.METRIC_HOOKS.append(hook)
         try:
             student = distill(trial_setting(config, value, seed), experiment)
             [analysis] = analyze(AnalyzeConfig(student_run_id=student))
@@ -112,12 +136,18 @@ def ablate(config: AblateConfig, experiment: str = "") -> str:
                              tags=[tracking.RunTag("kdtrack.student_run_id", student),
                                    tracking.RunTag("kdtrack.analysis_run_id", analysis)])
             client.set_terminated(run_id, "FINISHED")
+        except Pruned as error:
+            client.set_tag(run_id, "kdtrack.pruned", str(error))
+            client.set_terminated(run_id, "KILLED")
+            raise
         except BaseException as error:
             client.set_tag(run_id, "kdtrack.failure", f"{type(error).__name__}: {error}"[:5000])
             trial.set_user_attr("failure", str(error)[:1000])
             client.set_terminated(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
             raise
         finally:
+            if hook in tracking.METRIC_HOOKS:
+                tracking.METRIC_HOOKS.remove(hook)
             if previous is None:
                 os.environ.pop(tracking.LAUNCHER, None)
             else:

@@ -210,6 +210,7 @@ class AblateConfig(DistillConfig):
     second_direction: str = "maximize"
     study: str = ""  # Optuna study name; empty = derived from the experiment, preset and knob
     storage: str = ""  # SQLAlchemy URL of the study store; empty = optuna.db beside the MLflow store
+    pruner: str = "median"  # median (Optuna's MedianPruner on objectives logged during training) or none
     heartbeat: int = 30  # seconds between a worker's heartbeats; silent for 4x this = dead, trial retried
 
     def __post_init__(self) -> None:
@@ -221,6 +222,7 @@ class AblateConfig(DistillConfig):
         _check("heartbeat", self.heartbeat, self.heartbeat >= 1, "an integer >= 1 (seconds)")
         _choice("direction", self.direction, DIRECTIONS)
         _choice("second_direction", self.second_direction, DIRECTIONS)
+        _choice("pruner", self.pruner, ("median", "none"))
         if not self.objective:
             raise UserError("objective='' is not allowed; name a logged metric, e.g. test/slope_bottom25")
         if self.knob not in KNOB_DEFAULTS and not self.values:

@@ -3,3 +3,10 @@
 
 class UserError(ValueError):
     """Bad input or a missing resource: the message names the bad value and what is allowed."""
+
+
+class StopRun(Exception):
+    """Raised inside training to end a run early on purpose (an Optuna pruning decision): the run
+    is marked with `status`, not FAILED."""
+
+    status = "KILLED"

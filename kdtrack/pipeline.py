@@ -143,7 +143,7 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
         raise UserError(f"run {run.run_id} stopped: {error}") from None
     except BaseException as error:
         run.set_tags({"kdtrack.failure": f"{type(error).__name__}: {error}"[:5000]})
-        run.finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        run.finish(getattr(error, "status", "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"))
         raise
     return run.run_id
 

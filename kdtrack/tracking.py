@@ -31,6 +31,9 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 ROLE, KEY = "kdtrack.role", "kdtrack.key"
 LAUNCHER = "kdtrack.launcher"  # see `claim_launcher`
 RESUME = "kdtrack.resume_checkpoint"  # artifact path of a run's newest checkpoint
+# Called with (role, metrics, step) whenever a run logs metrics: how an Optuna trial sees
+# intermediate values (kdtrack.ablate) without the training loop knowing about Optuna.
+METRIC_HOOKS: list[Callable[[str, dict[str, float], int], None]] = []
 # Written into logged models so they reload without pip's slow requirement inference.
 MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
 
@@ -210,6 +213,7 @@ class TrackedRun:
                  tags: dict[str, str], tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
                  resume_run_id: str = "", probes: dict[str, Callable] | None = None):
         self.tables = tables
+        self.role = role
         self.probes = probes or {}  # artifact path -> model -> {column: value}, one row per log step
         self.rows: dict[str, list[dict]] = {path: [] for path in self.probes}
         self.uploader = Uploader()
@@ -236,6 +240,8 @@ class TrackedRun:
         """Buffered, and sent every FLUSH_SECONDS: one store transaction per flush, not per step."""
         if 0 < step <= self.logged_through:
             return
+        for hook in METRIC_HOOKS:
+            hook(self.role, values, step)
         now = int(time.time() * 1000)
         self.buffer += [Metric(k, float(v), now, step) for k, v in values.items()]
         if time.monotonic() - self.flushed_at > self.FLUSH_SECONDS:

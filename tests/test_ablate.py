@@ -61,3 +61,21 @@ def test_bad_ablation_input_is_one_clear_error(store):
     [trial] = optuna.load_study(study_name="bad", storage=default_storage()).get_trials()
     assert trial.state == optuna.trial.TrialState.FAIL and "nope/x" in trial.user_attrs["failure"]
     assert tracking.get_run(trial.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+
+
+def test_a_pruned_trial_stops_its_student_and_is_recorded_as_pruned(store, monkeypatch):
+    import kdtrack.ablate
+
+    # A pruner that prunes everything it sees: test/acc is always above -1.
+    monkeypatch.setattr(kdtrack.ablate, "make_pruner", lambda config: optuna.pruners.ThresholdPruner(upper=-1.0))
+    config = from_params(AblateConfig, {**TINY, "epochs": "4", "eval_every": "2", "knob": "lr", "values": "0.001",
+                                        "objective": "test/acc", "study": "pruned"})
+    parent = ablate(config, "ablate-pruned")
+    [trial] = optuna.load_study(study_name="pruned", storage=default_storage()).get_trials()
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [2]
+    run = tracking.get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and "pruned at step 2" in run.data.tags["kdtrack.pruned"]
+    assert tracking.get_run(parent).data.metrics["trials/pruned"] == 1
+    experiment = tracking.client().get_experiment_by_name("ablate-pruned").experiment_id
+    [student] = tracking.search_all([experiment], "tags.`kdtrack.role` = 'student'")
+    assert student.info.status == "KILLED"
