@@ -1,0 +1,109 @@
+"""Bad input, tried systematically: every entry point's CLI command with wrong types, values out
+of range, unknown names, empty required values, missing paths and runs of the wrong role. Each
+must end with exit status 2 and one line naming the bad value, before any run is left RUNNING."""
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from kdtrack import tracking
+from kdtrack.cli import main
+from kdtrack.config import ENTRY_POINTS, field_types
+
+from conftest import TINY
+
+COMMANDS = {"train_teacher": "train-teacher", "distill": "distill", "switch": "switch", "analyze": "analyze",
+            "ablate": "ablate", "theory": "theory"}
+TRIED = []
+
+
+def invoke(command: str, params: dict[str, str]):
+    args = [command] + [item for k, v in params.items() for item in ("-P", f"{k}={v}")]
+    return CliRunner().invoke(main, args)
+
+
+def assert_one_line_error(result, *named: str) -> None:
+    TRIED.append(result)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.output.splitlines() if line.startswith("kdtrack: error:")]
+    assert len(lines) == 1, result.output
+    for text in named:
+        assert text in lines[0], (text, lines[0])
+
+
+def no_run_left_running() -> None:
+    experiments = [e.experiment_id for e in tracking.client().search_experiments()]
+    assert not tracking.search_all(experiments, "attributes.status = 'RUNNING'")
+
+
+CASES = [
+    ("train_teacher", {"lr": "fast"}, ["lr='fast'", "a finite number"]),
+    ("train_teacher", {"lr": "-1"}, ["lr=-1.0", "> 0"]),
+    ("train_teacher", {"batch_size": "0"}, ["batch_size=0", ">= 1"]),
+    ("train_teacher", {"batch_size": "2.5"}, ["batch_size='2.5'", "integer"]),
+    ("train_teacher", {"dataset": "imagenet21k"}, ["dataset='imagenet21k'", "mnist5k"]),
+    ("train_teacher", {"arch": "transformer"}, ["arch='transformer'", "mlp"]),
+    ("train_teacher", {"preset": "nope"}, ["preset='nope'", "mnist_mlp"]),
+    ("train_teacher", {"colour": "red"}, ["'colour'", "allowed"]),
+    ("train_teacher", {"label_noise": "1.5"}, ["label_noise=1.5", "< 1"]),
+    ("train_teacher", {"dataset": "cifar10", "data_dir": "/no/such/dir"}, ["/no/such/dir"]),
+    ("train_teacher", {"train_size": "999999"}, ["train_size=999999"]),
+    ("distill", {"temperature": "0"}, ["temperature=0.0", "> 0"]),
+    ("distill", {"distill_weight": "1.5"}, ["distill_weight=1.5", "<= 1"]),
+    ("distill", {"same_init": "maybe"}, ["same_init='maybe'", "true or false"]),
+    ("distill", {"teacher_run_id": "0123456789abcdef"}, ["'0123456789abcdef'", "does not exist"]),
+    ("switch", {"switch_to": "sideways"}, ["switch_to='sideways'", "onehot"]),
+    ("switch", {"switch_at": "2.5"}, ["switch_at=2.5"]),
+    ("switch", {"extend_to": "1"}, ["extend_to=1"]),
+    ("switch", {"from_run_id": "feedfeedfeed"}, ["'feedfeedfeed'", "does not exist"]),
+    ("analyze", {}, ["student_run_id", "experiment"]),
+    ("analyze", {"experiment": "never-made"}, ["experiment='never-made'", "does not exist"]),
+    ("analyze", {"quantile": "0.9"}, ["quantile=0.9", "0.5"]),
+    ("ablate", {"knob": "colour"}, ["knob='colour'"]),
+    ("ablate", {"knob": "lr", "values": "0.1,x"}, ["lr='x'"]),
+    ("ablate", {"direction": "up"}, ["direction='up'", "maximize"]),
+    ("theory", {"n": "10", "p": "5"}, ["p=5", "> n"]),
+]
+
+
+@pytest.mark.parametrize("entry, params, named", CASES, ids=[f"{e}-{'-'.join(p) or 'empty'}" for e, p, _ in CASES])
+def test_bad_input_is_one_line_and_starts_nothing(store, entry, params, named):
+    base = dict(TINY) if entry in ("train_teacher", "distill", "switch", "ablate") else {}
+    assert_one_line_error(invoke(COMMANDS[entry], {**base, **params}), *named)
+    no_run_left_running()
+
+
+def test_runs_of_the_wrong_role_or_experiment_are_refused(store):
+    from kdtrack.config import DistillConfig, from_params
+    from kdtrack.pipeline import distill
+
+    student = distill(from_params(DistillConfig, TINY), "bad-input")
+    teacher = tracking.get_run(student).data.tags["kdtrack.teacher_run_id"]
+    assert_one_line_error(invoke("distill", {**TINY, "teacher_run_id": student}), student, "is a student run")
+    assert_one_line_error(invoke("analyze", {"student_run_id": teacher}), teacher, "is a teacher run")
+    assert_one_line_error(invoke("switch", {**TINY, "from_run_id": teacher}), teacher, "starts from a student run")
+    no_run_left_running()
+
+
+NUMERIC = {name: kind for name, kind in field_types(ENTRY_POINTS["distill"]).items() if kind in (int, float)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(NUMERIC)),
+       raw=st.one_of(st.text(min_size=1, max_size=8).filter(lambda t: t.strip() and "=" not in t),
+                     st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-10**6, -1).map(str)))
+def test_generated_values_either_parse_or_fail_in_one_line(store, name, raw):
+    """Whatever string arrives for a numeric field, the config either accepts it or says which
+    value is wrong in one line: never a traceback. (Only config parsing runs: dry by design.)"""
+    from kdtrack.config import DistillConfig, from_params
+    from kdtrack.errors import UserError
+
+    try:
+        from_params(DistillConfig, {**TINY, name: raw})
+    except UserError as error:
+        TRIED.append(error)
+        assert "\n" not in str(error) and name in str(error)
+
+
+def test_summary_of_bad_inputs_tried():
+    print(f"\nbad inputs tried: {len(TRIED)}")
+    assert len(TRIED) >= len(CASES)
