@@ -279,7 +279,7 @@ def starting_checkpoint(config: SwitchConfig, step: int, teacher_id: str) -> tup
             raise UserError(f"from_run_id={config.from_run_id!r} has {name}={run.data.params.get(name)!r}; "
                             f"this switch run needs {name}={ours[name]!r}")
     steps = sorted(int(a.path.split("_")[-1][:-3]) for a in tracking.client().list_artifacts(run_id, "checkpoints")
-                   if a.path.startswith("checkpoints/step_"))
+                   if a.path.startswith("checkpoints/step_") and a.path.endswith(".pt"))
     if step not in steps:
         raise UserError(f"from_run_id={config.from_run_id!r} has no checkpoint at the switch step {step}; "
                         f"it has steps {steps or 'none'} (choose switch_at among them, or retrain with checkpoint_every)")

@@ -214,6 +214,7 @@ class TrackedRun:
                  resume_run_id: str = "", probes: dict[str, Callable] | None = None):
         self.tables = tables
         self.role = role
+        self.last_checkpoint: tuple[str, bytes] | None = None
         self.probes = probes or {}  # artifact path -> model -> {column: value}, one row per log step
         self.rows: dict[str, list[dict]] = {path: [] for path in self.probes}
         self.uploader = Uploader()
@@ -295,6 +296,7 @@ class TrackedRun:
         self.write_probes()
         path = f"checkpoints/step_{step}.pt" if keep else "checkpoints/last.pt"
         payload = _torch_bytes(state)  # serialized now: the tensors change with the next step
+        self.last_checkpoint = (path, payload)
 
         def upload_then_point():
             self._upload(payload, path)
@@ -307,10 +309,13 @@ class TrackedRun:
         self.uploader.submit(f"artifact {artifact_path}", lambda: self._upload(payload, artifact_path))
 
     def _upload(self, payload: bytes, artifact_path: str) -> None:
+        """The payload, then `<path>.sha256` beside it: readers verify what they load."""
         folder, name = os.path.split(artifact_path)
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / name).write_bytes(payload)
-            client().log_artifact(self.run_id, str(Path(tmp) / name), folder or None)
+            (Path(tmp) / f"{name}.sha256").write_text(hashlib.sha256(payload).hexdigest())
+            for file in (name, f"{name}.sha256"):
+                client().log_artifact(self.run_id, str(Path(tmp) / file), folder or None)
 
     def log_table(self, table: pl.DataFrame, artifact_path: str) -> None:
         self.log_bytes(_parquet(table), artifact_path)
@@ -344,11 +349,20 @@ class TrackedRun:
         if failures:
             status = "FAILED"
             self.set_tags({"kdtrack.failure": f"not recorded: {failures[0]}"[:5000]})
-        mlflow.end_run(status)
-        mark_launcher_result(self.run_id)
+        try:
+            mlflow.end_run(status)
+            mark_launcher_result(self.run_id)
+        except Exception as error:
+            failures.append(f"ending the run: {str(error).splitlines()[0]}")
         if failures:
+            kept = ""
+            if self.last_checkpoint:
+                local = Path("kdtrack-unsaved") / self.run_id / Path(self.last_checkpoint[0]).name
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(self.last_checkpoint[1])
+                kept = f"; the last checkpoint is kept at {local.resolve()}"
             raise UserError(f"run {self.run_id}: {len(failures)} record(s) could not be written to "
-                            f"the tracking store, the first: {failures[0]}")
+                            f"the tracking store, the first: {failures[0]}{kept}")
 
 
 def _parquet(table: pl.DataFrame) -> bytes:
@@ -371,9 +385,23 @@ def download(run_id: str, artifact_path: str, dst: str) -> Path:
                         f"{str(error).splitlines()[0]}") from None
 
 
+def verified(run_id: str, artifact_path: str, path: Path, tmp: str) -> Path:
+    """`path` if its bytes match the `.sha256` written beside it (artifacts from before checksums
+    have none and pass); a mismatch is a one-line error naming the artifact."""
+    try:
+        expected = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{artifact_path}.sha256",
+                                                            dst_path=str(Path(tmp) / "sha"))).read_text().strip()
+    except Exception:
+        return path
+    if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        raise UserError(f"corrupt artifact {artifact_path!r} of run {run_id}: its SHA-256 does not match "
+                        f"the one recorded when it was written; not loading it")
+    return path
+
+
 def load_table(run_id: str, artifact_path: str) -> pl.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
-        path = download(run_id, artifact_path, tmp)
+        path = verified(run_id, artifact_path, download(run_id, artifact_path, tmp), tmp)
         try:
             return pl.read_parquet(path)
         except Exception as error:
@@ -383,7 +411,7 @@ def load_table(run_id: str, artifact_path: str) -> pl.DataFrame:
 def load_state(run_id: str, artifact_path: str) -> dict:
     """A saved state dict, loaded with weights_only=True: never unpickle arbitrary objects."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = download(run_id, artifact_path, tmp)
+        path = verified(run_id, artifact_path, download(run_id, artifact_path, tmp), tmp)
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:

@@ -82,3 +82,22 @@ def test_resume_false_starts_a_new_run(store):
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.split()[-1] != run_id and "resuming" not in again.stderr
+
+
+def test_a_corrupt_checkpoint_or_table_is_refused_with_its_path(store):
+    from kdtrack.config import TrainConfig, from_params
+    from kdtrack.errors import UserError
+    from kdtrack.pipeline import train_teacher
+
+    from conftest import TINY
+
+    run_id = train_teacher(from_params(TrainConfig, TINY), "corrupt")
+    root = Path(tracking.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    for artifact, load in (("checkpoints/final.pt", tracking.load_state),
+                           ("confidences/train.parquet", tracking.load_table)):
+        load(run_id, artifact)  # intact: loads
+        data = bytearray((root / artifact).read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one flipped byte
+        (root / artifact).write_bytes(bytes(data))
+        with pytest.raises(UserError, match=f"corrupt artifact '{artifact}' of run {run_id}"):
+            load(run_id, artifact)
