@@ -101,3 +101,60 @@ def test_a_corrupt_checkpoint_or_table_is_refused_with_its_path(store):
         (root / artifact).write_bytes(bytes(data))
         with pytest.raises(UserError, match=f"corrupt artifact '{artifact}' of run {run_id}"):
             load(run_id, artifact)
+
+
+def start_server(folder: Path, port: int) -> subprocess.Popen:
+    import urllib.request
+
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{folder}/server.db",
+                               "--artifacts-destination", str(folder / "artifacts")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return server
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("mlflow server did not answer within two minutes")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGKILL)  # the server and its workers
+    server.wait(30)
+
+
+def test_a_tracking_server_that_restarts_mid_run_loses_nothing(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    server = start_server(tmp_path, port)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    longer = [*LONG[:-4], "-P", "epochs=1000", "-P", "log_every=10"]  # 4000 steps
+    process = subprocess.Popen([KDTRACK, "train-teacher", "--experiment", "outage", *longer], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # once training is under way, take the server away
+        found = tracking.client().get_experiment_by_name("outage")
+        if found and tracking.search_all([found.experiment_id], "attributes.status = 'RUNNING'"):
+            break
+        time.sleep(0.2)
+    stop_server(server)
+    time.sleep(3)
+    server = start_server(tmp_path, port)
+    try:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+        run_id = out.split()[-1]
+        run = tracking.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        steps = sorted(m.step for m in tracking.client().get_metric_history(run_id, "train/loss"))
+        assert steps == list(range(10, 4001, 10))  # every log step arrived, none twice
+        tracking.load_state(run_id, "checkpoints/final.pt")
+    finally:
+        stop_server(server)
