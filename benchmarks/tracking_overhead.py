@@ -44,6 +44,7 @@ class NullLog:
     def metrics(self, values, step): pass
     def snapshot(self, step, logits): job.tables(logits)
     def checkpoint(self, step, state, keep): torch.save(state, os.devnull)
+    def observe(self, step, model): pass
 
 
 def timed(log_factory) -> float:

@@ -176,10 +176,12 @@ class AnalyzeConfig:
     """`analyze`: confidence-exaggeration analysis of one student, or of every unanalyzed one."""
 
     student_run_id: str = ""
-    experiment: str = ""  # with no student_run_id: analyze every student here lacking an analysis
+    experiment: str = ""  # with no student_run_id: analyze every student here lacking an analysis;
+    # with one: the experiment it must belong to
     quantile: float = 0.25  # slopes over the bottom / top this fraction by teacher confidence
     bins: int = 60  # density-plot resolution
     eigen_pairs: int = 32  # random direction pairs (i < j) compared for eigen/exaggerated_pair_frac
+    theory: bool = False  # also run the Theorem 4.1 check (the `theory` entry point's defaults)
 
     def __post_init__(self) -> None:
         _check("quantile", self.quantile, 0 < self.quantile <= 0.5, "0 < quantile <= 0.5")

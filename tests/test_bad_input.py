@@ -81,6 +81,8 @@ def test_runs_of_the_wrong_role_or_experiment_are_refused(store):
     assert_one_line_error(invoke("distill", {**TINY, "teacher_run_id": student}), student, "is a student run")
     assert_one_line_error(invoke("analyze", {"student_run_id": teacher}), teacher, "is a teacher run")
     assert_one_line_error(invoke("switch", {**TINY, "from_run_id": teacher}), teacher, "starts from a student run")
+    assert_one_line_error(invoke("analyze", {"student_run_id": student, "experiment": "Default"}),
+                          student, "belongs to experiment 'bad-input'")
     no_run_left_running()
 
 

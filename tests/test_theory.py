@@ -45,3 +45,16 @@ def test_the_theory_run(store):
     run = tracking.get_run(run_id)
     assert run.data.tags["kdtrack.role"] == "theory" and run.data.metrics["theory/closed_form_holds_frac"] == 1.0
     assert "figures/theorem41.png" in {a.path for a in tracking.client().list_artifacts(run_id, "figures")}
+
+
+def test_analyze_can_add_the_theory_run(store):
+    from kdtrack.analysis.analyze import analyze
+    from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
+    from kdtrack.pipeline import distill
+
+    from conftest import TINY
+
+    student = distill(from_params(DistillConfig, TINY), "with-theory")
+    analysis, theory_run = analyze(AnalyzeConfig(student_run_id=student, theory=True))
+    assert tracking.get_run(theory_run).data.tags["kdtrack.role"] == "theory"
+    assert tracking.get_run(theory_run).info.experiment_id == tracking.get_run(student).info.experiment_id

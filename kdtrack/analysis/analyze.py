@@ -26,6 +26,12 @@ def _students(config: AnalyzeConfig) -> list:
         if run.info.status != "FINISHED":
             raise UserError(f"student_run_id={config.student_run_id!r} has status {run.info.status}; "
                             "a FINISHED run is required")
+        if config.experiment:
+            named = tracking.client().get_experiment_by_name(config.experiment)
+            if named is None or named.experiment_id != run.info.experiment_id:
+                raise UserError(f"student_run_id={config.student_run_id!r} belongs to experiment "
+                                f"{tracking.client().get_experiment(run.info.experiment_id).name!r}, "
+                                f"not to experiment={config.experiment!r}")
         return [run]
     if not config.experiment:
         raise UserError("analyze needs student_run_id=<run id> or experiment=<name>; both are empty")
@@ -241,4 +247,12 @@ def analyze(config: AnalyzeConfig) -> list[str]:
     students = _students(config)
     if not students:
         print(f"kdtrack: every finished student in experiment {config.experiment!r} is already analyzed")
-    return [analyze_student(student, config) for student in students]
+    ids = [analyze_student(student, config) for student in students]
+    if config.theory:  # Theorem 4.1 beside the empirical evidence, in the same experiment
+        from kdtrack.config import TheoryConfig
+        from kdtrack.theory import theory
+
+        name = config.experiment or (tracking.client().get_experiment(students[0].info.experiment_id).name
+                                     if students else "")
+        ids.append(theory(TheoryConfig(experiment=name)))
+    return ids
