@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -214,7 +215,7 @@ class TrackedRun:
                  resume_run_id: str = "", probes: dict[str, Callable] | None = None):
         self.tables = tables
         self.role = role
-        self.last_checkpoint: tuple[str, bytes] | None = None
+        self.last_checkpoint: tuple[str, str] | None = None  # artifact path, local file until uploaded
         self.probes = probes or {}  # artifact path -> model -> {column: value}, one row per log step
         self.rows: dict[str, list[dict]] = {path: [] for path in self.probes}
         self.uploader = Uploader()
@@ -295,11 +296,16 @@ class TrackedRun:
         self.flush()
         self.write_probes()
         path = f"checkpoints/step_{step}.pt" if keep else "checkpoints/last.pt"
-        payload = _torch_bytes(state)  # serialized now: the tensors change with the next step
-        self.last_checkpoint = (path, payload)
+        # Serialized now (the tensors change with the next step), straight to a file: no second
+        # in-memory copy of a large model's checkpoint while it waits for the uploader.
+        handle, local = tempfile.mkstemp(prefix="kdtrack-checkpoint-", suffix=".pt")
+        os.close(handle)
+        torch.save(state, local)
+        self.last_checkpoint = (path, local)
 
         def upload_then_point():
-            self._upload(payload, path)
+            self._upload_file(Path(local), path)
+            Path(local).unlink()  # kept where the upload failed: `finish` saves it
             client().set_tag(self.run_id, RESUME, path)
 
         self.uploader.submit(f"artifact {path}", upload_then_point)
@@ -309,11 +315,18 @@ class TrackedRun:
         self.uploader.submit(f"artifact {artifact_path}", lambda: self._upload(payload, artifact_path))
 
     def _upload(self, payload: bytes, artifact_path: str) -> None:
-        """The payload, then `<path>.sha256` beside it: readers verify what they load."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / os.path.basename(artifact_path)
+            local.write_bytes(payload)
+            self._upload_file(local, artifact_path)
+
+    def _upload_file(self, local: Path, artifact_path: str) -> None:
+        """The file, then `<path>.sha256` beside it: readers verify what they load."""
         folder, name = os.path.split(artifact_path)
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / name).write_bytes(payload)
-            (Path(tmp) / f"{name}.sha256").write_text(hashlib.sha256(payload).hexdigest())
+            named = Path(tmp) / name
+            shutil.copyfile(local, named)
+            (Path(tmp) / f"{name}.sha256").write_text(hashlib.sha256(named.read_bytes()).hexdigest())
             for file in (name, f"{name}.sha256"):
                 client().log_artifact(self.run_id, str(Path(tmp) / file), folder or None)
 
@@ -356,10 +369,10 @@ class TrackedRun:
             failures.append(f"ending the run: {str(error).splitlines()[0]}")
         if failures:
             kept = ""
-            if self.last_checkpoint:
+            if self.last_checkpoint and Path(self.last_checkpoint[1]).exists():
                 local = Path("kdtrack-unsaved") / self.run_id / Path(self.last_checkpoint[0]).name
                 local.parent.mkdir(parents=True, exist_ok=True)
-                local.write_bytes(self.last_checkpoint[1])
+                shutil.move(self.last_checkpoint[1], local)
                 kept = f"; the last checkpoint is kept at {local.resolve()}"
             raise UserError(f"run {self.run_id}: {len(failures)} record(s) could not be written to "
                             f"the tracking store, the first: {failures[0]}{kept}")

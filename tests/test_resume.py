@@ -1,6 +1,7 @@
 """Interrupted runs resume (issue: reliability): SIGKILL and SIGTERM mid-run, then the same
 command again, against a temporary store, through the `kdtrack` CLI in a subprocess."""
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from kdtrack import tracking
 
 KDTRACK = str(Path(sys.executable).parent / "kdtrack")
 # 64 points, batch 16: 4 steps per epoch, 600 steps; a resume checkpoint every 40 steps.
+KILLS = []  # kills survived, reported by test_summary_of_kills_survived
 LONG = ["-P", "preset=mnist_mlp", "-P", "train_size=64", "-P", "width=64", "-P", "batch_size=16",
         "-P", "epochs=150", "-P", "checkpoint_every=40", "-P", "log_every=10"]
 
@@ -29,7 +31,9 @@ def interrupt_after_first_checkpoint(process: subprocess.Popen, experiment: str,
         found = tracking.client().get_experiment_by_name(experiment)
         runs = tracking.search_all([found.experiment_id], "tags.`kdtrack.resume_checkpoint` != ''") if found else []
         if runs:
+            time.sleep(random.Random(int(sig)).uniform(0, 1.0))  # then at a step of chance
             process.send_signal(sig)
+            KILLS.append(sig)
             process.wait(60)
             return runs[0].info.run_id
         assert process.poll() is None, process.stderr.read()[-2000:]
@@ -158,3 +162,29 @@ def test_a_tracking_server_that_restarts_mid_run_loses_nothing(tmp_path, monkeyp
         tracking.load_state(run_id, "checkpoints/final.pt")
     finally:
         stop_server(server)
+
+
+def test_a_store_that_refuses_artifacts_fails_in_one_line_and_keeps_the_checkpoint(store, tmp_path, monkeypatch):
+    from kdtrack.config import TrainConfig, from_params
+    from kdtrack.errors import UserError
+    from kdtrack.pipeline import train_teacher
+
+    from conftest import TINY
+
+    monkeypatch.setattr(tracking.Uploader, "DELAYS", (0.01,))  # give up at once instead of after a minute
+    blocker = tmp_path / "a-file"
+    blocker.write_text("artifacts cannot go below a file")
+    tracking.client().create_experiment("unwritable", artifact_location=(blocker / "artifacts").as_uri())
+    with pytest.raises(UserError, match="could not be written to the tracking store") as caught:
+        train_teacher(from_params(TrainConfig, TINY), "unwritable")
+    message = str(caught.value)
+    assert "\n" not in message and "the last checkpoint is kept at" in message
+    kept = Path(message.rsplit("kept at ", 1)[1])
+    assert torch.load(kept, weights_only=True)["step"] == 3  # the newest checkpoint (75% of 4 steps)
+    experiment = tracking.client().get_experiment_by_name("unwritable").experiment_id
+    assert not tracking.search_all([experiment], "attributes.status = 'RUNNING'")
+
+
+def test_summary_of_kills_survived():
+    print(f"\nkills survived: {len(KILLS)} ({', '.join(s.name for s in KILLS)})")
+    assert len(KILLS) >= 2
