@@ -106,6 +106,47 @@ def theory_command(params) -> None:
     _run(lambda: theory(from_params(TheoryConfig, _pairs(params))))
 
 
+@main.command("report")
+@click.option("--experiment", "experiments", multiple=True, required=True, help="Repeat to compare experiments.")
+@click.option("--filter", "filter_string", default="", help="An MLflow search filter, e.g. \"params.preset = 'mnist_mlp'\".")
+@click.option("--dashboard", default="paper", show_default=True, help="A dashboards/ name or a YAML file.")
+@click.option("--out", default="kdtrack-report", show_default=True, type=click.Path(file_okay=False))
+@click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
+def report_command(experiments, filter_string, dashboard, out, tracking_uri) -> None:
+    """A self-contained HTML report (and Markdown) comparing the runs of one or more experiments."""
+    from kdtrack.report.dashboard import load
+    from kdtrack.report.render import report
+
+    if tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+    _run(lambda: report(list(experiments), filter_string, load(dashboard), Path(out)))
+
+
+@main.command("runs")
+@click.option("--experiment", "experiments", multiple=True, required=True)
+@click.option("--filter", "filter_string", default="")
+@click.option("--tracking-uri", default=None)
+def runs_command(experiments, filter_string, tracking_uri) -> None:
+    """The runs of an experiment, one line each: role, preset, data, architecture, seed, key metrics."""
+    import polars as pl
+
+    from kdtrack.report.collect import runs_table
+    from kdtrack.report.tables import runs_summary
+
+    if tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+
+    def show():
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
+            return str(runs_summary(runs_table(list(experiments), filter_string)))
+
+    _run(show)
+
+
 @main.command("demo")
 @click.option("--experiment", default="kdtrack-demo", show_default=True)
 @click.option("--out", default="kdtrack-out", show_default=True, type=click.Path(file_okay=False),

@@ -337,7 +337,10 @@ class TrackedRun:
         self.log_bytes(_torch_bytes(state), artifact_path)
 
     def log_figure(self, figure, artifact_path: str) -> None:
+        import matplotlib.pyplot as plt
+
         client().log_figure(self.run_id, figure, artifact_path)
+        plt.close(figure)
 
     def log_model(self, model: torch.nn.Module, example: torch.Tensor) -> None:
         """The final model, loadable with `mlflow.pytorch.load_model` (MLflow 3's traced format,

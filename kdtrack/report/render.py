@@ -1,0 +1,179 @@
+"""Build a report: tables (polars), figures (matplotlib, embedded as base64 PNG), HTML through a
+jinja2 template and Markdown through polars' own table formatting."""
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import jinja2
+import polars as pl
+
+from kdtrack import tracking
+from kdtrack.report import tables
+from kdtrack.report.collect import runs_table, setting_of
+from kdtrack.report.dashboard import Dashboard
+
+TEMPLATE = jinja2.Template("""<!doctype html>
+<html><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} img{max-width:100%}</style></head>
+<body><h1>{{ title }}</h1><p>{{ subtitle }}</p>
+{% for section in sections %}<h2>{{ section.heading }}</h2><p>{{ section.note }}</p>
+{% for table in section.tables %}{{ table }}{% endfor %}
+{% for image in section.images %}<img alt="{{ section.heading }}" src="data:image/png;base64,{{ image }}">{% endfor %}
+{% endfor %}</body></html>
+""", autoescape=False)
+
+
+@dataclass
+class Section:
+    heading: str
+    note: str = ""
+    frames: list[pl.DataFrame] = field(default_factory=list)
+    figures: list = field(default_factory=list)
+
+
+def png(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def html_table(frame: pl.DataFrame) -> str:
+    return frame.to_pandas().to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
+                   tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, float_precision=4, tbl_width_chars=60_000):
+        return str(frame)
+
+
+def confidence_grid(table: pl.DataFrame, most: int = 6):
+    """Fig. 5: per setting (its first seed's student), teacher vs student phi, train above test."""
+    import matplotlib.pyplot as plt
+
+    from kdtrack.analysis.figures import _density
+
+    students = table.filter((pl.col("role") == "student") & (pl.col("status") == "FINISHED")).sort("setting", "seed")
+    chosen = students.unique("setting", keep="first", maintain_order=True).head(most)
+    if chosen.is_empty():
+        return None
+    figure, axes = plt.subplots(2, chosen.height, figsize=(3.6 * chosen.height, 6.4), squeeze=False)
+    with click.progressbar(chosen.iter_rows(named=True), length=chosen.height, label="confidence tables",
+                           file=click.get_text_stream("stderr")) as rows:
+        for column, row in enumerate(rows):
+            for line, split in enumerate(("train", "test")):
+                data = tracking.load_table(row["run_id"], f"confidences/{split}.parquet")
+                _density(axes[line, column], data["phi_teacher"], data["phi_student"], 40)
+                axes[line, column].set_title(f"{row['setting']}\n{split}", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def switch_curves(table: pl.DataFrame):
+    from kdtrack.analysis.analyze import test_accuracy
+    from kdtrack.analysis.figures import accuracy_curves
+
+    runs = table.filter(pl.col("switch_step").is_not_null() & (pl.col("status") == "FINISHED"))
+    if runs.is_empty():
+        return None
+    curves = {f"{r['run_name']} ({r['run_id'][:6]})": test_accuracy(r["run_id"]) for r in runs.iter_rows(named=True)}
+    marks = {f"{r['run_name']} ({r['run_id'][:6]})": int(r["switch_step"]) for r in runs.iter_rows(named=True)}
+    return accuracy_curves({k: v for k, v in curves.items() if v}, marks, "switch runs: test accuracy (Fig. 24)")
+
+
+def ablation_section(table: pl.DataFrame) -> Section | None:
+    import matplotlib.pyplot as plt
+
+    trials = table.filter((pl.col("role") == "trial") & (pl.col("status") == "FINISHED"))
+    if trials.is_empty():
+        return None
+    section = Section("Ablations (§C.5)", "objective of each finished trial against the ablated value")
+    objective_columns = [c for c in trials.columns if c.startswith("m:objective/")]
+    studies = table.filter(pl.col("role") == "study")
+    section.frames.append(studies.select([c for c in ("study", "run_id", "m:trials/complete", "m:trials/fail",
+                                                     "m:trials/pruned", "m:best/trial") if c in studies.columns]))
+    for study, part in trials.group_by("study", maintain_order=True):
+        runs = [tracking.get_run(r) for r in part["run_id"]]  # the knob's name is the trial's param
+        knob = next(k for k in runs[0].data.params if k != "seed")
+        values = [float(r.data.params[knob]) for r in runs]
+        figure, axes = plt.subplots(1, len(objective_columns), figsize=(5 * len(objective_columns), 3.6), squeeze=False)
+        for ax, column in zip(axes[0], objective_columns):
+            ax.scatter(values, part[column].to_list())
+            ax.set(xlabel=knob, ylabel=column.removeprefix("m:objective/"), title=f"study {study[0]}",
+                   xscale="log" if knob == "lr" else "linear")
+        figure.tight_layout()
+        section.figures.append(figure)
+    return section
+
+
+def build(experiments: list[str], filter_string: str, dashboard: Dashboard) -> tuple[str, str]:
+    """The report as (HTML, Markdown)."""
+    table = setting_of(runs_table(experiments, filter_string))
+    click.echo(f"kdtrack: fetched {table.height} runs of {', '.join(experiments)}", err=True)
+    sections = []
+    for name in dashboard.sections:
+        section = None
+        if name == "runs":
+            section = Section("Runs", frames=[tables.runs_summary(table)])
+        elif name == "table2":
+            frames = [tables.table2(table.filter(pl.col("experiment") == e)) for e in experiments]
+            section = Section("Table 2: accuracy", "mean and std over seeds, per setting", frames)
+            if len(experiments) == 2:
+                section.frames.append(tables.difference(*frames))
+        elif name == "slopes":
+            frames = [tables.slopes(table.filter(pl.col("experiment") == e)) for e in experiments]
+            section = Section("Tables 3-6: slopes of the bottom and top 25%", "> 1 at the bottom: exaggerated confidence", frames)
+            if len(experiments) == 2:
+                section.frames.append(tables.difference(*frames))
+        elif name == "eigen" and "m:eigen/exaggerated_pair_frac" in table.columns:
+            section = Section("Eigenspace: student more top-biased than teacher", "fraction of direction pairs",
+                              [tables.eigen(table)])
+        elif name == "confidence_grid":
+            figure = confidence_grid(table)
+            section = Section("Fig. 5: logit-logit plots", "train above test", figures=[figure]) if figure else None
+        elif name == "switch":
+            figure = switch_curves(table)
+            section = Section("Loss switching", figures=[figure]) if figure else None
+        elif name == "ablation":
+            section = ablation_section(table)
+        if section and (section.figures or any(not f.is_empty() for f in section.frames)):
+            section.frames = [f for f in section.frames if not f.is_empty()]
+            sections.append(section)
+    subtitle = f"experiments: {', '.join(experiments)}" + (f"; filter: {filter_string}" if filter_string else "")
+    images = [[png(f) for f in s.figures] for s in sections]
+    html = TEMPLATE.render(title=dashboard.title, subtitle=subtitle, sections=[
+        {"heading": s.heading, "note": s.note, "tables": [html_table(f) for f in s.frames], "images": imgs}
+        for s, imgs in zip(sections, images)])
+    markdown = "\n\n".join([f"# {dashboard.title}", subtitle] + [
+        "\n\n".join([f"## {s.heading}", s.note, *[markdown_table(f) for f in s.frames],
+                     *[f"![{s.heading}](data:image/png;base64,{i})" for i in imgs]])
+        for s, imgs in zip(sections, images)])
+    return html, markdown
+
+
+def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path) -> str:
+    """Write report.html and report.md to `out`, log both in a `report` run; its id."""
+    tracking.check_store()
+    html, markdown = build(experiments, filter_string, dashboard)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").write_text(html)
+    (out / "report.md").write_text(markdown)
+    from kdtrack.report.collect import experiment_ids
+
+    first = experiment_ids(experiments[:1])[experiments[0]]
+    run = tracking.TrackedRun(first, "report", f"report-{dashboard.title[:40]}",
+                              {"experiments": ",".join(experiments), "filter": filter_string}, {})
+    for name in ("report.html", "report.md"):
+        run.log_bytes((out / name).read_bytes(), f"report/{name}")
+    run.finish()
+    click.echo(f"kdtrack: report written to {(out / 'report.html').resolve()} and report.md; "
+               f"run {run.run_id} holds a copy", err=True)
+    return run.run_id

@@ -1,0 +1,87 @@
+"""`kdtrack report` and `kdtrack runs` on runs made by the entry points on the embedded data."""
+import shutil
+import subprocess
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from kdtrack import tracking
+from kdtrack.analysis.analyze import analyze
+from kdtrack.cli import main
+from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
+from kdtrack.errors import UserError
+from kdtrack.pipeline import distill
+from kdtrack.report import tables
+from kdtrack.report.collect import runs_table, setting_of
+from kdtrack.report.dashboard import load, shipped
+
+from conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def studies(store):
+    """Two experiments of two seeds each: students analyzed."""
+    analyses = {}
+    for experiment in ("report-a", "report-b"):
+        for seed in ("0", "1"):
+            student = distill(from_params(DistillConfig, {**TINY, "seed": seed}), experiment)
+            analyses[(experiment, seed)] = analyze(AnalyzeConfig(student_run_id=student))[0]
+    return analyses
+
+
+def test_table2_and_slopes_equal_the_runs_own_numbers(studies):
+    table = setting_of(runs_table(["report-a"]))
+    row = tables.table2(table).row(0, named=True)
+    values = [tracking.get_run(studies[("report-a", s)]).data.metrics for s in ("0", "1")]
+    test_acc = [v["table2/student_distill_test_acc"] for v in values]
+    assert row["seeds"] == 2
+    assert row["student (distilled) test mean"] == pytest.approx(sum(test_acc) / 2)
+    assert row["student (distilled) test std"] == pytest.approx(pl.Series(test_acc).std())
+    slope = tables.slopes(table).row(0, named=True)["test/slope_bottom25 mean"]
+    assert slope == pytest.approx(sum(v["test/slope_bottom25"] for v in values) / 2)
+
+
+def test_every_dashboard_renders_and_the_report_is_logged(studies, tmp_path):
+    for name in shipped():
+        out = tmp_path / name
+        result = CliRunner().invoke(main, ["report", "--experiment", "report-a", "--experiment", "report-b",
+                                           "--dashboard", name, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        html = (out / "report.html").read_text()
+        assert "<table" in html and "report-a" in html and (out / "report.md").exists()
+    html = (tmp_path / "paper" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "diff" in html  # figures embedded; A vs B compared
+    experiment = tracking.client().get_experiment_by_name("report-a").experiment_id
+    reports = tracking.search_all([experiment], "tags.`kdtrack.role` = 'report'")
+    assert {a.path for a in tracking.client().list_artifacts(reports[0].info.run_id, "report")} >= {
+        "report/report.html", "report/report.md"}
+
+
+def test_runs_lists_the_runs(studies):
+    result = CliRunner().invoke(main, ["runs", "--experiment", "report-a"])
+    assert result.exit_code == 0 and "student" in result.output and "teacher" in result.output
+
+
+def test_bad_report_input_is_one_clear_line(studies, tmp_path):
+    for args, named in ((["--experiment", "no-such"], "experiment 'no-such' does not exist"),
+                        (["--experiment", "report-a", "--filter", "params.seed = '99'"], "match"),
+                        (["--experiment", "report-a", "--dashboard", "nope"], "dashboard 'nope'")):
+        result = CliRunner().invoke(main, ["report", *args, "--out", str(tmp_path)])
+        assert result.exit_code == 2 and named in result.output, result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: x\nsectons: [runs]\n")
+    with pytest.raises(UserError, match="unknown key 'sectons'"):
+        load(str(bad))
+    bad.write_text("sections: [runs, pie_chart]\n")
+    with pytest.raises(UserError, match="sections has 'pie_chart'"):
+        load(str(bad))
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed here (no network to install it)")
+def test_the_html_loads_in_headless_chromium(studies, tmp_path):
+    CliRunner().invoke(main, ["report", "--experiment", "report-a", "--out", str(tmp_path)])
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", f"--screenshot={shot}",
+                    (tmp_path / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+    assert shot.stat().st_size > 0
