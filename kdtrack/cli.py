@@ -147,6 +147,41 @@ def runs_command(experiments, filter_string, tracking_uri) -> None:
     _run(show)
 
 
+@main.group("suite")
+def suite_group() -> None:
+    """Declarative suites: a YAML file (or a shipped name: table7) declares settings x seeds."""
+
+
+@suite_group.command("run")
+@click.argument("suite")
+@click.option("--dry-run", is_flag=True, help="Print the plan; train nothing.")
+@click.option("--workers", default=1, show_default=True, help="Settings trained in parallel processes.")
+def suite_run(suite, dry_run, workers) -> None:
+    """Train and analyze what the suite declares and the store lacks, then write its report."""
+    from kdtrack import suite as suites
+
+    def work():
+        loaded = suites.load(suite)
+        ids = suites.run(loaded, dry_run, workers)
+        if ids and not dry_run:
+            from kdtrack.report.dashboard import load
+            from kdtrack.report.render import report
+
+            report([loaded.experiment], "", load("paper"), Path("kdtrack-report") / loaded.name)
+        return " ".join(ids) or None
+
+    _run(work)
+
+
+@suite_group.command("status")
+@click.argument("suite")
+def suite_status(suite) -> None:
+    """What is done and what is missing."""
+    from kdtrack import suite as suites
+
+    _run(lambda: "\n".join(f"{state:<8} {task.label}" for task, state in suites.status(suites.load(suite))))
+
+
 @main.command("demo")
 @click.option("--experiment", default="kdtrack-demo", show_default=True)
 @click.option("--out", default="kdtrack-out", show_default=True, type=click.Path(file_okay=False),

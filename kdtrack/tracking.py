@@ -35,6 +35,8 @@ RESUME = "kdtrack.resume_checkpoint"  # artifact path of a run's newest checkpoi
 # Called with (role, metrics, step) whenever a run logs metrics: how an Optuna trial sees
 # intermediate values (kdtrack.ablate) without the training loop knowing about Optuna.
 METRIC_HOOKS: list[Callable[[str, dict[str, float], int], None]] = []
+# Tags every new run gets while set (a suite's kdtrack.suite).
+EXTRA_TAGS: dict[str, str] = {}
 # Written into logged models so they reload without pip's slow requirement inference.
 MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
 
@@ -228,7 +230,7 @@ class TrackedRun:
             self.logged_through = max((m.step for m in history), default=0)
             mlflow.start_run(run_id=self.run_id)
             return
-        all_tags = {ROLE: role, "kdtrack.code_version": code_version(), **tags}
+        all_tags = {ROLE: role, "kdtrack.code_version": code_version(), **EXTRA_TAGS, **tags}
         launcher = os.environ.get(LAUNCHER)
         if launcher:
             all_tags.setdefault("mlflow.parentRunId", launcher)

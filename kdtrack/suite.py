@@ -1,0 +1,168 @@
+"""Declarative suites: one YAML file declares a study; `kdtrack suite run` trains what is missing.
+
+A file names an `experiment` and `settings`. A setting has a `name`, a `preset`, `overrides`
+(config fields), an optional `teacher` ({arch, width, depth}), `students` (each {arch, loss:
+distill | onehot | switch, and switch fields}; default: one distilled student of the teacher's
+architecture), `seeds`, and an optional `matrix` ({field: [values]}) whose cross product expands
+it into settings named `<name>[field=value,...]`. Runs are matched by parameters and code version
+through the pipeline's own reuse keys, so a rerun trains only what is missing.
+"""
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from kdtrack.config import DistillConfig, SwitchConfig, from_params
+from kdtrack.errors import UserError
+
+SHIPPED = Path(__file__).parent / "suites"
+SETTING_KEYS = {"name", "preset", "overrides", "teacher", "students", "seeds", "matrix"}
+LOSSES = ("distill", "onehot", "switch")
+
+
+@dataclass(frozen=True)
+class Task:
+    setting: str
+    seed: int
+    loss: str
+    params: dict  # the config's string parameters
+
+    @property
+    def label(self) -> str:
+        return f"{self.setting} seed {self.seed} {self.loss} {self.params.get('arch', '')}".strip()
+
+    def config(self):
+        cls = SwitchConfig if self.loss == "switch" else DistillConfig
+        params = dict(self.params)
+        if self.loss == "onehot":
+            params["distill_weight"] = "0"
+        return from_params(cls, params)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    experiment: str
+    tasks: tuple[Task, ...]
+
+
+def _bad(path: Path, key: str, allowed: str) -> UserError:
+    return UserError(f"suite {str(path)!r}: {key}; allowed: {allowed}")
+
+
+def load(name_or_path: str) -> Suite:
+    path = SHIPPED / f"{name_or_path}.yaml"
+    if not path.is_file():
+        path = Path(name_or_path)
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+        raise UserError(f"suite {name_or_path!r} is neither a shipped suite ({shipped}) nor a file")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"suite {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(spec, dict) or set(spec) - {"experiment", "settings"} or not isinstance(spec.get("settings"), list):
+        raise _bad(path, f"top-level keys {sorted(spec) if isinstance(spec, dict) else spec!r}",
+                   "experiment (a name) and settings (a list)")
+    tasks = []
+    for index, setting in enumerate(spec["settings"]):
+        if not isinstance(setting, dict) or "name" not in setting or "preset" not in setting:
+            raise _bad(path, f"settings[{index}] needs name and preset", ", ".join(sorted(SETTING_KEYS)))
+        unknown = sorted(set(setting) - SETTING_KEYS)
+        if unknown:
+            raise _bad(path, f"settings[{index}] has unknown key {unknown[0]!r}", ", ".join(sorted(SETTING_KEYS)))
+        tasks += _expand(path, setting)
+    for task in tasks:  # every config is checked before anything runs
+        try:
+            task.config()
+        except UserError as error:
+            raise UserError(f"suite {str(path)!r}, setting {task.setting!r}: {error}") from None
+    return Suite(path.stem, str(spec.get("experiment") or path.stem), tuple(tasks))
+
+
+def _expand(path: Path, setting: dict) -> list[Task]:
+    matrix = setting.get("matrix") or {}
+    if not isinstance(matrix, dict) or any(not isinstance(v, list) for v in matrix.values()):
+        raise _bad(path, f"setting {setting['name']!r}: matrix must map fields to lists", "{field: [values]}")
+    combos = [dict(zip(matrix, values)) for values in itertools.product(*matrix.values())] or [{}]
+    teacher = setting.get("teacher") or {}
+    students = setting.get("students") or [{"loss": "distill"}]
+    tasks = []
+    for combo in combos:
+        name = setting["name"] + (f"[{','.join(f'{k}={v}' for k, v in combo.items())}]" if combo else "")
+        base = {"preset": setting["preset"], **{k: str(v) for k, v in (setting.get("overrides") or {}).items()},
+                **{k: str(v) for k, v in combo.items()}}
+        for key, field in (("arch", "teacher_arch"), ("width", "teacher_width"), ("depth", "teacher_depth")):
+            if key in teacher:
+                base[field] = str(teacher[key])
+        for student in students:
+            loss = student.get("loss", "distill")
+            if loss not in LOSSES:
+                raise _bad(path, f"setting {setting['name']!r}: loss {loss!r}", ", ".join(LOSSES))
+            extra = {k: str(v) for k, v in student.items() if k != "loss"}
+            for seed in setting.get("seeds") or [0]:
+                tasks.append(Task(name, int(seed), loss, {**base, **extra, "seed": str(seed)}))
+    return tasks
+
+
+def finished_student(experiment_id: str, task: Task):
+    """The FINISHED student run that this task would reuse, if any (same params as strings)."""
+    from kdtrack import tracking
+    from kdtrack.pipeline import key_params
+
+    params = key_params(task.config())
+    runs = tracking.search_all([experiment_id], f"tags.`{tracking.ROLE}` = 'student' and attributes.status = 'FINISHED'")
+    return next((r for r in runs if all(r.data.params.get(k) == v for k, v in params.items())), None)
+
+
+def status(suite: Suite) -> list[tuple[Task, str]]:
+    from kdtrack import tracking
+
+    experiment_id = tracking.resolve_experiment(suite.experiment)
+    return [(task, "done" if finished_student(experiment_id, task) else "missing") for task in suite.tasks]
+
+
+def run_setting(suite: Suite, setting: str) -> list[str]:
+    """Train (or reuse) and analyze every task of one setting, in order; a setting whose data is
+    missing is skipped with its reason."""
+    from kdtrack import tracking
+    from kdtrack.analysis.analyze import analyze
+    from kdtrack.config import AnalyzeConfig
+    from kdtrack.pipeline import distill, say, switch
+
+    out = []
+    for task in [t for t in suite.tasks if t.setting == setting]:
+        tracking.EXTRA_TAGS["kdtrack.suite"] = f"{suite.name}/{task.setting}"
+        try:
+            config = task.config()
+            student = (switch if task.loss == "switch" else distill)(config, suite.experiment)
+            out += [student, *analyze(AnalyzeConfig(student_run_id=student))]
+        except UserError as error:
+            say(f"suite {suite.name}: skipping setting {setting!r}: {error}")
+            return out
+        finally:
+            tracking.EXTRA_TAGS.pop("kdtrack.suite", None)
+    return out
+
+
+def run(suite: Suite, dry_run: bool = False, workers: int = 1) -> list[str]:
+    from kdtrack import tracking
+    from kdtrack.pipeline import say
+
+    tracking.check_store()
+    plan = status(suite)
+    for task, state in plan:
+        say(f"{'reuse' if state == 'done' else 'train'}  {task.label}")
+    missing = sorted({t.setting for t, state in plan if state == "missing"}, key=[t.setting for t in suite.tasks].index)
+    if dry_run or not missing:
+        say(f"suite {suite.name}: {len(plan) - sum(s == 'missing' for _, s in plan)} of {len(plan)} done"
+            + (" (dry run: nothing trained)" if dry_run else ""))
+        return []
+    if workers > 1:  # settings are independent: teachers are per setting
+        with ProcessPoolExecutor(workers) as pool:
+            return [i for ids in pool.map(run_setting, [suite] * len(missing), missing) for i in ids]
+    return [i for setting in missing for i in run_setting(suite, setting)]
