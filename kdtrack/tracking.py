@@ -46,12 +46,22 @@ def client() -> MlflowClient:
 
 
 def check_store() -> None:
-    """Fail before any training when the tracking store cannot be reached."""
+    """Fail before any training when the tracking store cannot be reached: within seconds, not
+    after MLflow's own HTTP retries (minutes), which stay in force for the run itself."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
     try:
         client().search_experiments(max_results=1)
     except Exception as error:  # the store's own exception types vary by backend
         raise UserError(f"tracking store {mlflow.get_tracking_uri()!r} is unreachable: "
-                        f"{str(error).splitlines()[0]}") from None
+                        f"{str(error).splitlines()[0][:300]}") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def resolve_experiment(name: str = "") -> str:

@@ -109,3 +109,9 @@ def test_generated_values_either_parse_or_fail_in_one_line(store, name, raw):
 def test_summary_of_bad_inputs_tried():
     print(f"\nbad inputs tried: {len(TRIED)}")
     assert len(TRIED) >= len(CASES)
+
+
+def test_an_unreachable_store_is_one_line_before_training(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
+    result = invoke("train-teacher", TINY)
+    assert_one_line_error(result, "'http://127.0.0.1:9'", "is unreachable")
