@@ -3,7 +3,9 @@ point's config, run it, and turn user errors into one line and exit status 2."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from dataclasses import fields
 from typing import Callable
 
@@ -17,8 +19,16 @@ def parse_args(config_class, argv: list[str]) -> dict[str, str]:
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v != ""}
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def exit_on_user_error(work: Callable[[], object]) -> object:
-    """Run `work`; a UserError becomes one line on stderr and exit status 2, no traceback."""
+    """Run `work`; a UserError becomes one line on stderr and exit status 2, no traceback.
+    SIGTERM is made an interrupt like Ctrl-C, so a run being logged is marked KILLED either way
+    (inside the training loop, `training.stop_requests` turns both into a checkpoint first)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return work()
     except UserError as error:

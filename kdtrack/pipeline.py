@@ -112,7 +112,8 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
         state = tracking.load_state(paused.info.run_id, paused.data.tags[tracking.RESUME])
         run = tracking.TrackedRun(experiment_id, job.role, job.name, {}, {}, job.tables, paused.info.run_id,
                                   job.probes)
-        run.restore_probes(state["step"])
+        run.restore_probes(state)
+        run.resume_path = paused.data.tags[tracking.RESUME]
         say(f"resuming {job.role} run {run.run_id} ({paused.info.status}) after step {state['step']}")
     else:
         state = job.start

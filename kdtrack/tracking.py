@@ -228,6 +228,7 @@ class TrackedRun:
         self.tables = tables
         self.role = role
         self.last_checkpoint: tuple[str, str] | None = None  # artifact path, local file until uploaded
+        self.resume_path = ""
         self.probes = probes or {}  # artifact path -> model -> {column: value}, one row per log step
         self.rows: dict[str, list[dict]] = {path: [] for path in self.probes}
         self.uploader = Uploader()
@@ -282,18 +283,9 @@ class TrackedRun:
             elif rows:
                 self.log_table(pl.DataFrame(rows), path)
 
-    def restore_probes(self, step: int) -> None:
-        """After a resume: the rows already written, up to the checkpoint's step."""
-        for path in self.probes:
-            try:
-                if path.endswith(".pt"):
-                    saved = load_state(self.run_id, path)
-                    rows = [{"step": int(s), "values": v} for s, v in zip(saved["step"], saved["values"])]
-                else:
-                    rows = load_table(self.run_id, path).to_dicts()
-            except UserError:
-                continue
-            self.rows[path] = [r for r in rows if r["step"] <= step]
+    def restore_probes(self, state: dict) -> None:
+        """After a resume: the rows the checkpoint carried (see `checkpoint`)."""
+        self.rows.update({path: rows for path, rows in state.get("probes", {}).items() if path in self.rows})
 
     def snapshot(self, step: int, logits: dict) -> None:
         def tables_and_upload():
@@ -303,11 +295,16 @@ class TrackedRun:
         self.uploader.submit(f"confidence snapshot of step {step}", tables_and_upload)
 
     def checkpoint(self, step: int, state: dict, keep: bool) -> None:
-        """`checkpoints/step_<N>.pt` when kept (for `switch`), else `checkpoints/last.pt`; the tag
-        RESUME names the newest, set once its upload is complete."""
+        """`checkpoints/step_<N>.pt` when kept (for `switch`), else `checkpoints/last_{a,b}.pt`; the
+        tag RESUME names the newest, set once it and its checksum are completely written."""
         self.flush()
         self.write_probes()
-        path = f"checkpoints/step_{step}.pt" if keep else "checkpoints/last.pt"
+        # Never overwrite the file the tag points to: a kill in mid-upload would leave it torn.
+        # Unkept checkpoints alternate between two names; kept ones have names of their own.
+        spare = "checkpoints/last_b.pt" if self.resume_path == "checkpoints/last_a.pt" else "checkpoints/last_a.pt"
+        path = f"checkpoints/step_{step}.pt" if keep else spare
+        self.resume_path = path
+        state = {**state, "probes": self.rows}  # the probe rows so far resume with the weights
         # Serialized now (the tensors change with the next step), straight to a file: no second
         # in-memory copy of a large model's checkpoint while it waits for the uploader.
         handle, local = tempfile.mkstemp(prefix="kdtrack-checkpoint-", suffix=".pt")
