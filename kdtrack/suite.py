@@ -109,21 +109,28 @@ def _expand(path: Path, setting: dict) -> list[Task]:
     return tasks
 
 
-def finished_student(experiment_id: str, task: Task):
-    """The FINISHED student run that this task would reuse, if any (same params as strings)."""
-    from kdtrack import tracking
+STATES = {"FINISHED": "done", "RUNNING": "running", "FAILED": "failed", "KILLED": "failed"}
+
+
+def task_state(students: list, task: Task) -> str:
+    """done, running, failed (the newest matching student run's status) or missing."""
     from kdtrack.pipeline import key_params
 
     params = key_params(task.config())
-    runs = tracking.search_all([experiment_id], f"tags.`{tracking.ROLE}` = 'student' and attributes.status = 'FINISHED'")
-    return next((r for r in runs if all(r.data.params.get(k) == v for k, v in params.items())), None)
+    matching = [r for r in students if all(r.data.params.get(k) == v for k, v in params.items())]
+    if any(r.info.status == "FINISHED" for r in matching):
+        return "done"
+    newest = max(matching, key=lambda r: r.info.start_time, default=None)
+    return STATES.get(newest.info.status, "missing") if newest else "missing"
 
 
 def status(suite: Suite) -> list[tuple[Task, str]]:
+    """Each task's state, from one search of the suite's experiment."""
     from kdtrack import tracking
 
     experiment_id = tracking.resolve_experiment(suite.experiment)
-    return [(task, "done" if finished_student(experiment_id, task) else "missing") for task in suite.tasks]
+    students = tracking.search_all([experiment_id], f"tags.`{tracking.ROLE}` = 'student'")
+    return [(task, task_state(students, task)) for task in suite.tasks]
 
 
 def run_setting(suite: Suite, setting: str) -> list[str]:
@@ -156,10 +163,11 @@ def run(suite: Suite, dry_run: bool = False, workers: int = 1) -> list[str]:
     tracking.check_store()
     plan = status(suite)
     for task, state in plan:
-        say(f"{'reuse' if state == 'done' else 'train'}  {task.label}")
-    missing = sorted({t.setting for t, state in plan if state == "missing"}, key=[t.setting for t in suite.tasks].index)
+        say(f"{'reuse' if state == 'done' else 'train' if state == 'missing' else 'resume'}  {task.label}"
+            + (f" ({state})" if state in ("running", "failed") else ""))
+    missing = sorted({t.setting for t, state in plan if state != "done"}, key=[t.setting for t in suite.tasks].index)
     if dry_run or not missing:
-        say(f"suite {suite.name}: {len(plan) - sum(s == 'missing' for _, s in plan)} of {len(plan)} done"
+        say(f"suite {suite.name}: {sum(s == 'done' for _, s in plan)} of {len(plan)} done"
             + (" (dry run: nothing trained)" if dry_run else ""))
         return []
     if workers > 1:  # settings are independent: teachers are per setting

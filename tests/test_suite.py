@@ -46,6 +46,11 @@ def test_a_suite_trains_once_then_only_what_is_added(store, tmp_path):
 
     more = write(tmp_path, "[0, 1, 2]")
     assert [state for _, state in suites.status(suites.load(more))].count("missing") == 2
+    unfinished = students()[0]  # a killed run shows as failed and is resumed by the next run
+    tracking.client().set_terminated(unfinished.info.run_id, "KILLED")
+    states = dict((t.label, state) for t, state in suites.status(suites.load(more)))
+    assert list(states.values()).count("failed") == 1
+    tracking.client().set_terminated(unfinished.info.run_id, "FINISHED")
     suites.run(suites.load(more))
     seeds = sorted((s.data.tags["kdtrack.suite"], s.data.params["seed"]) for s in students())
     assert seeds == [("small/mlp", "0"), ("small/mlp", "1"), ("small/mlp", "2"),
