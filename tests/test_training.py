@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 
 import pytest
@@ -33,3 +34,45 @@ def test_a_non_finite_loss_stops_with_its_step():
     config = TrainConfig(train_size=32, width=8, epochs=1, batch_size=16)
     with pytest.raises(NonFiniteLoss, match="step 1"):
         fit(build_model("mlp", data.input_shape, 10, 8), broken, config, constant_weights(2, 0.0))
+
+
+class Recorder:
+    """A RunLog that keeps copies of the checkpoints."""
+
+    def __init__(self):
+        self.states = {}
+
+    def metrics(self, values, step): ...
+    def snapshot(self, step, logits): ...
+    def observe(self, step, model): ...
+
+    def checkpoint(self, step, state, keep):
+        self.states[step] = copy.deepcopy(state)
+
+
+def test_augmented_distillation_resumes_bit_identically():
+    """Crops and flips are drawn from a generator the checkpoint carries; the teacher runs on the
+    augmented batch. A run resumed at step 3 ends with the weights of an uninterrupted one."""
+    torch.manual_seed(0)
+    data = load_dataset("mnist5k", "", False, 48, 0.0, seed=0)
+    config = TrainConfig(train_size=48, arch="cnn", width=4, depth=1, epochs=2, batch_size=16, lr=1e-2,
+                         augment=True, eval_every=3)
+    teacher = build_model("cnn", data.input_shape, 10, 4, 1).eval()
+    logits = {"train": predict(teacher, data.x_train), "test": predict(teacher, data.x_test)}
+    weights = constant_weights(Plan.of(config, 48).total_steps, 1.0)
+
+    def run(resume=None):
+        torch.manual_seed(1)
+        model, log = build_model("cnn", data.input_shape, 10, 4, 1), Recorder()
+        fit(model, data, config, weights, logits, 4.0, log=log, resume=resume, teacher=teacher)
+        return model, log
+
+    whole, log = run()
+    resumed, _ = run(resume=log.states[3])
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    plain = dataclasses.replace(config, augment=False)
+    torch.manual_seed(1)
+    unaugmented = build_model("cnn", data.input_shape, 10, 4, 1)
+    fit(unaugmented, data, plain, weights, logits, 4.0, teacher=teacher)
+    assert not torch.equal(unaugmented[0].weight, whole[0].weight)

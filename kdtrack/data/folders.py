@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from kdtrack.data.splits import Pool
@@ -52,7 +52,7 @@ class FolderImages:
                      v2.RandomCrop(self.size, padding=self.size // 8), v2.RandomHorizontalFlip()]
         else:
             steps = [v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.size)]
-        return v2.Compose(steps)
+        return v2.Compose(steps + [v2.PILToTensor()])
 
     def loader(self, batches: list[list[int]], train: bool, seed: int = 0) -> torch.utils.data.DataLoader:
         """Batches of uint8 images in the given index lists, decoded by worker processes."""
@@ -71,7 +71,7 @@ class FolderImages:
         """Evaluation-transformed images at `index` (a slice or indices), in this process."""
         chosen = range(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index).tolist()
         transform = self.transform(False)
-        images = [transform(decode_image(self.paths[i], mode=ImageReadMode.RGB)) for i in chosen]
+        images = [transform(_decode(self.paths[i])) for i in chosen]
         return torch.stack(images).to(self.device).float().div_(255)
 
 
@@ -83,7 +83,14 @@ class _Decoded(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return self.transform(decode_image(self.paths[i], mode=ImageReadMode.RGB))
+        return self.transform(_decode(self.paths[i]))
+
+
+def _decode(path: str) -> Image.Image:
+    """RGB, also for the grayscale JPEGs Tiny-ImageNet and ImageNet contain. (PIL: torchvision's
+    own decoders are deprecated since 0.29.)"""
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
 def _images(paths: list[str], size: int, resize: int, imagenet_crops: bool, workers: int) -> FolderImages:
