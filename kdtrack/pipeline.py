@@ -24,6 +24,9 @@ from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, place, predi
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
               "eigen", "eigen_k", "teacher_run_id", "force", "resume")
 EIGEN_POINTS = 10_000  # training inputs the eigendirections are computed from, at most
+# The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
+# heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
+LAST_LAYER_CAP = 100_000
 
 
 def say(message: str) -> None:
@@ -98,7 +101,10 @@ def eigen_probe(job: Job, data: Splits) -> None:
     vectors = vectors.to(data.y_train.device)
     job.first_tables["eigen/eigenvalues.parquet"] = pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})
     job.probes["eigen/trajectory.parquet"] = lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))
-    if last_layer(model):  # §D.7: projected in the analysis, onto the teacher's final representation
+    head = last_layer(model)
+    if head and head[1].weight.numel() > LAST_LAYER_CAP:
+        job.tags["kdtrack.eigen_last_layer"] = f"not recorded: {head[1].weight.numel()} weights > {LAST_LAYER_CAP}"
+    elif head:  # §D.7: projected in the analysis, onto the teacher's final representation
         job.probes["eigen/last_layer_weights.pt"] = lambda m: last_layer(m)[1].weight.detach().T.cpu().clone()
 
 def run_job(experiment_id: str, job: Job, data: Splits) -> str:
