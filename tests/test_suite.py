@@ -80,3 +80,16 @@ def test_a_matrix_expands_the_cross_product(tmp_path):
     assert len(tasks) == 2 * 2 * 2 * 3
     assert {t.setting for t in tasks} >= {"s[arch=mlp,label_noise=0.0]", "s[arch=random_features,label_noise=0.25]"}
     assert all(t.params["teacher_arch"] == "mlp" for t in tasks)
+
+
+@pytest.mark.parametrize("name,count", [("table2-cifar100", 7), ("table2-cifar10", 4), ("table2-tinyimagenet", 4),
+                                        ("table2-imagenet", 3)])
+def test_table2_suites_expand_to_the_papers_rows(name, count):
+    suite = suites.load(name)
+    assert len(suite.tasks) == count and all(t.config().eigen is False for t in suite.tasks)
+
+
+def test_table2_without_the_data_skips_each_setting_with_its_path(store, capfd):
+    assert suites.run(suites.load("table2-tinyimagenet")) == []
+    err = capfd.readouterr().err
+    assert err.count("skipping setting") == 2 and "tiny-imagenet-200" in err
