@@ -1,4 +1,5 @@
 """`kdtrack report` and `kdtrack runs` on runs made by the entry points on the embedded data."""
+import re
 import shutil
 import subprocess
 
@@ -78,10 +79,18 @@ def test_bad_report_input_is_one_clear_line(studies, tmp_path):
         load(str(bad))
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed here (no network to install it)")
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_the_html_loads_in_headless_chromium(studies, tmp_path):
     CliRunner().invoke(main, ["report", "--experiment", "report-a", "--out", str(tmp_path)])
-    shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", f"--screenshot={shot}",
-                    (tmp_path / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
-    assert shot.stat().st_size > 0
+    # A copy of the page with a probe that writes, once loaded, how many images decoded.
+    probe = ("<script>addEventListener('load', () => { const i = [...document.images]; document.body"
+             ".insertAdjacentHTML('beforeend', `<p id=probe>${i.length}/${i.filter(x => x.complete && "
+             "x.naturalWidth > 0).length}</p>`); });</script>")
+    page = tmp_path / "probe.html"
+    page.write_text((tmp_path / "report.html").read_text().replace("</body>", probe + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(["chromium", *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    total, decoded = map(int, re.search(r'<p id="probe">(\d+)/(\d+)</p>', dom).groups())
+    assert total >= 1 and decoded == total
