@@ -288,11 +288,15 @@ class TrackedRun:
         self.rows.update({path: rows for path, rows in state.get("probes", {}).items() if path in self.rows})
 
     def snapshot(self, step: int, logits: dict) -> None:
-        def tables_and_upload():
-            for split, table in self.tables(logits).items():
-                self._upload(_parquet(table), f"confidences/step_{step}/{split}.parquet")
+        # The tables are computed here, on the training thread: torch ops on a second thread get
+        # an OpenMP team of their own, and training ran ~30% slower after one (benchmarks/tracking_overhead.py).
+        payloads = {split: _parquet(table) for split, table in self.tables(logits).items()}
 
-        self.uploader.submit(f"confidence snapshot of step {step}", tables_and_upload)
+        def upload():
+            for split, payload in payloads.items():
+                self._upload(payload, f"confidences/step_{step}/{split}.parquet")
+
+        self.uploader.submit(f"confidence snapshot of step {step}", upload)
 
     def checkpoint(self, step: int, state: dict, keep: bool) -> None:
         """`checkpoints/step_<N>.pt` when kept (for `switch`), else `checkpoints/last_{a,b}.pt`; the
