@@ -142,7 +142,9 @@ def run_setting(suite: Suite, setting: str) -> list[str]:
     from kdtrack.pipeline import distill, say, switch
 
     out = []
-    for task in [t for t in suite.tasks if t.setting == setting]:
+    tasks = [t for t in suite.tasks if t.setting == setting]
+    for number, task in enumerate(tasks, 1):
+        say(f"suite {suite.name}: [{number}/{len(tasks)} of setting {setting!r}] {task.label}")
         tracking.EXTRA_TAGS["kdtrack.suite"] = f"{suite.name}/{task.setting}"
         try:
             config = task.config()
