@@ -163,3 +163,12 @@ def test_distill_and_analyze_on_paper_data(store, tmp_path, name):
     assert teacher.data.params["arch"] == (config.teacher_arch or config.arch)
     [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
     assert "test/slope_bottom25" in tracking.get_run(analysis_id).data.metrics
+
+
+def test_an_unreadable_image_is_named(tmp_path):
+    fx.write_tinyimagenet(tmp_path)
+    broken = tmp_path / "tiny-imagenet-200" / "val" / "images" / "val_1.JPEG"
+    broken.write_bytes(b"not a jpeg")
+    data = load_dataset("tinyimagenet", str(tmp_path), False, 0, 0.0, 0)
+    with pytest.raises(UserError, match="unreadable image .*val_1.JPEG"):
+        data.x_test[:3]

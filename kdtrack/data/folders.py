@@ -88,13 +88,12 @@ class _Decoded(torch.utils.data.Dataset):
 
 def _decode(path: str) -> Image.Image:
     """RGB, also for the grayscale JPEGs Tiny-ImageNet and ImageNet contain. (PIL: torchvision's
-    own decoders are deprecated since 0.29.)"""
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
-def _images(paths: list[str], size: int, resize: int, imagenet_crops: bool, workers: int) -> FolderImages:
-    return FolderImages(tuple(paths), size, resize, imagenet_crops, workers)
+    own decoders are deprecated since 0.29.) An unreadable file fails the run with its path."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as error:
+        raise UserError(f"unreadable image {path}: {error}") from None
 
 
 def load_tinyimagenet(data_dir: Path, download: bool, image_size: int = 0, workers: int = 0, **_) -> Pool:
@@ -122,8 +121,8 @@ def load_tinyimagenet(data_dir: Path, download: bool, image_size: int = 0, worke
         raise UserError(f"Tiny-ImageNet under {root} is incomplete: "
                         + (f"{missing[0]} is missing" if missing else "no training images") + f"; expected {layout}")
     size = image_size or 64
-    return Pool(_images([p for p, _ in train], size, size, False, workers), np.array([y for _, y in train]),
-                _images(val_paths, size, size, False, workers), np.array(val_labels), len(wnids), str(root))
+    return Pool(FolderImages(tuple(p for p, _ in train), size, size, False, workers), np.array([y for _, y in train]),
+                FolderImages(tuple(val_paths), size, size, False, workers), np.array(val_labels), len(wnids), str(root))
 
 
 def load_imagenet(data_dir: Path, download: bool, image_size: int = 0, workers: int = 0, **_) -> Pool:
@@ -143,6 +142,6 @@ def load_imagenet(data_dir: Path, download: bool, image_size: int = 0, workers: 
     size = image_size or 224
     splits = [make_dataset(str(root / s), index, extensions=IMG_EXTENSIONS) for s in ("train", "val")]
     (x_tr, y_tr), (x_te, y_te) = [
-        (_images([p for p, _ in s], size, round(size * 256 / 224), True, workers), np.array([y for _, y in s]))
+        (FolderImages(tuple(p for p, _ in s), size, round(size * 256 / 224), True, workers), np.array([y for _, y in s]))
         for s in splits]
     return Pool(x_tr, y_tr, x_te, y_te, len(classes), str(root))
