@@ -28,11 +28,9 @@ def _check(name: str, value, ok: bool, allowed: str) -> None:
         raise UserError(f"{name}={value!r} is out of range; allowed: {allowed}")
 
 
-TEXT_DATASETS = ("mnli", "qqp", "agnews", "imdb")  # kdtrack.data.TEXT_DATASETS, without importing torch
-
-
 def check_model(dataset: str, arch: str, width: int, depth: int, prefix: str) -> None:
     """The architecture exists, suits the data's modality, and takes the sizes given."""
+    from kdtrack.data import TEXT_DATASETS
     from kdtrack.models import ARCHITECTURES, SIZES, TEXT_ARCHITECTURES
 
     _choice(f"{prefix}arch", arch, ARCHITECTURES)
@@ -90,7 +88,7 @@ class TrainConfig:
     resume: bool = True  # continue an interrupted run with the same parameters from its checkpoint
 
     def __post_init__(self) -> None:
-        from kdtrack.data import DATASETS
+        from kdtrack.data import DATASETS, TEXT_DATASETS
 
         _choice("preset", self.preset, PRESETS)
         _choice("dataset", self.dataset, DATASETS)

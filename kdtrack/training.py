@@ -118,11 +118,12 @@ def predict(model: nn.Module, inputs, batch: int = 1024) -> torch.Tensor:
     return logits
 
 
-def train_inputs(data: Splits, order: torch.Tensor, first: int, per_epoch: int, batch_size: int,
-                 config: TrainConfig, generator: torch.Generator, epoch: int):
+def train_inputs(data: Splits, order: torch.Tensor, first: int, per_epoch: int, config: TrainConfig,
+                 generator: torch.Generator, epoch: int):
     """(indices, inputs) of an epoch's batches from position `first` on, augmented when
     `config.augment`: on the device for tensors, by DataLoader workers for files on disk."""
-    batches = [order[p * batch_size:(p + 1) * batch_size] for p in range(first, per_epoch)]
+    size = config.batch_size
+    batches = [order[p * size:(p + 1) * size] for p in range(first, per_epoch)]
     if isinstance(data.x_train, FolderImages):
         # Workers draw their augmentation from this seed: a resumed epoch repeats the batch order,
         # not every random crop.
@@ -236,8 +237,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
             if position == 0:
                 order = pool[torch.randperm(len(pool), generator=order_rng).to(pool.device)]
             if position == 0 or stream is None:
-                stream = train_inputs(data, order, position, plan.steps_per_epoch, config.batch_size, config,
-                                      augment_rng, step // plan.steps_per_epoch)
+                stream = train_inputs(data, order, position, plan.steps_per_epoch, config, augment_rng,
+                                      step // plan.steps_per_epoch)
             batch, inputs = next(stream)
             for group in optimizer.param_groups:
                 group["lr"] = rates[step]

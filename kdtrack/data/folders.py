@@ -70,8 +70,8 @@ class FolderImages:
     def __getitem__(self, index) -> torch.Tensor:
         """Evaluation-transformed images at `index` (a slice or indices), in this process."""
         chosen = range(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index).tolist()
-        transform = self.transform(False)
-        images = [transform(_decode(self.paths[i])) for i in chosen]
+        decoded = _Decoded(self.paths, self.transform(False))
+        images = [decoded[i] for i in chosen]
         return torch.stack(images).to(self.device).float().div_(255)
 
 

@@ -16,7 +16,6 @@ SIZES: dict[str, tuple[int | None, int | None]] = {
 }
 ARCHITECTURES = tuple(SIZES)
 TEXT_ARCHITECTURES = ("roberta_small", "roberta_medium", "roberta_base")
-TABLE7_ARCHITECTURES = ("random_features", "mlp", "cnn")
 
 
 def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, width: int = 0, depth: int = 0,
@@ -41,4 +40,4 @@ def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, width
         return resnet.mobilenet_v2(input_shape, num_classes)
     from kdtrack.models.roberta import SequenceClassifier
 
-    return SequenceClassifier(arch, num_classes, input_shape[0], vocab_size, pad_id, width, depth, pretrained)
+    return SequenceClassifier(num_classes, input_shape[0], vocab_size, pad_id, width, depth, pretrained)

@@ -3,22 +3,19 @@
 Sizes (hidden, layers): Base is RoBERTa-Base (768, 12); the paper does not define Small and
 Medium, so we take the widely used compact BERT sizes of Turc et al. (2019): Medium (512, 8) and
 Small (512, 4). Heads are hidden / 64 and the feed-forward width is 4 x hidden, as in Base.
-`width` and `depth` override hidden size and layers (tests use tiny ones).
+The sizes live in kdtrack.models.SIZES; `width` and `depth` override them (tests use tiny ones).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-SIZES = {"roberta_small": (512, 4), "roberta_medium": (512, 8), "roberta_base": (768, 12)}
-
-
 class SequenceClassifier(nn.Module):
     """Token ids (n, length), padded with `pad_id`, to class logits: the attention mask is derived
     from the padding, so the training loop handles text exactly like image tensors."""
 
-    def __init__(self, arch: str, num_classes: int, max_length: int, vocab_size: int, pad_id: int,
-                 width: int = 0, depth: int = 0, pretrained: str = ""):
+    def __init__(self, num_classes: int, max_length: int, vocab_size: int, pad_id: int, hidden: int,
+                 layers: int, pretrained: str = ""):
         super().__init__()
         from transformers import RobertaConfig, RobertaForSequenceClassification
 
@@ -27,8 +24,6 @@ class SequenceClassifier(nn.Module):
             self.net = RobertaForSequenceClassification.from_pretrained(
                 pretrained, num_labels=num_classes, ignore_mismatched_sizes=True)
             return
-        default_hidden, default_layers = SIZES[arch]
-        hidden, layers = width or default_hidden, depth or default_layers
         config = RobertaConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                                num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
                                max_position_embeddings=max_length + pad_id + 2, pad_token_id=pad_id,
