@@ -15,6 +15,7 @@ from kdtrack.confidence import student_table, teacher_table
 from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, to_params
 from kdtrack.data import Splits, load_dataset
 from kdtrack.errors import UserError
+from kdtrack.interrupts import stop_requests
 from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights, switch_weights
 from kdtrack import tracking
@@ -124,19 +125,12 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
         eigen_probe(job, data)
     paused = None if config.force or not config.resume else tracking.find_resumable(experiment_id, job.role, key, params)
     model = job.make_model()
-    if paused:
-        state = tracking.load_state(paused.info.run_id, paused.data.tags[tracking.RESUME])
-        run = tracking.TrackedRun(experiment_id, job.role, job.name, {}, {}, job.tables, paused.info.run_id,
-                                  job.probes)
-        run.restore_probes(state)
-        run.resume_path = paused.data.tags[tracking.RESUME]
-        say(f"resuming {job.role} run {run.run_id} ({paused.info.status}) after step {state['step']}")
-    else:
-        state = job.start
-        run = tracking.TrackedRun(experiment_id, job.role, job.name, to_params(config), job.tags, job.tables,
-                                  probes=job.probes)
-        say(f"training {job.name} (run {run.run_id})")
+    state = tracking.load_state(paused.info.run_id, paused.data.tags[tracking.RESUME]) if paused else job.start
+    with stop_requests() as stop:  # no interrupt between creating the run and being able to mark it
+        run = open_run(experiment_id, job, config, paused, state)
     try:
+        if stop:
+            raise KeyboardInterrupt(f"stopped by signal {stop[0]} before training")
         if not paused:
             for path, record in job.first_records.items():
                 run.log_state(record, path)
@@ -153,7 +147,6 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
             run.log_table(table, f"confidences/{split}.parquet")
         run.log_state(model.state_dict(), "checkpoints/final.pt")
         run.log_model(model.cpu(), data.x_train[:2])
-        run.finish("FINISHED")
     except NonFiniteLoss as error:
         run.set_tags({"kdtrack.failure": str(error)})
         run.finish("FAILED")
@@ -162,7 +155,22 @@ def run_job(experiment_id: str, job: Job, data: Splits) -> str:
         run.set_tags({"kdtrack.failure": f"{type(error).__name__}: {error}"[:5000]})
         run.finish(getattr(error, "status", "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"))
         raise
+    run.finish("FINISHED")  # outside the try: a signal it defers is raised once the run is FINISHED
     return run.run_id
+
+
+def open_run(experiment_id: str, job: Job, config: TrainConfig, paused, state: dict) -> tracking.TrackedRun:
+    """Reopen the interrupted run `paused` at its checkpoint `state`, or create a new run."""
+    if not paused:
+        run = tracking.TrackedRun(experiment_id, job.role, job.name, to_params(config), job.tags, job.tables,
+                                  probes=job.probes)
+        say(f"training {job.name} (run {run.run_id})")
+        return run
+    run = tracking.TrackedRun(experiment_id, job.role, job.name, {}, {}, job.tables, paused.info.run_id, job.probes)
+    run.restore_probes(state)
+    run.resume_path = paused.data.tags[tracking.RESUME]
+    say(f"resuming {job.role} run {run.run_id} ({paused.info.status}) after step {state['step']}")
+    return run
 
 
 def teacher_job(config: TrainConfig, data: Splits) -> Job:

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from kdtrack import code_version
 from kdtrack.errors import UserError
+from kdtrack.interrupts import shielded
 
 # Progress bars per tiny artifact drown the log; kdtrack prints its own progress.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -372,6 +373,11 @@ class TrackedRun:
             client().set_tag(self.run_id, key, value)
 
     def finish(self, status: str = "FINISHED") -> None:
+        """End the run with `status`; a Ctrl-C/SIGTERM meanwhile is raised only once it is ended."""
+        with shielded(f"run {self.run_id} ended"):
+            self._finish(status)
+
+    def _finish(self, status: str) -> None:
         self.flush()
         self.write_probes()
         failures = self.uploader.drain()

@@ -3,9 +3,7 @@ weight handed in per step. Tracking is an optional `RunLog`; tests pass none."""
 from __future__ import annotations
 
 import math
-import signal
-import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Collection, Protocol, Sequence
 
@@ -16,6 +14,7 @@ from kdtrack.config import TrainConfig
 from kdtrack.data import FolderImages, Splits
 from kdtrack.data.augment import augment
 from kdtrack.data.splits import stratified_subset
+from kdtrack.interrupts import stop_requests
 from kdtrack.losses import combined_loss
 from kdtrack.schedules import learning_rates
 
@@ -169,23 +168,6 @@ def evaluate(logits: dict[str, torch.Tensor], data: Splits,
     if data.is_noisy.any():
         out["train/acc_clean_labels"] = (logits["train"].argmax(1) == data.y_train_clean).float().mean().item()
     return out
-
-
-@contextmanager
-def stop_requests():
-    """Turn SIGINT/SIGTERM into a request the loop honours between steps, so that the checkpoint
-    it then writes is of a whole step, never of a half-applied optimizer update."""
-    requested: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-    previous = {sig: signal.signal(sig, lambda number, frame: requested.append(number))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield requested
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Sequence[float],
