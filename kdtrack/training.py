@@ -124,8 +124,7 @@ def train_inputs(data: Splits, order: torch.Tensor, first: int, per_epoch: int, 
     size = config.batch_size
     batches = [order[p * size:(p + 1) * size] for p in range(first, per_epoch)]
     if isinstance(data.x_train, FolderImages):
-        # Workers draw their augmentation from this seed: a resumed epoch repeats the batch order,
-        # not every random crop.
+        # Each image's crop is drawn from (this seed, its index): a resumed epoch repeats it.
         loaded = data.x_train.batches([b.tolist() for b in batches], config.augment, config.seed * 100_003 + epoch)
         yield from zip(batches, map(on_device, loaded))
         return

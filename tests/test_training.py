@@ -10,6 +10,8 @@ from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights, learning_rate
 from kdtrack.training import NonFiniteLoss, Plan, fit, predict
 
+from datafixtures import write_tinyimagenet
+
 
 def test_schedule_closed_forms():
     assert learning_rate(0, 100, 1.0, 10, "cosine") == pytest.approx(0.1)
@@ -50,29 +52,35 @@ class Recorder:
         self.states[step] = copy.deepcopy(state)
 
 
-def test_augmented_distillation_resumes_bit_identically():
-    """Crops and flips are drawn from a generator the checkpoint carries; the teacher runs on the
-    augmented batch. A run resumed at step 3 ends with the weights of an uninterrupted one."""
+@pytest.mark.parametrize("kind", ["tensors", "folders"])
+def test_augmented_distillation_resumes_bit_identically(kind, tmp_path):
+    """Crops and flips are drawn from a generator the checkpoint carries (tensors on the device)
+    or from a seed per image (folder data read by DataLoader workers); the teacher runs on the
+    augmented batch. A run resumed at step 4 ends with the weights of an uninterrupted one."""
     torch.manual_seed(0)
-    data = load_dataset("mnist5k", "", False, 48, 0.0, seed=0)
+    if kind == "folders":
+        write_tinyimagenet(tmp_path, per_class=16)
+        data = load_dataset("tinyimagenet", str(tmp_path), False, 48, 0.0, seed=0, image_size=16, workers=2)
+    else:
+        data = load_dataset("mnist5k", "", False, 48, 0.0, seed=0)
     config = TrainConfig(train_size=48, arch="cnn", width=4, depth=1, epochs=2, batch_size=16, lr=1e-2,
-                         augment=True, eval_every=3)
-    teacher = build_model("cnn", data.input_shape, 10, 4, 1).eval()
+                         augment=True, eval_every=2)
+    teacher = build_model("cnn", data.input_shape, data.num_classes, 4, 1).eval()
     logits = {"train": predict(teacher, data.x_train), "test": predict(teacher, data.x_test)}
     weights = constant_weights(Plan.of(config, 48).total_steps, 1.0)
 
     def run(resume=None):
         torch.manual_seed(1)
-        model, log = build_model("cnn", data.input_shape, 10, 4, 1), Recorder()
+        model, log = build_model("cnn", data.input_shape, data.num_classes, 4, 1), Recorder()
         fit(model, data, config, weights, logits, 4.0, log=log, resume=resume, teacher=teacher)
         return model, log
 
     whole, log = run()
-    resumed, _ = run(resume=log.states[3])
+    resumed, _ = run(resume=log.states[4])  # mid-epoch: 3 steps per epoch
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     plain = dataclasses.replace(config, augment=False)
     torch.manual_seed(1)
-    unaugmented = build_model("cnn", data.input_shape, 10, 4, 1)
+    unaugmented = build_model("cnn", data.input_shape, data.num_classes, 4, 1)
     fit(unaugmented, data, plain, weights, logits, 4.0, teacher=teacher)
     assert not torch.equal(unaugmented[0].weight, whole[0].weight)

@@ -55,11 +55,13 @@ class FolderImages:
         return v2.Compose(steps + [v2.PILToTensor()])
 
     def loader(self, batches: list[list[int]], train: bool, seed: int = 0) -> torch.utils.data.DataLoader:
-        """Batches of uint8 images in the given index lists, decoded by worker processes."""
+        """Batches of uint8 images in the given index lists, decoded by worker processes. A training
+        image's crop and flip depend only on (`seed`, its index), not on which worker reads it, so
+        an epoch resumed from any batch repeats them exactly."""
         workers = self.workers or min(8, os.cpu_count() or 1)
         return torch.utils.data.DataLoader(
-            _Decoded(self.paths, self.transform(train)), batch_sampler=batches, num_workers=workers,
-            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+            _Decoded(self.paths, self.transform(train), seed if train else None), batch_sampler=batches,
+            num_workers=workers, pin_memory=self.device.type == "cuda",
             multiprocessing_context="fork" if workers else None)
 
     def batches(self, batches: list[list[int]], train: bool, seed: int = 0):
@@ -76,14 +78,21 @@ class FolderImages:
 
 
 class _Decoded(torch.utils.data.Dataset):
-    def __init__(self, paths, transform):
-        self.paths, self.transform = paths, transform
+    """Decoded, transformed images; with a `seed`, the random transform of image i is drawn from
+    its own seed (torch's global generator, which torchvision's transforms use, forked around it)."""
+
+    def __init__(self, paths, transform, seed: int | None = None):
+        self.paths, self.transform, self.seed = paths, transform, seed
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return self.transform(_decode(self.paths[i]))
+        if self.seed is None:
+            return self.transform(_decode(self.paths[i]))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed << 32) + i)  # < 2**32 images per split
+            return self.transform(_decode(self.paths[i]))
 
 
 def _decode(path: str) -> Image.Image:
