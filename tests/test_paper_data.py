@@ -15,6 +15,7 @@ from kdtrack.data.augment import crop_flip, crop_flip_draws
 from kdtrack.errors import UserError
 from kdtrack.models import build_model
 from kdtrack.pipeline import distill
+from kdtrack.training import predict
 
 
 def test_crop_flip_equals_pad_slice_and_mirror_per_image():
@@ -172,3 +173,14 @@ def test_an_unreadable_image_is_named(tmp_path):
     data = load_dataset("tinyimagenet", str(tmp_path), False, 0, 0.0, 0)
     with pytest.raises(UserError, match="unreadable image .*val_1.JPEG"):
         data.x_test[:3]
+    with pytest.raises(UserError, match="^unreadable image .*val_1.JPEG") as read_by_a_worker:
+        predict(torch.nn.Flatten(), data.x_test)
+    assert "\n" not in str(read_by_a_worker.value)  # one line, not the worker's traceback
+
+
+def test_folder_reads_in_process_and_through_workers_agree(tmp_path):
+    fx.write_tinyimagenet(tmp_path, per_class=30)
+    images = load_dataset("tinyimagenet", str(tmp_path), False, 0, 0.0, 0, workers=2).x_train
+    many = images[:90]  # through DataLoader workers
+    assert many.shape == (90, 3, 64, 64)
+    assert torch.equal(many[:5], images[:5]) and torch.equal(many[-3:], images[[87, 88, 89]])

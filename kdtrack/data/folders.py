@@ -1,8 +1,8 @@
 """Image data sets too large for memory, read from class folders: Tiny-ImageNet and ImageNet.
 
 The images stay on disk as a list of files; a DataLoader with worker processes and pinned memory
-decodes (and, for training, augments) them per batch. Small reads (a model's example input, the
-eigendirections' sample) go through `FolderImages[indices]` in this process.
+decodes (and, for training, augments) them per batch. `FolderImages[indices]` reads a few images
+(a model's example input) in this process and more (the eigendirections' sample) through workers.
 """
 from __future__ import annotations
 
@@ -66,12 +66,20 @@ class FolderImages:
 
     def batches(self, batches: list[list[int]], train: bool, seed: int = 0):
         """Float [0, 1] batches on `device`, in the order of `batches`."""
-        for images in self.loader(batches, train, seed):
-            yield images.to(self.device, non_blocking=True).float().div_(255)
+        try:
+            for images in self.loader(batches, train, seed):
+                yield images.to(self.device, non_blocking=True).float().div_(255)
+        except UserError as error:  # PyTorch re-raises a worker's error with its traceback prepended
+            # That traceback and PyTorch's frames form a cycle that would keep the workers alive
+            # until some later garbage collection; cut, the loader shuts them down now.
+            error.__traceback__ = None
+            raise UserError(str(error).strip().splitlines()[-1].removeprefix(f"{UserError.__module__}.UserError: ")) from None
 
     def __getitem__(self, index) -> torch.Tensor:
-        """Evaluation-transformed images at `index` (a slice or indices), in this process."""
-        chosen = range(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index).tolist()
+        """Evaluation-transformed images at `index` (a slice or indices), on `device`."""
+        chosen = list(range(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index).tolist())
+        if len(chosen) > 64:  # enough to pay the workers' start-up (the eigendirections' sample)
+            return torch.cat(list(self.batches([chosen[i:i + 256] for i in range(0, len(chosen), 256)], False)))
         decoded = _Decoded(self.paths, self.transform(False))
         images = [decoded[i] for i in chosen]
         return torch.stack(images).to(self.device).float().div_(255)
