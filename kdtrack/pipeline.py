@@ -16,7 +16,7 @@ from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, to_params
 from kdtrack.data import Splits, load_dataset
 from kdtrack.errors import UserError
 from kdtrack.interrupts import stop_requests
-from kdtrack.models import build_model
+from kdtrack.models import build_model, check_fits
 from kdtrack.schedules import constant_weights, switch_weights
 from kdtrack import tracking
 from kdtrack.training import NonFiniteLoss, Plan, fit, pick_device, place, predict_splits
@@ -232,6 +232,10 @@ def data_of(run) -> Splits:
 def student_job(config: DistillConfig, experiment: str, data: Splits, weights: list[float]) -> Job:
     """A student of the teacher `config` names, reused or trained first; where architectures
     differ, the one-hot student Table 2 compares against is trained (or reused) too."""
+    check_fits(config.arch, config.depth, data.input_shape)  # before the teacher trains, not after
+    if not config.teacher_run_id:
+        own = config.teacher_config.arch != config.arch or config.teacher_depth  # else it is `depth`
+        check_fits(config.teacher_config.arch, config.teacher_config.depth, data.input_shape, "teacher_" * bool(own))
     teacher_id = config.teacher_run_id or train_teacher(config.teacher_config, experiment, data)
     teacher_id, teacher, teacher_params = load_teacher(teacher_id, data, config.dataset)
     tags = {"kdtrack.teacher_run_id": teacher_id, "kdtrack.num_classes": str(data.num_classes)}

@@ -5,6 +5,7 @@ import math
 
 from torch import nn
 
+from kdtrack.errors import UserError
 from kdtrack.models.table7 import RandomFeatures, cnn, mlp
 
 # (width, depth) defaults; None marks a size the architecture does not take (it must stay 0).
@@ -18,10 +19,21 @@ ARCHITECTURES = tuple(SIZES)
 TEXT_ARCHITECTURES = ("roberta_small", "roberta_medium", "roberta_base")
 
 
+def check_fits(arch: str, depth: int, input_shape: tuple[int, ...], prefix: str = "") -> None:
+    """Refuse sizes an architecture cannot take on these inputs, before any training: each of the
+    cnn's blocks halves the image side. (The others pool adaptively or flatten.)"""
+    depth = depth or SIZES[arch][1] or 0
+    if arch == "cnn" and min(input_shape[1:]) >> depth == 0:
+        side = min(input_shape[1:])
+        raise UserError(f"{prefix}depth={depth} is too deep for {prefix}arch='cnn' on {side}x{side} images (each block "
+                        f"halves the side); allowed: {prefix}depth <= {side.bit_length() - 1}")
+
+
 def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, width: int = 0, depth: int = 0,
                 vocab_size: int = 0, pad_id: int = 1, pretrained: str = "") -> nn.Module:
     """A freshly initialized model (or `pretrained`'s weights, text only); width/depth 0 take the
     defaults above. Text models take `vocab_size` and `pad_id` from the tokenizer."""
+    check_fits(arch, depth, input_shape)
     default_width, default_depth = SIZES[arch]
     width, depth = width or default_width or 0, depth or default_depth or 0
     if arch == "random_features":
