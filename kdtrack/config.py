@@ -42,6 +42,9 @@ def check_model(dataset: str, arch: str, width: int, depth: int, prefix: str) ->
         _check(f"{prefix}{name}", value, value >= 0, "an integer >= 0 (0 = default)")
         if value and default is None:
             raise UserError(f"{prefix}{name}={value} is not used by arch={arch!r}; allowed: 0")
+    if arch in TEXT_ARCHITECTURES and width > 64 and width % 64:
+        raise UserError(f"{prefix}width={width} does not split into attention heads of 64 dimensions; "
+                        "allowed: a multiple of 64, or up to 64 (one head)")
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class TrainConfig:
     download: bool = False
     image_size: int = 0  # Tiny-ImageNet / ImageNet only: side of the input images; 0 = 64 / 224
     workers: int = 0  # DataLoader processes decoding Tiny-ImageNet / ImageNet; 0 = min(8, CPUs)
-    tokenizer: str = ""  # text: local directory of a transformers tokenizer; empty = `pretrained`'s
+    tokenizer: str = ""  # text: local directory of a transformers tokenizer; empty = `pretrained`'s (or the teacher's)
     max_length: int = 128  # text: tokens per example (truncated, padded)
     pretrained: str = ""  # text: local directory of a pretrained RoBERTa to fine-tune; empty = random init
     train_size: int = 128  # training points drawn (stratified); 0 = the whole training split
@@ -96,6 +99,9 @@ class TrainConfig:
         if self.eigen and self.dataset in TEXT_DATASETS:
             raise UserError(f"eigen=true is not defined for text (dataset={self.dataset!r}): the theory is "
                             "about a first layer acting on the data; pass eigen=false")
+        if self.pretrained and self.dataset not in TEXT_DATASETS:
+            raise UserError(f"pretrained={self.pretrained!r} is for text data sets (RoBERTa checkpoints); "
+                            f"dataset={self.dataset!r} trains from random initialization: pass pretrained=''")
         for name in ("image_size", "workers"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = default)")
         _check("max_length", self.max_length, self.max_length >= 2, "an integer >= 2")
@@ -134,6 +140,7 @@ class DistillConfig(TrainConfig):
     teacher_arch: str = ""  # empty = same as `arch` (self-distillation)
     teacher_width: int = 0  # 0 = `width` when the architectures match, else the teacher arch's default
     teacher_depth: int = 0  # 0 = `depth` when the architectures match, else the teacher arch's default
+    teacher_pretrained: str = ""  # text: local checkpoint the teacher fine-tunes; empty = `pretrained`
     teacher_run_id: str = ""  # empty = reuse a matching finished teacher, else train one
     teacher_fit_fraction: float = 1.0  # the teacher trains on this fraction only (< 1: it cannot interpolate)
     temperature: float = 4.0
@@ -142,8 +149,13 @@ class DistillConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        from kdtrack.data import TEXT_DATASETS
+
         if self.teacher_arch:
             check_model(self.dataset, self.teacher_arch, self.teacher_width, self.teacher_depth, "teacher_")
+        if self.teacher_pretrained and self.dataset not in TEXT_DATASETS:
+            raise UserError(f"teacher_pretrained={self.teacher_pretrained!r} is for text data sets (RoBERTa "
+                            f"checkpoints); dataset={self.dataset!r} trains from random initialization")
         _check("teacher_fit_fraction", self.teacher_fit_fraction, 0 < self.teacher_fit_fraction <= 1,
                "0 < teacher_fit_fraction <= 1")
         for name in ("teacher_width", "teacher_depth"):
@@ -159,12 +171,14 @@ class DistillConfig(TrainConfig):
         same = arch == self.arch
         return TrainConfig(**{**shared, "arch": arch, "width": self.teacher_width or (self.width if same else 0),
                               "depth": self.teacher_depth or (self.depth if same else 0),
+                              "pretrained": self.teacher_pretrained or self.pretrained,
                               "fit_fraction": self.teacher_fit_fraction})
 
     @property
     def onehot_config(self) -> TrainConfig:
         """The one-hot student of the student's own architecture (Table 2's 'Student (OH)')."""
         return dataclasses.replace(self.teacher_config, arch=self.arch, width=self.width, depth=self.depth,
+                                   pretrained=self.pretrained,
                                    fit_fraction=self.fit_fraction)
 
 

@@ -108,3 +108,16 @@ def write_tokenizer(folder: Path) -> Path:
                                    sep_token="</s>", cls_token="<s>", pad_token="<pad>", unk_token="<unk>")
     fast.save_pretrained(str(folder))
     return folder
+
+
+def write_pretrained(folder: Path, positions: int = 18) -> Path:
+    """A tiny RoBERTa "pretrained" on nothing, saved with `save_pretrained` next to the tokenizer, as
+    a local checkout of a hub model is; `positions` = max_position_embeddings."""
+    from transformers import AutoTokenizer, RobertaConfig, RobertaForMaskedLM
+
+    tokenizer = AutoTokenizer.from_pretrained(str(write_tokenizer(folder)))
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=1,
+                           intermediate_size=64, max_position_embeddings=positions, pad_token_id=tokenizer.pad_token_id,
+                           type_vocab_size=1)
+    RobertaForMaskedLM(config).save_pretrained(str(folder))
+    return folder

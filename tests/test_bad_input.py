@@ -50,6 +50,7 @@ CASES = [
     ("distill", {"teacher_arch": "cnn", "teacher_depth": "6"}, ["teacher_depth=6", "teacher_depth <= 4"]),
     ("train_teacher", {"dataset": "cifar10", "data_dir": "/no/such/dir"}, ["/no/such/dir"]),
     ("train_teacher", {"train_size": "999999"}, ["train_size=999999"]),
+    ("train_teacher", {"dataset": "qqp", "arch": "roberta_small", "width": "129"}, ["width=129", "multiple of 64"]),
     ("distill", {"temperature": "0"}, ["temperature=0.0", "> 0"]),
     ("distill", {"distill_weight": "1.5"}, ["distill_weight=1.5", "<= 1"]),
     ("distill", {"same_init": "maybe"}, ["same_init='maybe'", "true or false"]),

@@ -117,6 +117,8 @@ def test_text_errors_name_what_is_wrong(tmp_path):
     fx.write_text_files(tmp_path, "agnews")
     with pytest.raises(UserError, match="needs tokenizer="):
         load_dataset("agnews", str(tmp_path), False, 0, 0.0, 0)
+    with pytest.raises(UserError, match="tokenizer='roberta-base' is not a local folder"):
+        load_dataset("agnews", str(tmp_path), False, 0, 0.0, 0, tokenizer="roberta-base")
     pl.read_csv(tmp_path / "agnews" / "train.csv").rename({"text": "body"}).write_csv(tmp_path / "agnews" / "train.csv")
     with pytest.raises(UserError, match="lacks column 'text'"):
         load_dataset("agnews", str(tmp_path), False, 0, 0.0, 0, tokenizer=tokenizer)
@@ -184,3 +186,56 @@ def test_folder_reads_in_process_and_through_workers_agree(tmp_path):
     many = images[:90]  # through DataLoader workers
     assert many.shape == (90, 3, 64, 64)
     assert torch.equal(many[:5], images[:5]) and torch.equal(many[-3:], images[[87, 88, 89]])
+
+
+def test_a_local_pretrained_roberta_is_fine_tuned(store, tmp_path):
+    """`pretrained` loads the checkpoint's encoder (and its tokenizer) from a local folder and puts
+    a new classification head on it; what it cannot take is refused in one line."""
+    from transformers import AutoTokenizer, RobertaForMaskedLM
+
+    from kdtrack.config import TrainConfig
+    from kdtrack.pipeline import train_teacher
+
+    fx.write_text_files(tmp_path, "qqp")
+    folder = fx.write_pretrained(tmp_path / "roberta")
+    params = {**SHORT, "dataset": "qqp", "arch": "roberta_small", "width": "32", "depth": "1",
+              "data_dir": str(tmp_path), "pretrained": str(folder), "max_length": "16", "lr": "1e-3",
+              "warmup": "0", "steps": "4"}
+    vocab = len(AutoTokenizer.from_pretrained(str(folder)))
+    model = build_model("roberta_small", (16,), 2, 32, 1, vocab_size=vocab, pad_id=1, pretrained=str(folder))
+    saved = RobertaForMaskedLM.from_pretrained(str(folder)).roberta.embeddings.word_embeddings.weight
+    assert torch.equal(model.net.roberta.embeddings.word_embeddings.weight, saved)
+    run_id = train_teacher(from_params(TrainConfig, params), "pretrained")
+    assert tracking.get_run(run_id).data.params["pretrained"] == str(folder)
+    assert tracking.load_table(run_id, "confidences/train.parquet").height == 24
+    with pytest.raises(UserError, match="takes up to 16 tokens .* max_length=17"):
+        train_teacher(from_params(TrainConfig, {**params, "max_length": "17"}), "pretrained")
+    with pytest.raises(UserError, match="pretrained=.*is not a local model folder"):
+        build_model("roberta_small", (16,), 2, vocab_size=vocab, pad_id=1, pretrained=str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="pretrained=.*could not be loaded as a RoBERTa model"):
+        build_model("roberta_small", (16,), 2, vocab_size=vocab, pad_id=1, pretrained=str(tmp_path))
+    with pytest.raises(UserError, match=f"vocabulary; got max_length=16 and a tokenizer of {vocab + 1}"):
+        build_model("roberta_small", (16,), 2, 32, 1, vocab_size=vocab + 1, pad_id=1, pretrained=str(folder))
+    # A checkpoint of other sizes than the run names (a Base checkpoint for a Small student) is refused.
+    with pytest.raises(UserError, match="hidden size 32 and 1 layers, not 512 and 4: pass width=32 depth=1"):
+        build_model("roberta_small", (16,), 2, vocab_size=vocab, pad_id=1, pretrained=str(folder))
+
+
+def test_cross_architecture_text_distillation_fine_tunes_each_models_own_checkpoint(store, tmp_path):
+    """Table 2's text rows: a pretrained Base teacher (`teacher_pretrained`) and a Small student
+    from its own checkpoint (`pretrained`) or, here, from random initialization; the tokenizer
+    defaults to the student's checkpoint's, else the teacher's."""
+    fx.write_text_files(tmp_path, "qqp")
+    teacher_folder = fx.write_pretrained(tmp_path / "base")
+    params = {**SHORT, "dataset": "qqp", "arch": "roberta_small", "width": "32", "depth": "1",
+              "teacher_arch": "roberta_base", "teacher_width": "32", "teacher_depth": "1",
+              "teacher_pretrained": str(teacher_folder), "data_dir": str(tmp_path), "max_length": "16",
+              "lr": "1e-3", "warmup": "0", "steps": "4"}
+    student = tracking.get_run(distill(from_params(DistillConfig, params), "cross-text"))
+    teacher = tracking.get_run(student.data.tags["kdtrack.teacher_run_id"])
+    onehot = tracking.get_run(student.data.tags["kdtrack.onehot_run_id"])
+    assert teacher.data.params["pretrained"] == str(teacher_folder)
+    assert student.data.params["pretrained"] == onehot.data.params["pretrained"] == ""
+    with pytest.raises(UserError, match="teacher_pretrained=.* is for text"):
+        from_params(DistillConfig, {"teacher_pretrained": str(teacher_folder)})

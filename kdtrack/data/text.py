@@ -66,6 +66,9 @@ def load_text(name: str, data_dir: Path, tokenizer: str, max_length: int) -> Poo
                         "(or pretrained=<a local model directory that has one>)")
     from transformers import AutoTokenizer
 
+    if not Path(tokenizer).is_dir():  # else transformers takes it for a hub name
+        raise UserError(f"tokenizer={tokenizer!r} is not a local folder (nothing is downloaded): expected the files "
+                        "a transformers tokenizer's save_pretrained writes")
     try:
         tok = AutoTokenizer.from_pretrained(tokenizer)
     except (OSError, ValueError) as error:
