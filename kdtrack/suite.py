@@ -1,7 +1,7 @@
 """Declarative suites: one YAML file declares a study; `kdtrack suite run` trains what is missing.
 
 A file names an `experiment` and `settings`. A setting has a `name`, a `preset`, `overrides`
-(config fields), an optional `teacher` ({arch, width, depth}), `students` (each {arch, loss:
+(config fields), an optional `teacher` ({arch, width, depth, pretrained}), `students` (each {arch, loss:
 distill | onehot | switch, and switch fields}; default: one distilled student of the teacher's
 architecture), `seeds`, and an optional `matrix` ({field: [values]}) whose cross product expands
 it into settings named `<name>[field=value,...]`. Runs are matched by parameters and code version
@@ -96,7 +96,8 @@ def _expand(path: Path, setting: dict) -> list[Task]:
         name = setting["name"] + (f"[{','.join(f'{k}={v}' for k, v in combo.items())}]" if combo else "")
         base = {"preset": setting["preset"], **{k: str(v) for k, v in (setting.get("overrides") or {}).items()},
                 **{k: str(v) for k, v in combo.items()}}
-        for key, field in (("arch", "teacher_arch"), ("width", "teacher_width"), ("depth", "teacher_depth")):
+        for key, field in (("arch", "teacher_arch"), ("width", "teacher_width"), ("depth", "teacher_depth"),
+                           ("pretrained", "teacher_pretrained")):
             if key in teacher:
                 base[field] = str(teacher[key])
         for student in students:

@@ -83,13 +83,24 @@ def test_a_matrix_expands_the_cross_product(tmp_path):
 
 
 @pytest.mark.parametrize("name,count", [("table2-cifar100", 7), ("table2-cifar10", 4), ("table2-tinyimagenet", 4),
-                                        ("table2-imagenet", 3)])
+                                        ("table2-imagenet", 3), ("table2-text", 12)])
 def test_table2_suites_expand_to_the_papers_rows(name, count):
     suite = suites.load(name)
     assert len(suite.tasks) == count and all(t.config().eigen is False for t in suite.tasks)
+
+
+def test_table2_text_fine_tunes_each_models_own_checkpoint():
+    configs = [t.config() for t in suites.load("table2-text").tasks]
+    for config in configs:
+        assert config.pretrained == f"checkpoints/{config.arch.replace('_', '-')}"
+        assert config.teacher_config.pretrained == f"checkpoints/{config.teacher_config.arch.replace('_', '-')}"
+    assert sum(c.teacher_arch != c.arch for c in configs) == 6  # Table 2's cross-architecture text rows
 
 
 def test_table2_without_the_data_skips_each_setting_with_its_path(store, capfd):
     assert suites.run(suites.load("table2-tinyimagenet")) == []
     err = capfd.readouterr().err
     assert err.count("skipping setting") == 2 and "tiny-imagenet-200" in err
+    assert suites.run(suites.load("table2-text")) == []
+    err = capfd.readouterr().err
+    assert err.count("skipping setting") == 10 and "mnli not found under data/mnli" in err
