@@ -128,6 +128,11 @@ class TrainConfig:
         for name in ("log_every", "eval_every", "snapshot_every", "checkpoint_every"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = off)")
 
+    @property
+    def tokenizer_folder(self) -> str:
+        """Where text is tokenized from: `tokenizer`, else the checkpoint's."""
+        return self.tokenizer or self.pretrained
+
 
 @dataclass(frozen=True)
 class DistillConfig(TrainConfig):
@@ -162,6 +167,10 @@ class DistillConfig(TrainConfig):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = see above)")
         _check("temperature", self.temperature, math.isfinite(self.temperature) and self.temperature > 0, "a finite number > 0")
         _check("distill_weight", self.distill_weight, 0 <= self.distill_weight <= 1, "0 <= distill_weight <= 1")
+
+    @property
+    def tokenizer_folder(self) -> str:
+        return self.tokenizer or self.pretrained or self.teacher_pretrained
 
     @property
     def teacher_config(self) -> TrainConfig:

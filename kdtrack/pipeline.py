@@ -41,8 +41,7 @@ def key_params(config) -> dict[str, str]:
 def load_data(config: TrainConfig) -> Splits:
     data = load_dataset(config.dataset, config.data_dir, config.download, config.train_size,
                         config.label_noise, config.seed, image_size=config.image_size, workers=config.workers,
-                        tokenizer=config.tokenizer or config.pretrained or getattr(config, "teacher_pretrained", ""),
-                        max_length=config.max_length)
+                        tokenizer=config.tokenizer_folder, max_length=config.max_length)
     return data.to(pick_device())
 
 
