@@ -70,7 +70,15 @@ def resolve_experiment(name: str = "") -> str:
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
     if name:
         found = client().get_experiment_by_name(name)
-        return found.experiment_id if found else client().create_experiment(name)
+        if found:
+            return found.experiment_id
+        try:
+            return client().create_experiment(name)
+        except mlflow.exceptions.MlflowException:  # created by another worker meanwhile?
+            found = client().get_experiment_by_name(name)
+            if not found:
+                raise
+            return found.experiment_id
     if os.environ.get("MLFLOW_EXPERIMENT_ID"):
         return os.environ["MLFLOW_EXPERIMENT_ID"]
     return "0"
@@ -179,6 +187,11 @@ def find_or_start_study_run(experiment_id: str, study: str, params: dict[str, st
     if os.environ.get(LAUNCHER):
         tags["mlflow.parentRunId"] = os.environ[LAUNCHER]
     run_id = start_plain_run(experiment_id, f"study-{study}", params, tags)
+    first = search_all([experiment_id], f"tags.`{ROLE}` = 'study' and tags.`kdtrack.study` = '{study}'",
+                       ["attributes.start_time ASC"])[0].info.run_id
+    if first != run_id:  # another worker started one meanwhile: share the first
+        client().delete_run(run_id)
+        run_id = first
     mark_launcher_result(run_id)
     return run_id
 

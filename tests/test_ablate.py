@@ -79,3 +79,29 @@ def test_a_pruned_trial_stops_its_student_and_is_recorded_as_pruned(store, monke
     experiment = tracking.client().get_experiment_by_name("ablate-pruned").experiment_id
     [student] = tracking.search_all([experiment], "tags.`kdtrack.role` = 'student'")
     assert student.info.status == "KILLED"
+
+
+def test_workers_that_start_together_share_the_experiment_and_the_study_run(store, monkeypatch):
+    """Two workers can both find no experiment (or no study run) and both create one: the loser
+    of the experiment race takes the winner's, and a second study run gives way to the first."""
+    from mlflow.tracking import MlflowClient
+
+    winner = tracking.client().create_experiment("raced")
+    first = tracking.find_or_start_study_run(winner, "s", {})
+    calls = []
+
+    def not_yet_the_first_time(real):
+        def lookup(*args, **kwargs):
+            calls.append(1)
+            return [] if len(calls) == 1 else real(*args, **kwargs)
+        return lookup
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name",
+                        not_yet_the_first_time(MlflowClient.get_experiment_by_name))
+    assert tracking.resolve_experiment("raced") == winner
+    monkeypatch.undo()
+    calls.clear()
+    monkeypatch.setattr(tracking, "search_all", not_yet_the_first_time(tracking.search_all))
+    assert tracking.find_or_start_study_run(winner, "s", {}) == first
+    monkeypatch.undo()
+    assert [r.info.run_id for r in tracking.search_all([winner], "tags.`kdtrack.study` = 's'")] == [first]

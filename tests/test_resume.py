@@ -143,9 +143,9 @@ def test_a_tracking_server_that_restarts_mid_run_loses_nothing(tmp_path, monkeyp
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # once training is under way, take the server away
+    while time.monotonic() < deadline:  # once training is under way (a checkpoint is in), take the server away
         found = tracking.client().get_experiment_by_name("outage")
-        if found and tracking.search_all([found.experiment_id], "attributes.status = 'RUNNING'"):
+        if found and tracking.search_all([found.experiment_id], "tags.`kdtrack.resume_checkpoint` != ''"):
             break
         time.sleep(0.2)
     stop_server(server)
