@@ -28,6 +28,14 @@ def _check(name: str, value, ok: bool, allowed: str) -> None:
         raise UserError(f"{name}={value!r} is out of range; allowed: {allowed}")
 
 
+def _text_only(name: str, value: str, dataset: str) -> None:
+    from kdtrack.data import TEXT_DATASETS
+
+    if value and dataset not in TEXT_DATASETS:
+        raise UserError(f"{name}={value!r} is for text data sets (RoBERTa checkpoints); dataset={dataset!r} "
+                        f"trains from random initialization: pass {name}=''")
+
+
 def check_model(dataset: str, arch: str, width: int, depth: int, prefix: str) -> None:
     """The architecture exists, suits the data's modality, and takes the sizes given."""
     from kdtrack.data import TEXT_DATASETS
@@ -99,9 +107,7 @@ class TrainConfig:
         if self.eigen and self.dataset in TEXT_DATASETS:
             raise UserError(f"eigen=true is not defined for text (dataset={self.dataset!r}): the theory is "
                             "about a first layer acting on the data; pass eigen=false")
-        if self.pretrained and self.dataset not in TEXT_DATASETS:
-            raise UserError(f"pretrained={self.pretrained!r} is for text data sets (RoBERTa checkpoints); "
-                            f"dataset={self.dataset!r} trains from random initialization: pass pretrained=''")
+        _text_only("pretrained", self.pretrained, self.dataset)
         for name in ("image_size", "workers"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = default)")
         _check("max_length", self.max_length, self.max_length >= 2, "an integer >= 2")
@@ -154,13 +160,9 @@ class DistillConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from kdtrack.data import TEXT_DATASETS
-
         if self.teacher_arch:
             check_model(self.dataset, self.teacher_arch, self.teacher_width, self.teacher_depth, "teacher_")
-        if self.teacher_pretrained and self.dataset not in TEXT_DATASETS:
-            raise UserError(f"teacher_pretrained={self.teacher_pretrained!r} is for text data sets (RoBERTa "
-                            f"checkpoints); dataset={self.dataset!r} trains from random initialization")
+        _text_only("teacher_pretrained", self.teacher_pretrained, self.dataset)
         _check("teacher_fit_fraction", self.teacher_fit_fraction, 0 < self.teacher_fit_fraction <= 1,
                "0 < teacher_fit_fraction <= 1")
         for name in ("teacher_width", "teacher_depth"):

@@ -177,8 +177,11 @@ def start_plain_run(experiment_id: str, name: str, params: dict[str, str], tags:
 def find_or_start_study_run(experiment_id: str, study: str, params: dict[str, str]) -> str:
     """The `study` run of this Optuna study (every worker and every rerun shares it), else a new
     one, nested under the `mlflow run` launcher when there is one."""
-    found = search_all([experiment_id], f"tags.`{ROLE}` = 'study' and tags.`kdtrack.study` = '{study}'",
-                       ["attributes.start_time ASC"])
+    def oldest() -> list:
+        return search_all([experiment_id], f"tags.`{ROLE}` = 'study' and tags.`kdtrack.study` = '{study}'",
+                          ["attributes.start_time ASC"])[:1]
+
+    found = oldest()
     if found:
         client().update_run(found[0].info.run_id, status="RUNNING")
         mark_launcher_result(found[0].info.run_id)
@@ -187,8 +190,7 @@ def find_or_start_study_run(experiment_id: str, study: str, params: dict[str, st
     if os.environ.get(LAUNCHER):
         tags["mlflow.parentRunId"] = os.environ[LAUNCHER]
     run_id = start_plain_run(experiment_id, f"study-{study}", params, tags)
-    first = search_all([experiment_id], f"tags.`{ROLE}` = 'study' and tags.`kdtrack.study` = '{study}'",
-                       ["attributes.start_time ASC"])[0].info.run_id
+    first = oldest()[0].info.run_id
     if first != run_id:  # another worker started one meanwhile: share the first
         client().delete_run(run_id)
         run_id = first
