@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -25,8 +25,11 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from kdtrack import tracking
-from kdtrack.config import AblateConfig, DistillConfig, AnalyzeConfig, to_params
+from kdtrack.config import AblateConfig, AnalyzeConfig, DistillConfig, to_params
+from kdtrack.contract import ANALYSIS_RUN, BEST_RUNS, BEST_TRIALS, PRUNED, STUDENT_RUN, STUDY, TRIAL
 from kdtrack.errors import StopRun, UserError
+from kdtrack.say import say
+from kdtrack.tracking import RunContext
 
 
 class Pruned(StopRun, optuna.TrialPruned):
@@ -85,17 +88,14 @@ def objective_values(student_id: str, analysis_id: str, names: list[str]) -> lis
     return [metrics[n] for n in names]
 
 
-def ablate(config: AblateConfig, experiment: str = "") -> str:
+def ablate(config: AblateConfig, experiment: str = "", context: RunContext = RunContext()) -> str:
     """Run (or continue) the study; returns the id of its `study` run."""
-    from kdtrack.analysis.analyze import analyze
-    from kdtrack.pipeline import distill, say
-
     tracking.check_store()
     values = config.knob_values()
     seeds = [config.seed + s for s in range(config.seeds)]
     for value in values:  # every setting is checked before anything trains
         trial_setting(config, value, config.seed)
-    experiment_id = tracking.resolve_experiment(experiment)
+    experiment_id = tracking.resolve_experiment(experiment, context)
     name = config.study or f"{experiment or experiment_id}-{config.preset}-{config.knob}"
     objectives = [config.objective] + ([config.second_objective] if config.second_objective else [])
     directions = [config.direction] + ([config.second_direction] if config.second_objective else [])
@@ -103,62 +103,59 @@ def ablate(config: AblateConfig, experiment: str = "") -> str:
     sampler = optuna.samplers.GridSampler(grid, seed=0) if not config.n_trials else optuna.samplers.TPESampler(seed=0)
     total = config.n_trials or len(values) * len(seeds)  # for the message
     study = optuna.create_study(study_name=name, storage=storage(config.storage, config.heartbeat), sampler=sampler,
-                                directions=directions, load_if_exists=True,
-                                pruner=make_pruner(config))
+                                directions=directions, load_if_exists=True, pruner=make_pruner(config))
 
-    parent = tracking.find_or_start_study_run(experiment_id, name, to_params(config))
-    say(f"study {name!r}: {total} trials over {config.knob} = {values} x seeds {seeds} (study run {parent})")
+    with tracking.study_run(experiment_id, name, to_params(config), context) as study_run:
+        say(f"study {name!r}: {total} trials over {config.knob} = {values} x seeds {seeds} "
+            f"(study run {study_run.run_id})")
+        # A trial's own run nests under the study run; the runs it trains or reuses nest under it.
+        trial_context = replace(context, parent=study_run.run_id, report_to="")
 
-    def objective(trial: optuna.Trial):
-        if config.n_trials:
-            value = suggest(trial, config.knob, values)
-            seed = trial.suggest_categorical("seed", seeds)
-        else:
-            value, seed = trial.suggest_categorical("value", values), trial.suggest_categorical("seed", seeds)
-        client = tracking.client()
-        run_id = tracking.start_plain_run(
-            experiment_id, f"trial-{trial.number}-{config.knob}={value}-seed{seed}",
-            {config.knob: str(value), "seed": str(seed)},
-            {tracking.ROLE: "trial", "kdtrack.study": name, "kdtrack.trial": str(trial.number),
-             "mlflow.parentRunId": parent})
-        trial.set_user_attr("mlflow_run_id", run_id)
-        previous = os.environ.get(tracking.LAUNCHER)
-        os.environ[tracking.LAUNCHER] = run_id  # the trial's runs nest under it
-        hook = pruning_hook(trial, config.objective)
-        if len(objectives) == 1:  # Optuna prunes single-objective studies only
-            tracking.METRIC_HOOKS.append(hook)
-        try:
-            student = distill(trial_setting(config, value, seed), experiment)
-            [analysis] = analyze(AnalyzeConfig(student_run_id=student))
-            scores = objective_values(student, analysis, objectives)
-            client.log_batch(run_id, metrics=[tracking.Metric(f"objective/{n}", v, tracking.now_ms(), 0)
-                                              for n, v in zip(objectives, scores)],
-                             tags=[tracking.RunTag("kdtrack.student_run_id", student),
-                                   tracking.RunTag("kdtrack.analysis_run_id", analysis)])
-            client.set_terminated(run_id, "FINISHED")
-        except Pruned as error:
-            client.set_tag(run_id, "kdtrack.pruned", str(error))
-            client.set_terminated(run_id, "KILLED")
-            raise
-        except BaseException as error:
-            client.set_tag(run_id, "kdtrack.failure", f"{type(error).__name__}: {error}"[:5000])
-            trial.set_user_attr("failure", str(error)[:1000])
-            client.set_terminated(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
-            raise
-        finally:
-            if hook in tracking.METRIC_HOOKS:
-                tracking.METRIC_HOOKS.remove(hook)
-            if previous is None:
-                os.environ.pop(tracking.LAUNCHER, None)
+        def objective(trial: optuna.Trial):
+            if config.n_trials:
+                value = suggest(trial, config.knob, values)
+                seed = trial.suggest_categorical("seed", seeds)
             else:
-                os.environ[tracking.LAUNCHER] = previous
-        if any(not math.isfinite(s) for s in scores):
-            raise UserError(f"objective is not finite: {scores}")
-        return scores[0] if len(scores) == 1 else tuple(scores)
+                value, seed = trial.suggest_categorical("value", values), trial.suggest_categorical("seed", seeds)
+            try:
+                scores = run_trial(trial, config, value, seed, objectives, experiment, experiment_id, trial_context)
+            except Pruned:
+                raise
+            except BaseException as error:
+                trial.set_user_attr("failure", str(error)[:1000])
+                raise
+            if any(not math.isfinite(s) for s in scores):
+                raise UserError(f"objective is not finite: {scores}")
+            return scores[0] if len(scores) == 1 else tuple(scores)
 
-    work_loop(study, objective, [(v, sd) for v in values for sd in seeds], config.n_trials, config.heartbeat)
-    record_best(study, parent, objectives)
-    return parent
+        work_loop(study, objective, [(v, sd) for v in values for sd in seeds], config.n_trials, config.heartbeat)
+        record_best(study, study_run, objectives)
+    return study_run.run_id
+
+
+def run_trial(trial: optuna.Trial, config: AblateConfig, value, seed: int, objectives: list[str], experiment: str,
+              experiment_id: str, context: RunContext) -> list[float]:
+    """Distill and analyze the trial's setting inside a `trial` run; the objectives' values."""
+    from kdtrack.analysis.analyze import analyze
+    from kdtrack.pipeline import distill
+
+    with tracking.run(experiment_id, f"trial-{trial.number}-{config.knob}={value}-seed{seed}", "trial",
+                      {config.knob: str(value), "seed": str(seed)}, context,
+                      {STUDY: trial.study.study_name, TRIAL: str(trial.number)}, fluent=False) as run:
+        trial.set_user_attr("mlflow_run_id", run.run_id)
+        inner = context.within(run.run_id)
+        if len(objectives) == 1:  # Optuna prunes single-objective studies only
+            inner = inner.hooked(pruning_hook(trial, config.objective))
+        try:
+            student = distill(trial_setting(config, value, seed), experiment, inner)
+        except Pruned as error:
+            run.set_tags({PRUNED: str(error)})
+            raise
+        [analysis] = analyze(AnalyzeConfig(student_run_id=student), inner)
+        scores = objective_values(student, analysis, objectives)
+        run.metrics({f"objective/{n}": v for n, v in zip(objectives, scores)}, 0)
+        run.set_tags({STUDENT_RUN: student, ANALYSIS_RUN: analysis})
+    return scores
 
 
 def work_loop(study: optuna.Study, objective, grid: list[tuple], n_trials: int, heartbeat: int) -> None:
@@ -193,22 +190,17 @@ def suggest(trial: optuna.Trial, knob: str, values: list):
     return trial.suggest_float("value", min(values), max(values), log=knob == "lr")
 
 
-def record_best(study: optuna.Study, parent: str, objectives: list[str]) -> None:
+def record_best(study: optuna.Study, study_run: tracking.TrackedRun, objectives: list[str]) -> None:
     """The study run's record: trial counts, and the best trial (or the Pareto front)."""
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)}
-    client = tracking.client()
     metrics = {f"trials/{k}": float(v) for k, v in counts.items()}
-    tags = {}
     if counts["complete"]:
         best = study.best_trials
-        tags["kdtrack.best_trials"] = ",".join(str(t.number) for t in best)
-        tags["kdtrack.best_run_ids"] = ",".join(t.user_attrs.get("mlflow_run_id", "") for t in best)
+        study_run.set_tags({BEST_TRIALS: ",".join(str(t.number) for t in best),
+                            BEST_RUNS: ",".join(t.user_attrs.get("mlflow_run_id", "") for t in best)})
         for name, value in zip(objectives, best[0].values):
             metrics[f"best/{name}"] = value
         metrics["best/trial"] = float(best[0].number)
-    now = tracking.now_ms()
-    client.log_batch(parent, metrics=[tracking.Metric(k, v, now, 0) for k, v in metrics.items()],
-                     tags=[tracking.RunTag(k, v) for k, v in tags.items()])
-    client.set_terminated(parent, "FINISHED")
+    study_run.metrics(metrics, 0)

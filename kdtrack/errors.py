@@ -10,3 +10,8 @@ class StopRun(Exception):
     is marked with `status`, not FAILED."""
 
     status = "KILLED"
+
+
+class RunFailure(RuntimeError):
+    """A failure whose message says it all (a non-finite loss): a run it ends records the
+    message itself as its `kdtrack.failure`, without the exception's type."""

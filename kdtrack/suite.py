@@ -115,7 +115,7 @@ STATES = {"FINISHED": "done", "RUNNING": "running", "FAILED": "failed", "KILLED"
 
 def task_state(students: list, task: Task) -> str:
     """done, running, failed (the newest matching student run's status) or missing."""
-    from kdtrack.pipeline import key_params
+    from kdtrack.jobs import key_params
 
     params = key_params(task.config())
     matching = [r for r in students if all(r.data.params.get(k) == v for k, v in params.items())]
@@ -128,40 +128,41 @@ def task_state(students: list, task: Task) -> str:
 def status(suite: Suite) -> list[tuple[Task, str]]:
     """Each task's state, from one search of the suite's experiment."""
     from kdtrack import tracking
+    from kdtrack.contract import ROLE
 
     experiment_id = tracking.resolve_experiment(suite.experiment)
-    students = tracking.search_all([experiment_id], f"tags.`{tracking.ROLE}` = 'student'")
+    students = tracking.search_all([experiment_id], f"tags.`{ROLE}` = 'student'")
     return [(task, task_state(students, task)) for task in suite.tasks]
 
 
 def run_setting(suite: Suite, setting: str) -> list[str]:
     """Train (or reuse) and analyze every task of one setting, in order; a setting whose data is
     missing is skipped with its reason."""
-    from kdtrack import tracking
     from kdtrack.analysis.analyze import analyze
     from kdtrack.config import AnalyzeConfig
-    from kdtrack.pipeline import distill, say, switch
+    from kdtrack.contract import SUITE
+    from kdtrack.pipeline import distill, switch
+    from kdtrack.say import say
+    from kdtrack.tracking import RunContext
 
     out = []
     tasks = [t for t in suite.tasks if t.setting == setting]
     for number, task in enumerate(tasks, 1):
         say(f"suite {suite.name}: [{number}/{len(tasks)} of setting {setting!r}] {task.label}")
-        tracking.EXTRA_TAGS["kdtrack.suite"] = f"{suite.name}/{task.setting}"
+        context = RunContext(tags={SUITE: f"{suite.name}/{task.setting}"})
         try:
             config = task.config()
-            student = (switch if task.loss == "switch" else distill)(config, suite.experiment)
-            out += [student, *analyze(AnalyzeConfig(student_run_id=student))]
+            student = (switch if task.loss == "switch" else distill)(config, suite.experiment, context)
+            out += [student, *analyze(AnalyzeConfig(student_run_id=student), context)]
         except UserError as error:
             say(f"suite {suite.name}: skipping setting {setting!r}: {error}")
             return out
-        finally:
-            tracking.EXTRA_TAGS.pop("kdtrack.suite", None)
     return out
 
 
 def run(suite: Suite, dry_run: bool = False, workers: int = 1) -> list[str]:
     from kdtrack import tracking
-    from kdtrack.pipeline import say
+    from kdtrack.say import say
 
     tracking.check_store()
     plan = status(suite)

@@ -175,21 +175,19 @@ def trajectories_figure(instance: Instance, teacher_time: float, pairs: list[tup
     return figure
 
 
-def theory(config) -> str:
+def theory(config, context=None) -> str:
     """Run every check and log a `theory` run: the metrics and the figure."""
-
-
     from kdtrack import tracking
     from kdtrack.config import to_params
 
+    context = context or tracking.RunContext()
     tracking.check_store()
     metrics, detail = check(config.n, config.p, config.seed, config.teacher_time, config.steps,
                             config.pairs, config.classes)
-    run = tracking.TrackedRun(tracking.resolve_experiment(config.experiment), "theory",
-                              f"theory-n{config.n}-p{config.p}-seed{config.seed}", to_params(config), {})
-    run.metrics(metrics, 0)
-    run.log_figure(trajectories_figure(detail["instance"], config.teacher_time, detail["pairs"]),
-                   "figures/theorem41.png")
-    run.finish()
+    with tracking.run(tracking.resolve_experiment(config.experiment, context), f"theory-n{config.n}-p{config.p}-"
+                      f"seed{config.seed}", "theory", to_params(config), context) as run:
+        run.metrics(metrics, 0)
+        run.log_figure(trajectories_figure(detail["instance"], config.teacher_time, detail["pairs"]),
+                       "figures/theorem41.png")
     print("kdtrack: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return run.run_id

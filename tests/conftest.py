@@ -12,7 +12,7 @@ def store(tmp_path_factory, monkeypatch_module):
     folder = tmp_path_factory.mktemp("store")
     monkeypatch_module.chdir(folder)
     monkeypatch_module.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
-    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "kdtrack.launcher"):
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch_module.delenv(name, raising=False)
     return folder
 

@@ -86,8 +86,11 @@ def test_workers_that_start_together_share_the_experiment_and_the_study_run(stor
     of the experiment race takes the winner's, and a second study run gives way to the first."""
     from mlflow.tracking import MlflowClient
 
+    from kdtrack.tracking import runs
+
     winner = tracking.client().create_experiment("raced")
-    first = tracking.find_or_start_study_run(winner, "s", {})
+    with tracking.study_run(winner, "s", {}, tracking.RunContext()) as study:
+        first = study.run_id
     calls = []
 
     def not_yet_the_first_time(real):
@@ -101,7 +104,8 @@ def test_workers_that_start_together_share_the_experiment_and_the_study_run(stor
     assert tracking.resolve_experiment("raced") == winner
     monkeypatch.undo()
     calls.clear()
-    monkeypatch.setattr(tracking, "search_all", not_yet_the_first_time(tracking.search_all))
-    assert tracking.find_or_start_study_run(winner, "s", {}) == first
+    monkeypatch.setattr(runs, "search_all", not_yet_the_first_time(runs.search_all))
+    with tracking.study_run(winner, "s", {}, tracking.RunContext()) as study:
+        assert study.run_id == first
     monkeypatch.undo()
     assert [r.info.run_id for r in tracking.search_all([winner], "tags.`kdtrack.study` = 's'")] == [first]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import polars as pl
 
 from kdtrack import tracking
+from kdtrack.contract import CODE_VERSION, ONEHOT_RUN, ROLE, STUDENT_RUN, STUDY, SWITCH_STEP, TEACHER_RUN, TRIAL
 from kdtrack.errors import UserError
 
 PARAMS = ("preset", "dataset", "arch", "teacher_arch", "seed", "label_noise", "train_size", "batch_size", "lr",
           "epochs", "switch_to", "switch_at")
-TAGS = ("kdtrack.role", "kdtrack.teacher_run_id", "kdtrack.onehot_run_id", "kdtrack.student_run_id",
-        "kdtrack.switch_step", "kdtrack.study", "kdtrack.trial", "kdtrack.code_version")
+TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION)
 
 
 def experiment_ids(names: list[str]) -> dict[str, str]:

@@ -161,19 +161,17 @@ def build(experiments: list[str], filter_string: str, dashboard: Dashboard) -> t
 
 def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path) -> str:
     """Write report.html and report.md to `out`, log both in a `report` run; its id."""
-    tracking.check_store()
-    html, markdown = build(experiments, filter_string, dashboard)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.html").write_text(html)
-    (out / "report.md").write_text(markdown)
     from kdtrack.report.collect import experiment_ids
 
+    tracking.check_store()
     first = experiment_ids(experiments[:1])[experiments[0]]
-    run = tracking.TrackedRun(first, "report", f"report-{dashboard.title[:40]}",
-                              {"experiments": ",".join(experiments), "filter": filter_string}, {})
-    for name in ("report.html", "report.md"):
-        run.log_bytes((out / name).read_bytes(), f"report/{name}")
-    run.finish()
+    with tracking.run(first, f"report-{dashboard.title[:40]}", "report",
+                      {"experiments": ",".join(experiments), "filter": filter_string}) as run:
+        html, markdown = build(experiments, filter_string, dashboard)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in (("report.html", html), ("report.md", markdown)):
+            (out / name).write_text(text)
+            run.log_bytes(text.encode(), f"report/{name}")
     click.echo(f"kdtrack: report written to {(out / 'report.html').resolve()} and report.md; "
                f"run {run.run_id} holds a copy", err=True)
     return run.run_id

@@ -1,0 +1,144 @@
+"""What an analysis run records, gathered before the run exists: `Evidence` is a finished value
+of numbers, tables and figures, and `record` logs one in a run."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import polars as pl
+
+from kdtrack import tracking
+from kdtrack.analysis import figures
+from kdtrack.analysis.metrics import quantile_slope, summary
+from kdtrack.config import AnalyzeConfig
+from kdtrack.contract import FROM_RUN, ONEHOT_RUN, ROLE, SWITCH_STEP, TEACHER_RUN
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    metrics: Mapping[str, float]  # logged at step 0
+    timeline: tuple[tuple[int, Mapping[str, float]], ...] = ()  # metrics logged at a snapshot's step
+    tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)  # artifact path -> table
+    figures: Mapping[str, object] = field(default_factory=dict)  # artifact path -> matplotlib Figure
+
+    def __add__(self, other: "Evidence") -> "Evidence":
+        return Evidence({**self.metrics, **other.metrics}, self.timeline + other.timeline,
+                        {**self.tables, **other.tables}, {**self.figures, **other.figures})
+
+
+def record(run: tracking.TrackedRun, evidence: Evidence) -> None:
+    run.metrics(dict(evidence.metrics), 0)
+    for step, values in evidence.timeline:
+        run.metrics(dict(values), step)
+    for path, table in evidence.tables.items():
+        run.log_table(table, path)
+    for path, figure in evidence.figures.items():
+        run.log_figure(figure, path)
+
+
+def accuracy_row(student) -> dict[str, float]:
+    """Table 2's row: teacher, one-hot student and distilled student, train and test accuracy."""
+    tags = student.data.tags
+    sources = {"teacher": tags.get(TEACHER_RUN), "student_onehot": tags.get(ONEHOT_RUN),
+               "student_distill": student.info.run_id}
+    row = {}
+    for name, run_id in sources.items():
+        if not run_id:
+            continue
+        metrics = tracking.get_run(run_id).data.metrics
+        for split in SPLITS:
+            if f"{split}/acc" in metrics:
+                row[f"table2/{name}_{split}_acc"] = metrics[f"{split}/acc"]
+    return row
+
+
+def snapshot_tables(student_id: str) -> list[tuple[int, dict[str, pl.DataFrame]]]:
+    """The `confidences/step_<N>/` snapshots of a run, by step."""
+    out = []
+    for path, is_dir in tracking.artifact_paths(student_id, "confidences"):
+        match = re.fullmatch(r"confidences/step_(\d+)", path)
+        if is_dir and match:
+            out.append((int(match.group(1)), {split: tracking.load_table(student_id, f"{path}/{split}.parquet")
+                                              for split in SPLITS}))
+    return sorted(out, key=lambda item: item[0])
+
+
+def snapshot_slopes(snapshots, fraction: float) -> list[tuple[int, dict[str, float]]]:
+    """Bottom and top slopes per snapshot, logged as `timeline/...` metrics at the snapshot's step."""
+    pct = round(fraction * 100)
+    return [(step, {f"timeline/{split}/slope_{side}{pct}": quantile_slope(tables[split], side, fraction)
+                    for split in SPLITS for side in ("bottom", "top")}) for step, tables in snapshots]
+
+
+def test_accuracy(run_id: str, until: int | None = None) -> list[tuple[int, float]]:
+    return [(step, value) for step, value in tracking.metric_history(run_id, "test/acc")
+            if until is None or step <= until]
+
+
+def accuracy_trajectories(student) -> tuple[dict, dict]:
+    """Fig. 24's curves: this student (its `from_run_id` run's curve up to the switch prepended),
+    the one-hot teacher, and the other students of the same teacher in the experiment."""
+    tags = student.data.tags
+    teacher_id = tags.get(TEACHER_RUN, "")
+    runs = [student] + [r for r in tracking.search_all(
+        [student.info.experiment_id], f"tags.`{ROLE}` = 'student' and "
+        f"tags.`{TEACHER_RUN}` = '{teacher_id}' and attributes.status = 'FINISHED'")
+        if r.info.run_id != student.info.run_id]
+    curves, marks = {}, {}
+    if teacher_id:
+        curves["one-hot teacher"] = test_accuracy(teacher_id)
+    for run in runs:
+        label = f"{run.info.run_name} ({run.info.run_id[:6]})"
+        points = test_accuracy(run.info.run_id)
+        switch_step = run.data.tags.get(SWITCH_STEP)
+        if switch_step:
+            marks[label] = int(switch_step)
+            if run.data.tags.get(FROM_RUN):
+                points = test_accuracy(run.data.tags[FROM_RUN], int(switch_step)) + points
+        curves[label] = points
+    return {k: v for k, v in curves.items() if v}, marks
+
+
+def confidence_evidence(student, config: AnalyzeConfig) -> Evidence:
+    """The slopes and underfitting statistics (Tables 3-6, Fig. 4), Table 2's accuracy row, the
+    confidence figures (Fig. 1a, 13, 14, 16) and, with snapshots, their course over training
+    (Fig. 25-26); the accuracy trajectories beside the teacher's other students (Fig. 24)."""
+    student_id, bins = student.info.run_id, config.bins
+    tables = {split: tracking.load_table(student_id, f"confidences/{split}.parquet") for split in SPLITS}
+    values = {**summary(tables, config.quantile), **accuracy_row(student)}
+    snapshots = snapshot_tables(student_id)
+    drawn = {
+        "figures/confidence.png": figures.confidence_grid(
+            tables, "phi_teacher", "phi_student", "confidence on the teacher's predicted class (Fig. 1a)", bins),
+        "figures/confidence_label.png": figures.confidence_grid(
+            tables, "phi_teacher_label", "phi_student_label", "confidence on the ground-truth class (Fig. 13)", bins)}
+    for split in SPLITS:
+        drawn[f"figures/groups_{split}.png"] = figures.groups_grid(tables[split], split, bins)
+        drawn[f"figures/metrics_{split}.png"] = figures.metrics_grid(tables[split], split, bins)
+    if snapshots:
+        title = f"{analysis_name(student)}: deviations over training (Fig. 25-26)"
+        drawn["figures/timeline.png"] = figures.timeline_grid(snapshots, title, bins // 2)
+    curves, marks = accuracy_trajectories(student)
+    if len(curves) > 1 or any(len(points) > 1 for points in curves.values()):
+        drawn["figures/accuracy_trajectory.png"] = figures.accuracy_curves(
+            curves, marks, "test accuracy over training (Fig. 24)")
+    if tables["train"]["is_noisy"].any():
+        drawn["figures/noisy_train.png"] = figures.noisy_scatter(tables["train"])
+    return Evidence(values, tuple(snapshot_slopes(snapshots, config.quantile)), figures=drawn)
+
+
+def analysis_name(student) -> str:
+    return student.info.run_name.replace("student-", "analysis-", 1)
+
+
+def gather(student, config: AnalyzeConfig) -> Evidence:
+    """Everything an analysis run of `student` records, `summary.parquet` (its step-0 metrics
+    as rows) included."""
+    from kdtrack.analysis.eigen_evidence import eigen_evidence
+
+    evidence = confidence_evidence(student, config) + eigen_evidence(student, config)
+    row = pl.DataFrame([{"metric": k, "value": v} for k, v in evidence.metrics.items()])
+    return evidence + Evidence({}, tables={"summary.parquet": row})

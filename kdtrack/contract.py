@@ -1,0 +1,30 @@
+"""The run contract's tag names: what a kdtrack run carries, and what reports and the analysis
+read back. Spelled once here so that writers and readers cannot drift apart (README, "What runs
+record")."""
+
+ROLE = "kdtrack.role"  # teacher, student, analysis, theory, study, trial, report, launcher
+KEY = "kdtrack.key"  # reuse key: role, params that shape the result, upstream run, code version
+CODE_VERSION = "kdtrack.code_version"
+FAILURE = "kdtrack.failure"  # why a run ended FAILED or KILLED
+RESUME = "kdtrack.resume_checkpoint"  # artifact path of a run's newest checkpoint
+RESULT = "kdtrack.result_run_id"  # on a launcher: the run that did the work
+PARENT = "mlflow.parentRunId"
+
+NUM_CLASSES = "kdtrack.num_classes"
+TEACHER_RUN = "kdtrack.teacher_run_id"
+ONEHOT_RUN = "kdtrack.onehot_run_id"
+STUDENT_RUN = "kdtrack.student_run_id"
+ANALYSIS_RUN = "kdtrack.analysis_run_id"
+FROM_RUN = "kdtrack.from_run_id"
+SAME_INIT = "kdtrack.same_init"
+SWITCH_TO = "kdtrack.switch_to"
+SWITCH_STEP = "kdtrack.switch_step"
+SWITCH_WINDOW = "kdtrack.switch_window"
+EIGEN_LAST_LAYER = "kdtrack.eigen_last_layer"
+
+SUITE = "kdtrack.suite"
+STUDY = "kdtrack.study"
+TRIAL = "kdtrack.trial"
+PRUNED = "kdtrack.pruned"
+BEST_TRIALS = "kdtrack.best_trials"
+BEST_RUNS = "kdtrack.best_run_ids"

@@ -1,0 +1,141 @@
+"""`run_job`: find, resume or start the run a `Job` describes, train it, and record it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from kdtrack import tracking
+from kdtrack.config import TrainConfig, to_params
+from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
+from kdtrack.data import Splits
+from kdtrack.errors import UserError
+from kdtrack.say import say
+from kdtrack.training import NonFiniteLoss, Teacher, TrainState, fit, predict_splits
+
+# Fields that do not change what is trained, left out of reuse keys.
+NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
+              "eigen", "eigen_k", "teacher_run_id", "force", "resume")
+# The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
+# heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
+LAST_LAYER_CAP = 100_000
+
+
+def key_params(config) -> dict[str, str]:
+    return {k: v for k, v in to_params(config).items() if k not in NOT_IN_KEY}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run to find, resume or start, complete when built: what `train_teacher`,
+    `distill` and `switch` hand to `run_job`."""
+
+    role: str
+    config: TrainConfig
+    name: str
+    tags: Mapping[str, str]
+    weights: tuple[float, ...]  # distillation weight per step; its length is the training length
+    make_model: Callable[[], nn.Module]
+    confidence_tables: Callable[[dict], dict[str, pl.DataFrame]]  # logits by split -> tables by split
+    upstream: str = ""  # the run this one depends on, part of the reuse key
+    teacher: Teacher | None = None
+    start: TrainState | None = None  # a checkpoint to start from (switch's from_run_id)
+    snapshot_at: tuple[int, ...] = ()  # confidence snapshots besides every `snapshot_every` steps
+    first_records: Mapping[str, dict] = field(default_factory=dict)  # artifact path -> state, at start
+    first_metrics: Mapping[str, float] = field(default_factory=dict)  # logged at step 0
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What a run records besides the loop's metrics: tables logged once at its start, probes
+    run at every log step (see TrackedRun.observe), and tags."""
+
+    tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)
+    probes: Mapping[str, Callable[[nn.Module], object]] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def eigen_probes(model: nn.Module, data: Splits, config: TrainConfig) -> Probes:
+    """||W^T v_k|| of the first layer at every log step (paper §D.3) in `eigen/trajectory.parquet`,
+    with the eigenvalues in `eigen/eigenvalues.parquet`; and the final linear layer's weights per
+    log step (`eigen/last_layer_weights.pt`), for §D.7."""
+    from kdtrack.eigen import EIGEN_POINTS, components, eigendirections, last_layer, layer_inputs, weight_matrix
+
+    values, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], config.seed), config.eigen_k)
+    names = [f"v{k}" for k in range(1, len(values) + 1)]
+    vectors = vectors.to(data.y_train.device)
+    tables = {"eigen/eigenvalues.parquet": pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})}
+    probes = {"eigen/trajectory.parquet": lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))}
+    head = last_layer(model)
+    if head and head[1].weight.numel() > LAST_LAYER_CAP:
+        return Probes(tables, probes, {EIGEN_LAST_LAYER: f"not recorded: {head[1].weight.numel()} weights > "
+                                                          f"{LAST_LAYER_CAP}"})
+    if head:  # §D.7: projected in the analysis, onto the teacher's final representation
+        probes["eigen/last_layer_weights.pt"] = lambda m: last_layer(m)[1].weight.detach().T.cpu().clone()
+    return Probes(tables, probes)
+
+
+def run_job(experiment_id: str, job: Job, data: Splits, context: tracking.RunContext = tracking.RunContext()) -> str:
+    """Reuse a FINISHED run with the same key and params, else resume an interrupted one from its
+    last checkpoint, else start a new run; train, then log tables, weights and the model. The
+    run's `with` block records how it ended."""
+    config = job.config
+    params = key_params(config)
+    key = tracking.run_key(job.role, params, job.upstream)
+    if not config.force:
+        found = tracking.find_finished(experiment_id, job.role, key, params)
+        if found:
+            say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
+            context.report(found.info.run_id)
+            return found.info.run_id
+    paused = None if config.force or not config.resume else tracking.find_resumable(experiment_id, job.role, key, params)
+    model = job.make_model()
+    probes = eigen_probes(model, data, config) if config.eigen else Probes()
+    recording = dict(confidence_tables=job.confidence_tables, probes=probes.probes)
+    if paused:
+        saved = tracking.load_state(paused.info.run_id, paused.data.tags[RESUME])
+        logged = max((step for step, _ in tracking.metric_history(paused.info.run_id, "lr")), default=0)
+        opened = tracking.reopen(paused.info.run_id, job.role, context, logged_through=logged, **recording)
+    else:
+        opened = tracking.run(experiment_id, job.name, job.role, to_params(config), context,
+                              {**job.tags, KEY: key, **probes.tags}, **recording)
+    run_id = ""
+    try:
+        with opened as run:
+            run_id = run.run_id
+            if paused:
+                run.restore_probes(saved, paused.data.tags[RESUME])
+                say(f"resuming {job.role} run {run_id} ({paused.info.status}) after step {saved['step']}")
+            else:
+                say(f"training {job.name} (run {run_id})")
+                record_start(run, job, probes, data)
+            start = TrainState.from_dict(saved) if paused else job.start
+            fit(model, data, config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at)
+            record_end(run, model, data)
+    except NonFiniteLoss as error:
+        raise UserError(f"run {run_id} stopped: {error}") from None
+    return run_id
+
+
+def record_start(run: tracking.TrackedRun, job: Job, probes: Probes, data: Splits) -> None:
+    """What a new run records before its first step."""
+    for path, record in job.first_records.items():
+        run.log_state(record, path)
+    for path, table in probes.tables.items():
+        run.log_table(table, path)
+    if job.first_metrics:
+        run.metrics(dict(job.first_metrics), 0)
+    inputs = data.x_train.cpu().numpy() if isinstance(data.x_train, torch.Tensor) else np.array(data.x_train.paths)
+    run.log_dataset(inputs, data.y_train.cpu().numpy(), data.source, f"{data.name}-train", "training")
+
+
+def record_end(run: tracking.TrackedRun, model: nn.Module, data: Splits) -> None:
+    """A trained run's final confidences, weights and model."""
+    for split, table in run.confidence_tables(predict_splits(model, data)).items():
+        run.log_table(table, f"confidences/{split}.parquet")
+    run.log_state(model.state_dict(), "checkpoints/final.pt")
+    run.log_model(model.cpu(), data.x_train[:2])

@@ -1,0 +1,19 @@
+"""The thin layer that knows MLflow. Nothing else in kdtrack calls MLflow's run APIs: runs are
+created and ended here (`runs`: one lifecycle, a `with` block that owns the run's status),
+written on a background thread (`uploader`), and read back through `store`. The training loop
+sees only the `RunLog` methods of `TrackedRun`.
+
+Store: whatever MLFLOW_TRACKING_URI says, else MLflow's own default (sqlite `mlflow.db` and
+`./mlruns` in the working directory). Artifacts are always read back through MLflow's APIs.
+"""
+from kdtrack.tracking.runs import (RunContext, TrackedRun, annotate, claim_launcher, reopen, resolve_experiment, run,
+                                   study_run)
+from kdtrack.tracking.store import (artifact_paths, check_store, client, download, find_finished, find_resumable,
+                                    follow_launcher, get_run, has_artifact, load_state, load_table, metric_history,
+                                    now_ms, require_run, run_key, search_all)
+from kdtrack.tracking.uploader import Uploader
+
+__all__ = ["RunContext", "TrackedRun", "Uploader", "annotate", "artifact_paths", "check_store", "claim_launcher", "client",
+           "download", "find_finished", "find_resumable", "follow_launcher", "get_run", "has_artifact",
+           "load_state", "load_table", "metric_history", "now_ms", "reopen", "require_run", "resolve_experiment",
+           "run", "run_key", "search_all", "study_run"]

@@ -1,0 +1,370 @@
+"""A kdtrack run's lifecycle: created (or reopened) and ended in one `with` block that owns its
+status, and the `RunContext` a command hands down to the runs it creates."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import mlflow
+import polars as pl
+import torch
+from mlflow.entities import Metric, Param, RunTag
+
+from kdtrack import code_version
+from kdtrack.contract import CODE_VERSION, FAILURE, PARENT, RESULT, RESUME, ROLE, STUDY
+from kdtrack.errors import RunFailure, UserError
+from kdtrack.interrupts import shielded, stop_requests
+from kdtrack.tracking.store import client, get_run, parquet_bytes, search_all, torch_bytes
+from kdtrack.tracking.uploader import Uploader
+
+# Written into logged models so they reload without pip's slow requirement inference.
+MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+# Called with (role, metrics, step) whenever a run logs metrics: how an Optuna trial sees
+# intermediate values (kdtrack.ablate) without the training loop knowing about Optuna.
+MetricHook = Callable[[str, dict[str, float], int], None]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the runs a command creates inherit, handed down from the command to the job."""
+
+    parent: str = ""  # the run new runs nest under (mlflow.parentRunId)
+    report_to: str = ""  # a run told the id of each run that did its work (kdtrack.result_run_id)
+    experiment_id: str = ""  # where runs go when no experiment is named (the launcher's)
+    tags: Mapping[str, str] = field(default_factory=dict)  # every new run's (a suite's kdtrack.suite)
+    hooks: tuple[MetricHook, ...] = ()
+
+    def within(self, run_id: str) -> "RunContext":
+        """Runs nested under `run_id`, which learns their ids (a study's trial)."""
+        return replace(self, parent=run_id, report_to=run_id)
+
+    def tagged(self, tags: Mapping[str, str]) -> "RunContext":
+        return replace(self, tags={**self.tags, **tags})
+
+    def hooked(self, hook: MetricHook) -> "RunContext":
+        return replace(self, hooks=(*self.hooks, hook))
+
+    def report(self, run_id: str) -> None:
+        if self.report_to:
+            client().set_tag(self.report_to, RESULT, run_id)
+
+
+def claim_launcher() -> RunContext:
+    """The context of the run `mlflow run` created for this process, if any.
+
+    `mlflow run` logs every -P value, defaults included, as params of that run before the entry
+    point starts, and MLflow refuses to change a param once logged. kdtrack logs the *resolved*
+    config (preset applied), so the `mlflow run` run becomes a launcher that records what was
+    asked, and the runs that did the work are nested under it with what ran.
+    """
+    run_id = os.environ.pop("MLFLOW_RUN_ID", None)  # else MLflow's fluent API would resume it
+    if not run_id:
+        return RunContext()
+    client().set_tag(run_id, ROLE, "launcher")
+    return RunContext(run_id, run_id, get_run(run_id).info.experiment_id)
+
+
+def resolve_experiment(name: str = "", context: RunContext = RunContext()) -> str:
+    """Experiment id: `name` if given, else the one `mlflow run` chose, else the default."""
+    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
+    if name:
+        found = client().get_experiment_by_name(name)
+        if found:
+            return found.experiment_id
+        try:
+            return client().create_experiment(name)
+        except mlflow.exceptions.MlflowException:  # created by another worker meanwhile?
+            found = client().get_experiment_by_name(name)
+            if not found:
+                raise
+            return found.experiment_id
+    return os.environ.get("MLFLOW_EXPERIMENT_ID") or context.experiment_id or "0"
+
+
+def annotate(run_id: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
+    """Add step-0 metrics and tags to a run that has ended (a student, its analysis's numbers)."""
+    now = int(time.time() * 1000)
+    client().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                       tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def failure_of(error: BaseException) -> str:
+    """The `kdtrack.failure` tag of a run that `error` ended."""
+    text = str(error) if isinstance(error, RunFailure) else f"{type(error).__name__}: {error}"
+    return text[:5000]
+
+
+def status_of(error: BaseException) -> str:
+    """Ctrl-C and SIGTERM (made a KeyboardInterrupt by kdtrack.entry) end a run KILLED, a
+    StopRun with its own status, anything else FAILED."""
+    return getattr(error, "status", "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+
+@contextmanager
+def _lifetime(open_run: Callable[[], "TrackedRun"]) -> Iterator["TrackedRun"]:
+    """The one place a run's end is decided: FINISHED when the block completes, else KILLED or
+    FAILED with `kdtrack.failure` (`status_of`, `failure_of`)."""
+    with stop_requests() as stop:  # no interrupt between creating the run and owning its end
+        tracked = open_run()
+    try:
+        if stop:
+            raise KeyboardInterrupt(f"stopped by signal {stop[0]} as run {tracked.run_id} began")
+        yield tracked
+    except BaseException as error:
+        tracked.end(status_of(error), failure_of(error))
+        raise
+    tracked.end("FINISHED")  # outside the try: a signal it defers is raised once the run is FINISHED
+
+
+def run(experiment_id: str, name: str, role: str, params: Mapping[str, str] | None = None,
+        context: RunContext = RunContext(), tags: Mapping[str, str] | None = None, *,
+        confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
+        probes: Mapping[str, Callable] | None = None, fluent: bool = True):
+    """A new run as a `with` block: `with tracking.run(experiment_id, name, role) as run:`.
+
+    `fluent` runs are MLflow's active run while open (models and datasets are logged through the
+    fluent API); plain ones are written through the client only, so runs can start inside them."""
+    return _lifetime(lambda: TrackedRun.create(experiment_id, name, role, dict(params or {}), context,
+                                               dict(tags or {}), confidence_tables, dict(probes or {}), fluent))
+
+
+def reopen(run_id: str, role: str, context: RunContext = RunContext(), *,
+           confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
+           probes: Mapping[str, Callable] | None = None, logged_through: int = 0, fluent: bool = True):
+    """An existing run as a `with` block (a resumed training run): its params are logged already,
+    and metrics of steps up to `logged_through` are not logged twice."""
+    return _lifetime(lambda: TrackedRun.reopen(run_id, role, context, confidence_tables, dict(probes or {}),
+                                               logged_through, fluent))
+
+
+def study_run(experiment_id: str, study: str, params: Mapping[str, str], context: RunContext):
+    """The `study` run of an Optuna study as a `with` block: every worker and every rerun shares
+    the oldest one, else it is created."""
+    def oldest() -> list:
+        return search_all([experiment_id], f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{study}'",
+                          ["attributes.start_time ASC"])[:1]
+
+    def find_or_create() -> TrackedRun:
+        found = oldest()
+        if found:
+            client().update_run(found[0].info.run_id, status="RUNNING")
+            shared = TrackedRun.reopen(found[0].info.run_id, "study", context, fluent=False)
+        else:
+            shared = TrackedRun.create(experiment_id, f"study-{study}", "study", dict(params), context,
+                                       {STUDY: study}, fluent=False)
+            first = oldest()[0].info.run_id
+            if first != shared.run_id:  # another worker started one meanwhile: share the first
+                client().delete_run(shared.run_id)
+                shared.uploader.drain()
+                shared = TrackedRun.reopen(first, "study", context, fluent=False)
+        context.report(shared.run_id)
+        return shared
+
+    return _lifetime(find_or_create)
+
+
+class TrackedRun:
+    """One open MLflow run; implements training.RunLog. Made by `run`, `reopen` or `study_run`,
+    whose `with` block ends it."""
+
+    FLUSH_SECONDS = 5.0
+
+    def __init__(self, run_id: str, role: str, context: RunContext,
+                 confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None,
+                 probes: dict[str, Callable], logged_through: int, fluent: bool):
+        self.run_id, self.role, self.context, self.fluent = run_id, role, context, fluent
+        self.confidence_tables = confidence_tables
+        self.probes = probes  # artifact path -> model -> {column: value}, one row per log step
+        self.rows: dict[str, list[dict]] = {path: [] for path in probes}
+        self.logged_through = logged_through
+        self.last_checkpoint: tuple[str, str] | None = None  # artifact path, local file until uploaded
+        self.resume_path = ""
+        self.uploader = Uploader()
+        self.buffer: list[Metric] = []
+        self.flushed_at = time.monotonic()
+        if fluent:
+            mlflow.start_run(run_id=run_id)
+
+    @classmethod
+    def create(cls, experiment_id: str, name: str, role: str, params: dict[str, str], context: RunContext,
+               tags: dict[str, str], confidence_tables=None, probes: dict | None = None,
+               fluent: bool = True) -> "TrackedRun":
+        all_tags = {ROLE: role, CODE_VERSION: code_version(), **context.tags, **tags}
+        if context.parent:
+            all_tags.setdefault(PARENT, context.parent)
+        run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+        client().log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        return cls(run_id, role, context, confidence_tables, probes or {}, 0, fluent)
+
+    @classmethod
+    def reopen(cls, run_id: str, role: str, context: RunContext, confidence_tables=None,
+               probes: dict | None = None, logged_through: int = 0, fluent: bool = True) -> "TrackedRun":
+        return cls(run_id, role, context, confidence_tables, probes or {}, logged_through, fluent)
+
+    # training.RunLog
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        """Buffered, and sent every FLUSH_SECONDS: one store transaction per flush, not per step."""
+        if 0 < step <= self.logged_through:
+            return
+        for hook in self.context.hooks:
+            hook(self.role, values, step)
+        now = int(time.time() * 1000)
+        self.buffer += [Metric(k, float(v), now, step) for k, v in values.items()]
+        if time.monotonic() - self.flushed_at > self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self.buffer, self.flushed_at = self.buffer, [], time.monotonic()
+        for start in range(0, len(batch), 1000):  # MLflow's limit per log_batch
+            chunk = batch[start:start + 1000]
+            self.uploader.submit(f"metrics up to step {chunk[-1].step}",
+                                 lambda chunk=chunk: client().log_batch(self.run_id, metrics=chunk))
+
+    def observe(self, step: int, model) -> None:
+        for path, probe in self.probes.items():
+            value = probe(model)
+            row = {"step": step, **value} if isinstance(value, dict) else {"step": step, "values": value}
+            self.rows[path].append(row)
+
+    def write_probes(self) -> None:
+        """Tables for `.parquet` probes; {"step", "values"} stacked tensors for `.pt` probes."""
+        for path, rows in self.rows.items():
+            if rows and path.endswith(".pt"):
+                self.log_state({"step": torch.tensor([r["step"] for r in rows]),
+                                "values": torch.stack([r["values"] for r in rows])}, path)
+            elif rows:
+                self.log_table(pl.DataFrame(rows), path)
+
+    def restore_probes(self, state: dict, resume_path: str) -> None:
+        """After a resume from the checkpoint `resume_path`: the probe rows it carried (see `checkpoint`)."""
+        self.rows.update({path: rows for path, rows in state.get("probes", {}).items() if path in self.rows})
+        self.resume_path = resume_path
+
+    def snapshot(self, step: int, logits: dict) -> None:
+        # The tables are computed here, on the training thread: torch ops on a second thread get
+        # an OpenMP team of their own, and training ran ~30% slower after one (benchmarks/tracking_overhead.py).
+        payloads = {split: parquet_bytes(table) for split, table in self.confidence_tables(logits).items()}
+
+        def upload():
+            for split, payload in payloads.items():
+                self._upload(payload, f"confidences/step_{step}/{split}.parquet")
+
+        self.uploader.submit(f"confidence snapshot of step {step}", upload)
+
+    def checkpoint(self, step: int, state: dict, keep: bool) -> None:
+        """`checkpoints/step_<N>.pt` when kept (for `switch`), else `checkpoints/last_{a,b}.pt`; the
+        tag RESUME names the newest, set once it and its checksum are completely written."""
+        self.flush()
+        self.write_probes()
+        # Never overwrite the file the tag points to: a kill in mid-upload would leave it torn.
+        # Unkept checkpoints alternate between two names; kept ones have names of their own.
+        spare = "checkpoints/last_b.pt" if self.resume_path == "checkpoints/last_a.pt" else "checkpoints/last_a.pt"
+        path = f"checkpoints/step_{step}.pt" if keep else spare
+        self.resume_path = path
+        state = {**state, "probes": self.rows}  # the probe rows so far resume with the weights
+        # Serialized now (the tensors change with the next step), straight to a file: no second
+        # in-memory copy of a large model's checkpoint while it waits for the uploader.
+        handle, local = tempfile.mkstemp(prefix="kdtrack-checkpoint-", suffix=".pt")
+        os.close(handle)
+        torch.save(state, local)
+        self.last_checkpoint = (path, local)
+
+        def upload_then_point():
+            self._upload_file(Path(local), path)
+            Path(local).unlink()  # kept where the upload failed: `end` saves it
+            client().set_tag(self.run_id, RESUME, path)
+
+        self.uploader.submit(f"artifact {path}", upload_then_point)
+
+    # artifacts
+    def log_bytes(self, payload: bytes, artifact_path: str) -> None:
+        self.uploader.submit(f"artifact {artifact_path}", lambda: self._upload(payload, artifact_path))
+
+    def _upload(self, payload: bytes, artifact_path: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / os.path.basename(artifact_path)
+            local.write_bytes(payload)
+            self._upload_file(local, artifact_path)
+
+    def _upload_file(self, local: Path, artifact_path: str) -> None:
+        """The file, then `<path>.sha256` beside it: readers verify what they load."""
+        folder, name = os.path.split(artifact_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            named = Path(tmp) / name
+            shutil.copyfile(local, named)
+            (Path(tmp) / f"{name}.sha256").write_text(hashlib.sha256(named.read_bytes()).hexdigest())
+            for file in (name, f"{name}.sha256"):
+                client().log_artifact(self.run_id, str(Path(tmp) / file), folder or None)
+
+    def log_table(self, table: pl.DataFrame, artifact_path: str) -> None:
+        self.log_bytes(parquet_bytes(table), artifact_path)
+
+    def log_state(self, state: dict, artifact_path: str) -> None:
+        self.log_bytes(torch_bytes(state), artifact_path)
+
+    def log_figure(self, figure, artifact_path: str) -> None:
+        import matplotlib.pyplot as plt
+
+        try:
+            client().log_figure(self.run_id, figure, artifact_path)
+        finally:
+            plt.close(figure)
+
+    def log_model(self, model: torch.nn.Module, example: torch.Tensor) -> None:
+        """The final model, loadable with `mlflow.pytorch.load_model` (MLflow 3's traced format,
+        which needs an input example)."""
+        mlflow.pytorch.log_model(model, name="model", input_example=example.cpu().numpy(),
+                                 pip_requirements=MODEL_REQUIREMENTS)
+
+    def log_dataset(self, array, targets, source: str, name: str, context: str) -> None:
+        with warnings.catch_warnings():  # MLflow warns that a local path is ambiguous as a source
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_numpy(array, targets=targets, source=source, name=name)
+        mlflow.log_input(dataset, context=context)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            client().set_tag(self.run_id, key, value)
+
+    def end(self, status: str, failure: str = "") -> None:
+        """End the run with `status` (called by the `with` block only); a Ctrl-C/SIGTERM
+        meanwhile is raised only once it is ended."""
+        with shielded(f"run {self.run_id} ended"):
+            self._end(status, failure)
+
+    def _end(self, status: str, failure: str) -> None:
+        self.flush()
+        self.write_probes()
+        failures = self.uploader.drain()
+        if failures:
+            status, failure = "FAILED", f"not recorded: {failures[0]}"[:5000]
+        try:
+            if failure:
+                self.set_tags({FAILURE: failure})
+            if self.fluent:
+                mlflow.end_run(status)
+            else:
+                client().set_terminated(self.run_id, status)
+            self.context.report(self.run_id)
+        except Exception as error:
+            failures.append(f"ending the run: {str(error).splitlines()[0]}")
+        if failures:
+            raise UserError(f"run {self.run_id}: {len(failures)} record(s) could not be written to "
+                            f"the tracking store, the first: {failures[0]}{self._keep_last_checkpoint()}")
+
+    def _keep_last_checkpoint(self) -> str:
+        """Move a checkpoint that never reached the store beside the working directory."""
+        if not (self.last_checkpoint and Path(self.last_checkpoint[1]).exists()):
+            return ""
+        local = Path("kdtrack-unsaved") / self.run_id / Path(self.last_checkpoint[0]).name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(self.last_checkpoint[1], local)
+        return f"; the last checkpoint is kept at {local.resolve()}"

@@ -1,0 +1,184 @@
+"""Reading the tracking store: runs, searches, reuse keys and verified artifacts. Everything
+here goes through MLflow's client and artifact APIs, so a remote tracking server works too."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import polars as pl
+import torch
+from mlflow.tracking import MlflowClient
+
+from kdtrack import code_version
+from kdtrack.contract import FAILURE, KEY, RESULT, RESUME, ROLE
+from kdtrack.errors import UserError
+
+# Progress bars per tiny artifact drown the log; kdtrack prints its own progress.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def client() -> MlflowClient:
+    return MlflowClient()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_store() -> None:
+    """Fail before any training when the tracking store cannot be reached: within seconds, not
+    after MLflow's own HTTP retries (minutes), which stay in force for the run itself."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
+    try:
+        client().search_experiments(max_results=1)
+    except Exception as error:  # the store's own exception types vary by backend
+        raise UserError(f"tracking store {mlflow.get_tracking_uri()!r} is unreachable: "
+                        f"{str(error).splitlines()[0][:300]}") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def get_run(run_id: str):
+    try:
+        return client().get_run(run_id)
+    except Exception:
+        raise UserError(f"run id {run_id!r} does not exist in tracking store {mlflow.get_tracking_uri()!r}") from None
+
+
+def follow_launcher(run_id: str) -> str:
+    """Accept the id `mlflow run` printed where the id of the run it launched is meant."""
+    run = get_run(run_id)
+    return run.data.tags.get(RESULT, run_id) if run.data.tags.get(ROLE) == "launcher" else run_id
+
+
+def require_run(run_id: str, role: str, param: str, needs: str, finished: bool = True):
+    """The run `param` names (through its launcher), checked before anything trains: it has
+    `role` (else the error says `needs`) and, when `finished`, status FINISHED."""
+    run = get_run(follow_launcher(run_id))
+    actual = run.data.tags.get(ROLE)
+    if actual != role:
+        raise UserError(f"{param}={run_id!r} is a {actual or 'non-kdtrack'} run; {needs}")
+    if finished and run.info.status != "FINISHED":
+        raise UserError(f"{param}={run_id!r} has status {run.info.status}; a FINISHED run is required")
+    return run
+
+
+def run_key(role: str, params: dict[str, str], upstream: str = "") -> str:
+    """Reuse key: role, the param strings that shape the result, upstream run and code version."""
+    text = "\n".join([role, code_version(), upstream, *(f"{k}={v}" for k, v in sorted(params.items()))])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def search_all(experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None):
+    """Every matching run, following page tokens (MLflow returns at most one page per call)."""
+    runs, token = [], None
+    while True:
+        page = client().search_runs(experiment_ids, filter_string, max_results=1000,
+                                    order_by=order_by, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _same_params(run, params: dict[str, str]) -> bool:
+    return all(run.data.params.get(k) == v for k, v in params.items())
+
+
+def find_finished(experiment_id: str, role: str, key: str, params: dict[str, str]):
+    """The newest FINISHED run with this key whose params equal `params` as stored strings."""
+    runs = search_all([experiment_id], f"tags.`{ROLE}` = '{role}' and tags.`{KEY}` = '{key}' "
+                      "and attributes.status = 'FINISHED'", ["attributes.start_time DESC"])
+    return next((run for run in runs if _same_params(run, params)), None)
+
+
+def find_resumable(experiment_id: str, role: str, key: str, params: dict[str, str]):
+    """The newest unfinished run with this key and params that left a resume checkpoint: killed,
+    preempted (still RUNNING after a SIGKILL) or failed for a reason other than a non-finite loss
+    (which would only recur)."""
+    runs = search_all([experiment_id], f"tags.`{ROLE}` = '{role}' and tags.`{KEY}` = '{key}' "
+                      "and attributes.status != 'FINISHED'", ["attributes.start_time DESC"])
+    for run in runs:
+        if run.data.tags.get(FAILURE, "").startswith("non-finite"):
+            continue
+        if RESUME in run.data.tags and _same_params(run, params):
+            return run
+    return None
+
+
+def artifact_paths(run_id: str, folder: str) -> list[tuple[str, bool]]:
+    """(path, is_dir) of the artifacts directly inside `folder` of a run."""
+    return [(entry.path, entry.is_dir) for entry in client().list_artifacts(run_id, folder)]
+
+
+def has_artifact(run_id: str, path: str) -> bool:
+    return (path, False) in artifact_paths(run_id, path.rsplit("/", 1)[0])
+
+
+def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of every logged value of metric `key`, in logging order."""
+    return [(m.step, m.value) for m in client().get_metric_history(run_id, key)]
+
+
+def parquet_bytes(table: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def torch_bytes(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def download(run_id: str, artifact_path: str, dst: str) -> Path:
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst))
+    except Exception as error:
+        raise UserError(f"artifact {artifact_path!r} of run {run_id} cannot be read: "
+                        f"{str(error).splitlines()[0]}") from None
+
+
+def verified(run_id: str, artifact_path: str, path: Path, tmp: str) -> Path:
+    """`path` if its bytes match the `.sha256` written beside it (artifacts from before checksums
+    have none and pass); a mismatch is a one-line error naming the artifact."""
+    try:
+        expected = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{artifact_path}.sha256",
+                                                            dst_path=str(Path(tmp) / "sha"))).read_text().strip()
+    except Exception:
+        return path
+    if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        raise UserError(f"corrupt artifact {artifact_path!r} of run {run_id}: its SHA-256 does not match "
+                        f"the one recorded when it was written; not loading it")
+    return path
+
+
+def load_table(run_id: str, artifact_path: str) -> pl.DataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = verified(run_id, artifact_path, download(run_id, artifact_path, tmp), tmp)
+        try:
+            return pl.read_parquet(path)
+        except Exception as error:
+            raise UserError(f"corrupt Parquet artifact {artifact_path!r} of run {run_id}: {error}") from None
+
+
+def load_state(run_id: str, artifact_path: str) -> dict:
+    """A saved state dict, loaded with weights_only=True: never unpickle arbitrary objects."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = verified(run_id, artifact_path, download(run_id, artifact_path, tmp), tmp)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise UserError(f"corrupt checkpoint {artifact_path!r} of run {run_id}: {error}") from None
