@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Collection, Protocol, Sequence
 
 import torch
@@ -41,17 +41,93 @@ class RunLog(Protocol):
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """What a student distills from (paper Eq. 2, at `temperature`). `logits` are the teacher's
+    logits on the fixed, unaugmented train and test sets, computed once: the teacher is frozen, so
+    recomputing them per batch would be wasted work. With `config.augment` the inputs differ per
+    batch, and `module`, when given, is run on each augmented batch instead."""
+
+    logits: dict[str, torch.Tensor]
+    module: nn.Module | None = None
+    temperature: float = 1.0
+
+    def targets(self, batch: torch.Tensor, inputs: torch.Tensor, augmented: bool,
+                device: torch.device) -> torch.Tensor:
+        """The teacher's logits on a training batch: `batch` indexes the train set, `inputs` are
+        what the student sees."""
+        if self.module is None or not augmented:
+            return self.logits["train"][batch]  # the teacher's on these very inputs
+        with torch.inference_mode(), autocast(device):
+            targets = self.module(inputs)
+        return targets.float().clone()  # a normal tensor, usable by autograd
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Training after `step` steps: all a resumed run needs to continue bit-identically. The
+    weights, the optimizer, the three generators (batch order, augmentation, torch's global one),
+    this epoch's batch order, and the running sums of the loss terms over the `seen` steps since
+    the last log step. Checkpoint files hold `as_dict()`."""
+
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict
+    order_rng: torch.Tensor
+    augment_rng: torch.Tensor | None  # absent from checkpoints written before augmentation drew from it
+    torch_rng: torch.Tensor
+    order: torch.Tensor
+    running: dict[str, torch.Tensor]
+    seen: int
+
+    @classmethod
+    def capture(cls, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                order_rng: torch.Generator, augment_rng: torch.Generator, order: torch.Tensor,
+                running: dict[str, torch.Tensor], seen: int) -> TrainState:
+        return cls(step, model.state_dict(), optimizer.state_dict(), order_rng.get_state(),
+                   augment_rng.get_state(), torch.get_rng_state(), order.cpu(), running, seen)
+
+    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer, order_rng: torch.Generator,
+                augment_rng: torch.Generator) -> None:
+        """Load the weights, the optimizer and the generators; the loop takes the rest."""
+        model.load_state_dict(self.model)
+        optimizer.load_state_dict(self.optimizer)
+        order_rng.set_state(self.order_rng)
+        if self.augment_rng is not None:
+            augment_rng.set_state(self.augment_rng)
+        torch.set_rng_state(self.torch_rng)
+
+    def as_dict(self) -> dict:
+        """The checkpoint dict (plain values, loadable with `torch.load(weights_only=True)`)."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.augment_rng is None:
+            del state["augment_rng"]
+        return state
+
+    @classmethod
+    def from_dict(cls, state: dict) -> TrainState:
+        """Read a checkpoint dict; keys other than the fields (the tracking layer's "probes") are
+        ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{"augment_rng": None, **{k: v for k, v in state.items() if k in names}})
+
+
+@dataclass(frozen=True)
 class Plan:
-    """Step counts derived from a config: how long, how often to log, evaluate and checkpoint."""
+    """Step counts derived from a config, and which steps log, evaluate, snapshot and keep a
+    checkpoint. The step methods take `done`, the number of steps trained so far."""
 
     steps_per_epoch: int
-    total_steps: int
+    total_steps: int  # the nominal length, which the learning-rate schedule spans
     warmup_steps: int
     log_every: int
     eval_every: int
+    final_step: int  # where this run stops: total_steps, or past it for a `switch` run's extend_to
+    snapshot_every: int
+    snapshot_at: frozenset[int]
 
     @classmethod
-    def of(cls, config: TrainConfig, train_points: int, eval_points: int = 0) -> "Plan":
+    def of(cls, config: TrainConfig, train_points: int, eval_points: int = 0, final_step: int = 0,
+           snapshot_at: Collection[int] = ()) -> Plan:
         per_epoch = math.ceil(fit_size(train_points, config.fit_fraction) / config.batch_size)
         total = config.steps or max(1, math.ceil(config.epochs * per_epoch))
         warmup = round(config.warmup * (1 if config.steps else per_epoch))
@@ -60,12 +136,34 @@ class Plan:
         if not eval_every:  # the smallest multiple of log_every within EVAL_BUDGET
             steps_per_eval = eval_points / (3 * config.batch_size * EVAL_BUDGET)
             eval_every = log_every * max(1, math.ceil(steps_per_eval / log_every))
-        return cls(per_epoch, total, min(warmup, total), log_every, eval_every)
+        return cls(per_epoch, total, min(warmup, total), log_every, eval_every, final_step or total,
+                   config.snapshot_every, frozenset(snapshot_at))
 
-    def keeps_checkpoint(self, step: int, every: int) -> bool:
+    def evaluates(self, done: int) -> bool:
+        """Full-set evaluation every `eval_every` steps and at the end."""
+        return done % self.eval_every == 0 or done == self.final_step
+
+    def logs(self, done: int) -> bool:
+        """Running means every `log_every` steps, and with every evaluation."""
+        return done % self.log_every == 0 or self.evaluates(done)
+
+    def snapshots(self, done: int) -> bool:
+        """Confidence snapshots every `snapshot_every` steps (0: never) and at `snapshot_at`."""
+        return (bool(self.snapshot_every) and done % self.snapshot_every == 0) or done in self.snapshot_at
+
+    def keeps_checkpoint(self, done: int, every: int) -> bool:
         """Steps whose checkpoint stays as `checkpoints/step_<N>.pt`: every `every` steps, and
         the SWITCH_POINTS fractions of nominal training."""
-        return bool(every) and step % every == 0 or step in {round(f * self.total_steps) for f in SWITCH_POINTS}
+        switch_steps = {round(f * self.total_steps) for f in SWITCH_POINTS}
+        return (bool(every) and done % every == 0) or done in switch_steps
+
+    def rates(self, config: TrainConfig) -> list[float]:
+        """The rate of each step up to `final_step`: the config's schedule over the nominal
+        length, then its last rate."""
+        milestones = tuple(float(m) for m in config.decay_milestones.split(",") if m.strip())
+        rates = learning_rates(self.total_steps, config.lr, self.warmup_steps, config.schedule,
+                               config.decay_factor, milestones)
+        return rates + rates[-1:] * (self.final_step - self.total_steps)
 
 
 def fit_size(train_points: int, fraction: float) -> int:
@@ -169,108 +267,116 @@ def evaluate(logits: dict[str, torch.Tensor], data: Splits,
     return out
 
 
+def batches(data: Splits, pool: torch.Tensor, plan: Plan, config: TrainConfig, order_rng: torch.Generator,
+            augment_rng: torch.Generator, start: int, order: torch.Tensor | None):
+    """(this epoch's order, indices, inputs) of every step from `start` on. Each epoch's order is
+    drawn from `order_rng` as the epoch begins; a run resumed mid-epoch continues `order`."""
+    epoch, position = divmod(start, plan.steps_per_epoch)
+    while True:
+        if position == 0:
+            order = pool[torch.randperm(len(pool), generator=order_rng).to(pool.device)]
+        for batch, inputs in train_inputs(data, order, position, plan.steps_per_epoch, config, augment_rng, epoch):
+            yield order, batch, inputs
+        epoch, position = epoch + 1, 0
+
+
+def train_step(forward: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+               labels: torch.Tensor, targets: torch.Tensor | None, distill_weight: float,
+               temperature: float, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimizer step on a batch; its logits and loss terms. Stops on a non-finite loss."""
+    with autocast(labels.device):
+        logits = forward(inputs).float()
+    terms = combined_loss(logits, labels, targets, distill_weight, temperature)
+    if not torch.isfinite(terms["loss"]):
+        raise NonFiniteLoss(step + 1, {k: v.item() for k, v in terms.items()})
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    return logits, terms
+
+
+@torch.no_grad()
+def accumulate(running: dict[str, torch.Tensor], terms: dict[str, torch.Tensor], logits: torch.Tensor,
+               labels: torch.Tensor, targets: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """`running` plus this batch's loss terms, accuracy and (for students) agreement and KL:
+    running means since the last log step are free, unlike a full pass."""
+    terms = {**terms, "batch_acc": (logits.argmax(1) == labels).float().mean()}
+    if targets is not None:
+        terms["batch_agreement"], terms["batch_kl"] = agreement_and_kl(logits, targets)
+    return {**running, **{name: running.get(name, 0.0) + value.detach() for name, value in terms.items()}}
+
+
+def log_values(running: dict[str, torch.Tensor], seen: int, evaluation: dict[str, float], rate: float,
+               distill_weight: float, epoch: float) -> dict[str, float]:
+    """A log step's metrics: the running means, the full-set evaluation when there is one, and
+    where the schedules stand."""
+    means = {f"train/{name}": (total / seen).item() for name, total in running.items()}
+    return {**means, **evaluation, "lr": rate, "distill_weight": float(distill_weight), "epoch": epoch}
+
+
 def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Sequence[float],
-        teacher_logits: dict[str, torch.Tensor] | None = None, temperature: float = 1.0,
-        log: RunLog | None = None, resume: dict | None = None, snapshot_at: Collection[int] = (),
-        teacher: nn.Module | None = None) -> nn.Module:
+        teacher: Teacher | None = None, log: RunLog | None = None, resume: TrainState | None = None,
+        snapshot_at: Collection[int] = ()) -> nn.Module:
     """Train `model` in place for `len(distill_weights)` steps and return it.
 
     The learning-rate schedule spans the config's nominal length; steps past it (a `switch`
-    run's `extend_to`) keep its last rate. `resume` is a checkpoint written by this loop: training
+    run's `extend_to`) keep its last rate. `resume` is a state this loop checkpointed: training
     continues after its step with the same batch order, optimizer state and running sums.
-    Confidence snapshots are taken every `config.snapshot_every` steps and at `snapshot_at`.
-    `teacher_logits` are the teacher's logits on the (fixed, unaugmented) train and test sets,
-    computed once: the teacher is frozen, so recomputing them per batch would be wasted work;
-    with `config.augment` the inputs differ per batch and `teacher` itself is run on them.
+    Without a `teacher` the distillation term is absent (a teacher's own training). With `log`,
+    each step adds to running means; at the steps `Plan` names the loop evaluates on both full sets,
+    takes confidence snapshots (every `config.snapshot_every` steps and at `snapshot_at`) and
+    checkpoints; Ctrl-C and SIGTERM stop it after a checkpoint.
     """
-    plan = Plan.of(config, len(data.y_train), len(data.y_train) + len(data.y_test))
     total = len(distill_weights)
-    rates = learning_rates(plan.total_steps, config.lr, plan.warmup_steps, config.schedule,
-                           config.decay_factor,
-                           tuple(float(m) for m in config.decay_milestones.split(",") if m.strip()))
-    rates += rates[-1:] * (total - plan.total_steps)
+    plan = Plan.of(config, len(data.y_train), len(data.y_train) + len(data.y_test), total, snapshot_at)
+    rates = plan.rates(config)
     optimizer = make_optimizer(model, config)
     order_rng = torch.Generator().manual_seed(config.seed)
     augment_rng = torch.Generator().manual_seed(config.seed + 1)
-    pool = fit_indices(data.y_train, config.fit_fraction, config.seed)
-    running: dict[str, torch.Tensor] = {}
-    seen, start, order, stream = 0, 0, None, None
     device = data.y_train.device
     forward = torch.compile(model) if config.compile else model
-    if teacher is not None and not config.augment:
-        teacher = None  # the precomputed logits are the teacher's on these very inputs
+    teacher_logits = teacher.logits if teacher is not None else None
+    temperature = teacher.temperature if teacher is not None else 1.0
+    start, order, running, seen = 0, None, {}, 0
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        order_rng.set_state(resume["order_rng"])
-        augment_rng.set_state(resume.get("augment_rng", augment_rng.get_state()))
-        torch.set_rng_state(resume["torch_rng"])
-        start, order, running, seen = resume["step"], resume["order"], resume["running"], resume["seen"]
-        order = order.to(data.y_train.device)
-        if log is not None and start in snapshot_at:  # the state a switch starts from
+        resume.restore(model, optimizer, order_rng, augment_rng)
+        start, order, running, seen = resume.step, resume.order.to(device), resume.running, resume.seen
+        if log is not None and start in plan.snapshot_at:  # the state a switch starts from
             log.snapshot(start, predict_splits(model, data))
     if log is not None and start == 0:
         log.observe(0, model)
     model.train()
+    steps = batches(data, fit_indices(data.y_train, config.fit_fraction, config.seed), plan, config,
+                    order_rng, augment_rng, start, order)
     with stop_requests() if log is not None else nullcontext([]) as stop:
-        for step in range(start, total):
-            position = step % plan.steps_per_epoch
-            if position == 0:
-                order = pool[torch.randperm(len(pool), generator=order_rng).to(pool.device)]
-            if position == 0 or stream is None:
-                stream = train_inputs(data, order, position, plan.steps_per_epoch, config, augment_rng,
-                                      step // plan.steps_per_epoch)
-            batch, inputs = next(stream)
+        for step, (order, batch, inputs) in zip(range(start, total), steps):
             for group in optimizer.param_groups:
                 group["lr"] = rates[step]
-
-            with autocast(device):
-                logits = forward(inputs).float()
-            targets = teacher_logits["train"][batch] if teacher_logits is not None else None
-            if teacher is not None:
-                with torch.inference_mode(), autocast(device):
-                    targets = teacher(inputs)
-                targets = targets.float().clone()  # a normal tensor, usable by autograd
-            terms = combined_loss(logits, data.y_train[batch], targets, distill_weights[step], temperature)
-            if not torch.isfinite(terms["loss"]):
-                raise NonFiniteLoss(step + 1, {k: v.item() for k, v in terms.items()})
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
+            labels = data.y_train[batch]
+            targets = teacher.targets(batch, inputs, config.augment, device) if teacher is not None else None
+            logits, terms = train_step(forward, optimizer, inputs, labels, targets, distill_weights[step],
+                                       temperature, step)
             done = step + 1
             if log is None:
                 continue
 
-            # Running means over the batches since the last log step: free, unlike a full pass.
-            with torch.no_grad():
-                terms["batch_acc"] = (logits.argmax(1) == data.y_train[batch]).float().mean()
-                if targets is not None:
-                    terms["batch_agreement"], terms["batch_kl"] = agreement_and_kl(logits, targets)
-            for name, value in terms.items():
-                running[name] = running.get(name, 0.0) + value.detach()
-            seen += 1
-            evaluate_now = done % plan.eval_every == 0 or done == total
-            snapshot_now = bool(config.snapshot_every) and done % config.snapshot_every == 0 or done in snapshot_at
+            running, seen = accumulate(running, terms, logits, labels, targets), seen + 1
+            evaluates, snapshots = plan.evaluates(done), plan.snapshots(done)
             # One forward pass over both sets serves the evaluation and the snapshot of this step.
-            logits_now = predict_splits(model, data) if evaluate_now or snapshot_now else None
-            if done % plan.log_every == 0 or evaluate_now:
-                values = {f"train/{k}": (v / seen).item() for k, v in running.items()}
-                if evaluate_now:
-                    values.update(evaluate(logits_now, data, teacher_logits))
-                values.update({"lr": rates[step], "distill_weight": float(distill_weights[step]),
-                               "epoch": done / plan.steps_per_epoch})
-                log.metrics(values, done)
+            outputs = predict_splits(model, data) if evaluates or snapshots else None
+            if plan.logs(done):
+                evaluation = evaluate(outputs, data, teacher_logits) if evaluates else {}
+                log.metrics(log_values(running, seen, evaluation, rates[step], distill_weights[step],
+                                       done / plan.steps_per_epoch), done)
                 log.observe(done, model)
                 running, seen = {}, 0
-            if snapshot_now:
-                log.snapshot(done, logits_now)
+            if snapshots:
+                log.snapshot(done, outputs)
+
             keep = plan.keeps_checkpoint(done, config.checkpoint_every)
-            if keep or stop or evaluate_now and done < total:  # a finished run needs none
-                log.checkpoint(done, {
-                    "step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "order_rng": order_rng.get_state(), "augment_rng": augment_rng.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "order": order.cpu(), "running": running, "seen": seen}, keep)
+            if keep or stop or (evaluates and done < total):  # a finished run needs none
+                state = TrainState.capture(done, model, optimizer, order_rng, augment_rng, order, running, seen)
+                log.checkpoint(done, state.as_dict(), keep)
             if stop:
                 raise KeyboardInterrupt(f"stopped by signal {stop[0]} after step {done}; checkpoint saved")
     return model

@@ -8,7 +8,7 @@ from kdtrack.config import TrainConfig
 from kdtrack.data import load_dataset
 from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights, learning_rate
-from kdtrack.training import NonFiniteLoss, Plan, fit, predict
+from kdtrack.training import NonFiniteLoss, Plan, Teacher, TrainState, fit, predict
 
 from datafixtures import write_tinyimagenet
 
@@ -88,15 +88,67 @@ def test_augmented_distillation_resumes_bit_identically(kind, tmp_path):
     def run(resume=None):
         torch.manual_seed(1)
         model, log = build_model("cnn", data.input_shape, data.num_classes, 4, 1), Recorder()
-        fit(model, data, config, weights, logits, 4.0, log=log, resume=resume, teacher=teacher)
+        fit(model, data, config, weights, Teacher(logits, teacher, 4.0), log=log, resume=resume)
         return model, log
 
     whole, log = run()
-    resumed, _ = run(resume=log.states[4])  # mid-epoch: 3 steps per epoch
+    resumed, _ = run(resume=TrainState.from_dict(log.states[4]))  # mid-epoch: 3 steps per epoch
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     plain = dataclasses.replace(config, augment=False)
     torch.manual_seed(1)
     unaugmented = build_model("cnn", data.input_shape, data.num_classes, 4, 1)
-    fit(unaugmented, data, plain, weights, logits, 4.0, teacher=teacher)
+    fit(unaugmented, data, plain, weights, Teacher(logits, teacher, 4.0))
     assert not torch.equal(unaugmented[0].weight, whole[0].weight)
+
+
+def test_plan_names_the_steps_that_log_evaluate_snapshot_and_keep_checkpoints():
+    """100 points in batches of 10 for 4 epochs: 40 steps, logged every epoch (10 steps)."""
+    config = TrainConfig(train_size=100, batch_size=10, epochs=4, eval_every=20, snapshot_every=15,
+                         checkpoint_every=0)
+    plan = Plan.of(config, 100, final_step=45, snapshot_at=(7,))
+    assert (plan.steps_per_epoch, plan.total_steps, plan.final_step) == (10, 40, 45)
+    assert [s for s in range(1, 46) if plan.evaluates(s)] == [20, 40, 45]
+    assert [s for s in range(1, 46) if plan.logs(s)] == [10, 20, 30, 40, 45]
+    assert [s for s in range(1, 46) if plan.snapshots(s)] == [7, 15, 30, 45]
+    assert [s for s in range(1, 46) if plan.keeps_checkpoint(s, 0)] == [10, 20, 30]  # SWITCH_POINTS
+    assert [s for s in range(1, 46) if plan.keeps_checkpoint(s, 25)] == [10, 20, 25, 30]
+    assert plan.rates(config)[40:] == [plan.rates(config)[39]] * 5  # past the schedule: its last rate
+
+
+def test_a_train_state_round_trips_through_a_checkpoint_file(tmp_path):
+    """What the loop checkpoints reads back as the same TrainState, through torch.save and a
+    weights_only load; the tracking layer's extra "probes" key is ignored."""
+    data = load_dataset("mnist5k", "", False, 32, 0.0, seed=0)
+    config = TrainConfig(train_size=32, width=8, epochs=2, batch_size=16, log_every=2, eval_every=2,
+                         checkpoint_every=1)
+    log = Recorder()
+    fit(build_model("mlp", data.input_shape, 10, 8), data, config, constant_weights(4, 0.0), log=log)
+    written = log.states[1]  # mid-way between log steps: running sums over one step
+    assert list(written) == ["step", "model", "optimizer", "order_rng", "augment_rng", "torch_rng", "order",
+                             "running", "seen"]
+    state = TrainState.from_dict(written)
+    assert (state.step, state.seen, sorted(state.running)) == (1, 1, ["batch_acc", "ce", "loss"])
+    torch.save({**state.as_dict(), "probes": {"eigen/trajectory.parquet": [{"v1": 0.5}]}}, tmp_path / "state.pt")
+    loaded = TrainState.from_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert_same(loaded.as_dict(), written)
+    old = {k: v for k, v in written.items() if k != "augment_rng"}  # written before augmentation drew from it
+    assert TrainState.from_dict(old).augment_rng is None
+    assert_same(TrainState.from_dict(old).as_dict(), old)
+
+
+def assert_same(a, b):
+    """Equal values, tensors bit for bit, through nested dicts and lists."""
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        assert a == b
