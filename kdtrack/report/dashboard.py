@@ -8,7 +8,6 @@ import yaml
 
 from kdtrack.errors import UserError
 
-SECTIONS = ("runs", "table2", "slopes", "confidence_grid", "eigen", "switch", "ablation")
 SHIPPED = Path(__file__).resolve().parents[2] / "dashboards"  # the repository's dashboards/
 
 
@@ -23,6 +22,10 @@ def shipped() -> dict[str, Path]:
 
 
 def load(name_or_path: str) -> Dashboard:
+    # The section names are the keys of render's builders, so the two cannot drift apart; render
+    # imports MLflow and torch, hence not at the top of this module.
+    from kdtrack.report.render import SECTIONS
+
     known = shipped()
     path = known.get(name_or_path) or Path(name_or_path)
     if not path.is_file():
@@ -37,10 +40,12 @@ def load(name_or_path: str) -> Dashboard:
     unknown = sorted(set(spec) - {"title", "sections"})
     if unknown:
         raise UserError(f"dashboard {str(path)!r}: unknown key {unknown[0]!r}; allowed: title, sections")
+    names = tuple(SECTIONS)  # a tuple, not the dict: a YAML list in `sections` is unhashable
+    allowed = ", ".join(names)
     sections = spec.get("sections")
     if not isinstance(sections, list) or not sections:
-        raise UserError(f"dashboard {str(path)!r}: key 'sections' must be a non-empty list of: {', '.join(SECTIONS)}")
+        raise UserError(f"dashboard {str(path)!r}: key 'sections' must be a non-empty list of: {allowed}")
     for section in sections:
-        if section not in SECTIONS:
-            raise UserError(f"dashboard {str(path)!r}: sections has {section!r}; allowed: {', '.join(SECTIONS)}")
+        if section not in names:
+            raise UserError(f"dashboard {str(path)!r}: sections has {section!r}; allowed: {allowed}")
     return Dashboard(str(spec.get("title", path.stem)), tuple(sections))
