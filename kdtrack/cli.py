@@ -1,6 +1,8 @@
 """The `kdtrack` command: the entry points in-process, and the embedded demo."""
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -19,6 +21,13 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
     return params
 
 
+def _use_tracking_uri(uri: str | None) -> None:
+    if uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+
+
 def _run(work) -> None:
     result = exit_on_user_error(work)
     if result is not None:
@@ -30,85 +39,78 @@ def main() -> None:
     """Experiment tracking for knowledge-distillation research on MLflow."""
 
 
-PARAM = click.option("-P", "params", multiple=True, metavar="KEY=VALUE", help="A config field, as in `mlflow run -P`.")
-EXPERIMENT = click.option("--experiment", default="", help="MLflow experiment name (default: MLFLOW_EXPERIMENT_NAME or Default).")
+PARAM = click.option("-P", "params", multiple=True, metavar="KEY=VALUE",
+                     help="A config field, as in `mlflow run -P`.")
+EXPERIMENT = click.option("--experiment", default="",
+                          help="MLflow experiment name (default: MLFLOW_EXPERIMENT_NAME or Default).")
 
 
-@main.command("train-teacher")
-@PARAM
-@EXPERIMENT
-def train_teacher_command(params, experiment) -> None:
-    """One-hot training of a teacher (the `train_teacher` entry point)."""
-    from kdtrack.config import TrainConfig, from_params
-    from kdtrack.pipeline import train_teacher
-
-    _run(lambda: train_teacher(from_params(TrainConfig, _pairs(params)), experiment))
-
-
-@main.command("distill")
-@PARAM
-@EXPERIMENT
-def distill_command(params, experiment) -> None:
-    """Distill a student (the `distill` entry point)."""
-    from kdtrack.config import DistillConfig, from_params
-    from kdtrack.pipeline import distill
-
-    _run(lambda: distill(from_params(DistillConfig, _pairs(params)), experiment))
+@dataclass(frozen=True)
+class EntryCommand:
+    """`kdtrack NAME -P KEY=VALUE ... [--experiment X]`: builds the entry point's config and calls its
+    work function with it (and the experiment, when the command takes one)."""
+    entry_point: str  # a key of kdtrack.config.ENTRY_POINTS; the command's name has dashes for underscores
+    work: str  # "module:function", imported only when the command runs: importing torch takes seconds
+    help: str
+    takes_experiment: bool = True  # analyze and theory name theirs in the config (-P experiment=NAME)
+    options: tuple = ()  # more click options; each one given sets the config field of its name
 
 
-@main.command("switch")
-@PARAM
-@EXPERIMENT
-def switch_command(params, experiment) -> None:
-    """A student that switches between distillation and one-hot loss (the `switch` entry point)."""
-    from kdtrack.config import SwitchConfig, from_params
-    from kdtrack.pipeline import switch
-
-    _run(lambda: switch(from_params(SwitchConfig, _pairs(params)), experiment))
-
-
-@main.command("analyze")
-@PARAM
-def analyze_command(params) -> None:
-    """Analyze a student, or every unanalyzed student of `-P experiment=NAME`."""
-    from kdtrack.analysis.analyze import analyze
-    from kdtrack.config import AnalyzeConfig, from_params
-
-    _run(lambda: " ".join(analyze(from_params(AnalyzeConfig, _pairs(params)))))
-
-
-@main.command("ablate")
-@PARAM
-@EXPERIMENT
-@click.option("--preset", default=None, help="The base setting's preset.")
-@click.option("--knob", default=None, help="batch_size, lr, length, or any config field.")
-@click.option("--values", default=None, help="Comma-separated knob values (default: the paper's ablation).")
-@click.option("--seeds", default=None, help="Seeds per value.")
-@click.option("--n-trials", default=None, help="0 = the grid; N = a TPE search of N trials.")
-@click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study store.")
-def ablate_command(params, experiment, **options) -> None:
-    """An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the
-    same command on several machines against one storage."""
-    from kdtrack.ablate import ablate
-    from kdtrack.config import AblateConfig, from_params
-
-    named = {k: str(v) for k, v in options.items() if v is not None}
-    _run(lambda: ablate(from_params(AblateConfig, {**_pairs(params), **named}), experiment))
+# Shorthands for the fields an ablation is mostly about (`--knob lr` is `-P knob=lr`); they win over -P.
+ABLATE_OPTIONS = (
+    click.option("--preset", default=None, help="The base setting's preset."),
+    click.option("--knob", default=None, help="batch_size, lr, length, or any config field."),
+    click.option("--values", default=None, help="Comma-separated knob values (default: the paper's ablation)."),
+    click.option("--seeds", default=None, help="Seeds per value."),
+    click.option("--n-trials", default=None, help="0 = the grid; N = a TPE search of N trials."),
+    click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study store."),
+)
+ENTRY_COMMANDS = (
+    EntryCommand("train_teacher", "kdtrack.pipeline:train_teacher",
+                 "One-hot training of a teacher (the `train_teacher` entry point)."),
+    EntryCommand("distill", "kdtrack.pipeline:distill", "Distill a student (the `distill` entry point)."),
+    EntryCommand("switch", "kdtrack.pipeline:switch",
+                 "A student that switches between distillation and one-hot loss (the `switch` entry point)."),
+    EntryCommand("analyze", "kdtrack.analysis.analyze:analyze",
+                 "Analyze a student, or every unanalyzed student of `-P experiment=NAME`.", takes_experiment=False),
+    EntryCommand("ablate", "kdtrack.ablate:ablate",
+                 "An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the "
+                 "same command on several machines against one storage.", options=ABLATE_OPTIONS),
+    EntryCommand("theory", "kdtrack.theory:theory",
+                 "Check Theorem 4.1 on a random instance (`-P n=32 -P p=256 -P experiment=NAME`).",
+                 takes_experiment=False),
+)
 
 
-@main.command("theory")
-@PARAM
-def theory_command(params) -> None:
-    """Check Theorem 4.1 on a random instance (`-P n=32 -P p=256 -P experiment=NAME`)."""
-    from kdtrack.config import TheoryConfig, from_params
-    from kdtrack.theory import theory
+def entry_command(command: EntryCommand) -> click.Command:
+    def callback(params, experiment="", **options) -> None:
+        from kdtrack.config import ENTRY_POINTS, from_params
 
-    _run(lambda: theory(from_params(TheoryConfig, _pairs(params))))
+        module, _, name = command.work.partition(":")
+        work = getattr(importlib.import_module(module), name)
+        given = {field: str(value) for field, value in options.items() if value is not None}
+
+        def configure_and_work():
+            config = from_params(ENTRY_POINTS[command.entry_point], {**_pairs(params), **given})
+            result = work(config, experiment) if command.takes_experiment else work(config)
+            return " ".join(result) if isinstance(result, (list, tuple)) else result  # analyze's run ids
+
+        _run(configure_and_work)
+
+    decorators = [PARAM, *([EXPERIMENT] if command.takes_experiment else []), *command.options]
+    for decorator in reversed(decorators):  # innermost first, so that --help lists them in this order
+        callback = decorator(callback)
+    return click.command(command.entry_point.replace("_", "-"), help=command.help)(callback)
+
+
+for _entry in ENTRY_COMMANDS:
+    main.add_command(entry_command(_entry))
 
 
 @main.command("report")
 @click.option("--experiment", "experiments", multiple=True, required=True, help="Repeat to compare experiments.")
-@click.option("--filter", "filter_string", default="", help="An MLflow search filter, e.g. \"params.preset = 'mnist_mlp'\".")
+@click.option("--filter", "filter_string", default="",
+              help="An MLflow search filter, e.g. \"params.preset = 'mnist_mlp'\".")
 @click.option("--dashboard", default="paper", show_default=True, help="A dashboards/ name or a YAML file.")
 @click.option("--out", default="kdtrack-report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
@@ -117,10 +119,7 @@ def report_command(experiments, filter_string, dashboard, out, tracking_uri) -> 
     from kdtrack.report.dashboard import load
     from kdtrack.report.render import report
 
-    if tracking_uri:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
+    _use_tracking_uri(tracking_uri)
     _run(lambda: report(list(experiments), filter_string, load(dashboard), Path(out)))
 
 
@@ -135,10 +134,7 @@ def runs_command(experiments, filter_string, tracking_uri) -> None:
     from kdtrack.report.collect import runs_table
     from kdtrack.report.tables import runs_summary
 
-    if tracking_uri:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
+    _use_tracking_uri(tracking_uri)
 
     def show():
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from kdtrack import specfile
 from kdtrack.config import DistillConfig, SwitchConfig, from_params
 from kdtrack.errors import UserError
 
 SHIPPED = Path(__file__).parent / "suites"
 SETTING_KEYS = {"name", "preset", "overrides", "teacher", "students", "seeds", "matrix"}
 LOSSES = ("distill", "onehot", "switch")
+TEACHER_FIELDS = {"arch": "teacher_arch", "width": "teacher_width", "depth": "teacher_depth",
+                  "pretrained": "teacher_pretrained"}  # a setting's teacher key -> the student config's field
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,9 @@ def _bad(path: Path, key: str, allowed: str) -> UserError:
 
 
 def load(name_or_path: str) -> Suite:
-    path = SHIPPED / f"{name_or_path}.yaml"
-    if not path.is_file():
-        path = Path(name_or_path)
-    if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
-        raise UserError(f"suite {name_or_path!r} is neither a shipped suite ({shipped}) nor a file")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise UserError(f"suite {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(spec, dict) or set(spec) - {"experiment", "settings"} or not isinstance(spec.get("settings"), list):
-        raise _bad(path, f"top-level keys {sorted(spec) if isinstance(spec, dict) else spec!r}",
-                   "experiment (a name) and settings (a list)")
+    path, spec = specfile.load_mapping("suite", name_or_path, SHIPPED, ("experiment", "settings"))
+    if not isinstance(spec.get("settings"), list):
+        raise UserError(f"suite {str(path)!r}: key 'settings' must be a list of settings (each with name and preset)")
     tasks = []
     for index, setting in enumerate(spec["settings"]):
         if not isinstance(setting, dict) or "name" not in setting or "preset" not in setting:
@@ -95,11 +86,8 @@ def _expand(path: Path, setting: dict) -> list[Task]:
     for combo in combos:
         name = setting["name"] + (f"[{','.join(f'{k}={v}' for k, v in combo.items())}]" if combo else "")
         base = {"preset": setting["preset"], **{k: str(v) for k, v in (setting.get("overrides") or {}).items()},
-                **{k: str(v) for k, v in combo.items()}}
-        for key, field in (("arch", "teacher_arch"), ("width", "teacher_width"), ("depth", "teacher_depth"),
-                           ("pretrained", "teacher_pretrained")):
-            if key in teacher:
-                base[field] = str(teacher[key])
+                **{k: str(v) for k, v in combo.items()},
+                **{field: str(teacher[key]) for key, field in TEACHER_FIELDS.items() if key in teacher}}
         for student in students:
             loss = student.get("loss", "distill")
             if loss not in LOSSES:

@@ -16,6 +16,7 @@ from kdtrack.pipeline import distill
 from kdtrack.report import tables
 from kdtrack.report.collect import runs_table, setting_of
 from kdtrack.report.dashboard import load, shipped
+from kdtrack.report.render import SECTIONS
 
 from conftest import TINY
 
@@ -75,8 +76,9 @@ def test_bad_report_input_is_one_clear_line(studies, tmp_path):
     with pytest.raises(UserError, match="unknown key 'sectons'"):
         load(str(bad))
     bad.write_text("sections: [runs, pie_chart]\n")
-    with pytest.raises(UserError, match="sections has 'pie_chart'"):
+    with pytest.raises(UserError, match="sections has 'pie_chart'") as refused:
         load(str(bad))
+    assert str(refused.value).endswith(f"allowed: {', '.join(SECTIONS)}")  # the builders' names, in order
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")

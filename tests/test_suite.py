@@ -67,6 +67,11 @@ def test_a_malformed_suite_names_the_file_and_the_key(tmp_path):
     bad.write_text("experiment: x\nsettings:\n  - name: a\n    preset: mnist_mlp\n    overrides: {lr: -1}\n")
     with pytest.raises(UserError, match=r"setting 'a': lr=-1.0 is out of range"):
         suites.load(str(bad))
+    bad.write_text("experiment: x\nsetting: []\n")  # top-level keys: checked by the loader dashboards share
+    with pytest.raises(UserError, match=r"bad.yaml': unknown key 'setting'; allowed: experiment, settings"):
+        suites.load(str(bad))
+    with pytest.raises(UserError, match=r"suite 'nope' is neither a shipped one \(.*table7\) nor a file"):
+        suites.load("nope")
     assert len(suites.load("table7").tasks) == 15  # the shipped suite: 3 settings x 5 seeds
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from kdtrack import specfile
 from kdtrack.errors import UserError
 
-SECTIONS = ("runs", "table2", "slopes", "confidence_grid", "eigen", "switch", "ablation")
 SHIPPED = Path(__file__).resolve().parents[2] / "dashboards"  # the repository's dashboards/
 
 
@@ -19,28 +17,21 @@ class Dashboard:
 
 
 def shipped() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(SHIPPED.glob("*.yaml"))}
+    return specfile.shipped(SHIPPED)
 
 
 def load(name_or_path: str) -> Dashboard:
-    known = shipped()
-    path = known.get(name_or_path) or Path(name_or_path)
-    if not path.is_file():
-        raise UserError(f"dashboard {name_or_path!r} is neither a shipped one ({', '.join(sorted(known))}) "
-                        "nor a file")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise UserError(f"dashboard {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"dashboard {str(path)!r} must be a mapping with keys title and sections")
-    unknown = sorted(set(spec) - {"title", "sections"})
-    if unknown:
-        raise UserError(f"dashboard {str(path)!r}: unknown key {unknown[0]!r}; allowed: title, sections")
+    # The section names are the keys of render's builders, so the two cannot drift apart; render
+    # imports MLflow and torch, hence not at the top of this module.
+    from kdtrack.report.render import SECTIONS
+
+    path, spec = specfile.load_mapping("dashboard", name_or_path, SHIPPED, ("title", "sections"))
+    names = tuple(SECTIONS)  # a tuple, not the dict: a YAML list in `sections` is unhashable
+    allowed = ", ".join(names)
     sections = spec.get("sections")
     if not isinstance(sections, list) or not sections:
-        raise UserError(f"dashboard {str(path)!r}: key 'sections' must be a non-empty list of: {', '.join(SECTIONS)}")
+        raise UserError(f"dashboard {str(path)!r}: key 'sections' must be a non-empty list of: {allowed}")
     for section in sections:
-        if section not in SECTIONS:
-            raise UserError(f"dashboard {str(path)!r}: sections has {section!r}; allowed: {', '.join(SECTIONS)}")
+        if section not in names:
+            raise UserError(f"dashboard {str(path)!r}: sections has {section!r}; allowed: {allowed}")
     return Dashboard(str(spec.get("title", path.stem)), tuple(sections))

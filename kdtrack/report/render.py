@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -84,12 +85,53 @@ def switch_curves(table: pl.DataFrame):
     runs = table.filter(pl.col("switch_step").is_not_null() & (pl.col("status") == "FINISHED"))
     if runs.is_empty():
         return None
-    curves = {f"{r['run_name']} ({r['run_id'][:6]})": test_accuracy(r["run_id"]) for r in runs.iter_rows(named=True)}
-    marks = {f"{r['run_name']} ({r['run_id'][:6]})": int(r["switch_step"]) for r in runs.iter_rows(named=True)}
+    labelled = {f"{r['run_name']} ({r['run_id'][:6]})": r for r in runs.iter_rows(named=True)}
+    curves = {label: test_accuracy(r["run_id"]) for label, r in labelled.items()}
+    marks = {label: int(r["switch_step"]) for label, r in labelled.items()}
     return accuracy_curves({k: v for k, v in curves.items() if v}, marks, "switch runs: test accuracy (Fig. 24)")
 
 
-def ablation_section(table: pl.DataFrame) -> Section | None:
+# Section builders: each takes the runs table and the experiments compared (every builder gets both,
+# so that one dict can call them all) and returns its Section, or None when it has nothing to show.
+
+def runs_section(table: pl.DataFrame, experiments: list[str]) -> Section:
+    return Section("Runs", frames=[tables.runs_summary(table)])
+
+
+def _per_experiment(table: pl.DataFrame, experiments: list[str], tabulate) -> list[pl.DataFrame]:
+    """`tabulate` of each experiment's runs; with two experiments, their difference too."""
+    frames = [tabulate(table.filter(pl.col("experiment") == e)) for e in experiments]
+    return [*frames, tables.difference(*frames)] if len(experiments) == 2 else frames
+
+
+def table2_section(table: pl.DataFrame, experiments: list[str]) -> Section:
+    return Section("Table 2: accuracy", "mean and std over seeds, per setting",
+                   _per_experiment(table, experiments, tables.table2))
+
+
+def slopes_section(table: pl.DataFrame, experiments: list[str]) -> Section:
+    return Section("Tables 3-6: slopes of the bottom and top 25%", "> 1 at the bottom: exaggerated confidence",
+                   _per_experiment(table, experiments, tables.slopes))
+
+
+def confidence_grid_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
+    figure = confidence_grid(table)
+    return Section("Fig. 5: logit-logit plots", "train above test", figures=[figure]) if figure else None
+
+
+def eigen_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
+    if "m:eigen/exaggerated_pair_frac" not in table.columns:  # no analysis computed the eigenspace
+        return None
+    return Section("Eigenspace: student more top-biased than teacher", "fraction of direction pairs",
+                   [tables.eigen(table)])
+
+
+def switch_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
+    figure = switch_curves(table)
+    return Section("Loss switching", figures=[figure]) if figure else None
+
+
+def ablation_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
     import matplotlib.pyplot as plt
 
     trials = table.filter((pl.col("role") == "trial") & (pl.col("status") == "FINISHED"))
@@ -114,38 +156,35 @@ def ablation_section(table: pl.DataFrame) -> Section | None:
     return section
 
 
+# The sections a dashboard may name; dashboard.load checks names against these keys and lists them,
+# in this order, as what is allowed.
+SECTIONS: dict[str, Callable[[pl.DataFrame, list[str]], Section | None]] = {
+    "runs": runs_section,
+    "table2": table2_section,
+    "slopes": slopes_section,
+    "confidence_grid": confidence_grid_section,
+    "eigen": eigen_section,
+    "switch": switch_section,
+    "ablation": ablation_section,
+}
+
+
+def _shown(section: Section | None) -> Section | None:
+    """`section` without its empty tables, or None when no table or figure is left to show."""
+    if section is None:
+        return None
+    frames = [f for f in section.frames if not f.is_empty()]
+    return replace(section, frames=frames) if (frames or section.figures) else None
+
+
 def build(experiments: list[str], filter_string: str, dashboard: Dashboard) -> tuple[str, str]:
     """The report as (HTML, Markdown)."""
     table = setting_of(runs_table(experiments, filter_string))
     click.echo(f"kdtrack: fetched {table.height} runs of {', '.join(experiments)}", err=True)
     sections = []
     for name in dashboard.sections:
-        section = None
-        if name == "runs":
-            section = Section("Runs", frames=[tables.runs_summary(table)])
-        elif name == "table2":
-            frames = [tables.table2(table.filter(pl.col("experiment") == e)) for e in experiments]
-            section = Section("Table 2: accuracy", "mean and std over seeds, per setting", frames)
-            if len(experiments) == 2:
-                section.frames.append(tables.difference(*frames))
-        elif name == "slopes":
-            frames = [tables.slopes(table.filter(pl.col("experiment") == e)) for e in experiments]
-            section = Section("Tables 3-6: slopes of the bottom and top 25%", "> 1 at the bottom: exaggerated confidence", frames)
-            if len(experiments) == 2:
-                section.frames.append(tables.difference(*frames))
-        elif name == "eigen" and "m:eigen/exaggerated_pair_frac" in table.columns:
-            section = Section("Eigenspace: student more top-biased than teacher", "fraction of direction pairs",
-                              [tables.eigen(table)])
-        elif name == "confidence_grid":
-            figure = confidence_grid(table)
-            section = Section("Fig. 5: logit-logit plots", "train above test", figures=[figure]) if figure else None
-        elif name == "switch":
-            figure = switch_curves(table)
-            section = Section("Loss switching", figures=[figure]) if figure else None
-        elif name == "ablation":
-            section = ablation_section(table)
-        if section and (section.figures or any(not f.is_empty() for f in section.frames)):
-            section.frames = [f for f in section.frames if not f.is_empty()]
+        section = _shown(SECTIONS[name](table, experiments))
+        if section:
             sections.append(section)
     subtitle = f"experiments: {', '.join(experiments)}" + (f"; filter: {filter_string}" if filter_string else "")
     images = [[png(f) for f in s.figures] for s in sections]
