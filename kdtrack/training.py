@@ -14,6 +14,7 @@ from kdtrack.config import TrainConfig
 from kdtrack.data import FolderImages, Splits
 from kdtrack.data.augment import augment
 from kdtrack.data.splits import stratified_subset
+from kdtrack.errors import RunFailure
 from kdtrack.interrupts import stop_requests
 from kdtrack.losses import combined_loss
 from kdtrack.schedules import learning_rates
@@ -25,7 +26,9 @@ EVAL_BUDGET = 0.05
 SWITCH_POINTS = (0.25, 0.5, 0.75)
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(RunFailure):
+    """Recorded as the run's failure verbatim: a resume skips runs whose failure starts "non-finite"."""
+
     def __init__(self, step: int, terms: dict[str, float]):
         self.step = step
         super().__init__(f"non-finite loss at step {step}: " + ", ".join(f"{k}={v}" for k, v in terms.items()))

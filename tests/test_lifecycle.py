@@ -78,11 +78,12 @@ def student(store):
     return distill(from_params(DistillConfig, TINY), "lifecycle-analyze")
 
 
-def test_a_failing_figure_fails_the_report_run(student, tmp_path, monkeypatch):
+def test_a_failing_figure_fails_the_report_run(store, tmp_path, monkeypatch):
+    analyze(AnalyzeConfig(student_run_id=distill(from_params(DistillConfig, TINY), "lifecycle-report")))
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", failing_savefig(OSError("no space left")))
     with pytest.raises(OSError):
-        report(["lifecycle-analyze"], "", load("paper"), tmp_path / "report")
-    [run] = runs_of("lifecycle-analyze", "report")
+        report(["lifecycle-report"], "", load("paper"), tmp_path / "report")
+    [run] = runs_of("lifecycle-report", "report")
     assert run.info.status == "FAILED" and "no space left" in run.data.tags["kdtrack.failure"]
 
 

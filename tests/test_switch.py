@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from kdtrack import tracking
-from kdtrack.analysis.analyze import accuracy_trajectories, analyze
+from kdtrack.analysis.analyze import analyze
+from kdtrack.analysis.evidence import accuracy_trajectories
 from kdtrack.config import AnalyzeConfig, DistillConfig, SwitchConfig, from_params
 from kdtrack.errors import UserError
 from kdtrack.pipeline import distill, switch

@@ -79,7 +79,7 @@ def confidence_grid(table: pl.DataFrame, most: int = 6):
 
 
 def switch_curves(table: pl.DataFrame):
-    from kdtrack.analysis.analyze import test_accuracy
+    from kdtrack.analysis.evidence import test_accuracy
     from kdtrack.analysis.figures import accuracy_curves
 
     runs = table.filter(pl.col("switch_step").is_not_null() & (pl.col("status") == "FINISHED"))
