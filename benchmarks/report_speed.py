@@ -26,7 +26,7 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from kdtrack import tracking  # noqa: E402
 from kdtrack.confidence import student_table  # noqa: E402
 from kdtrack.report.dashboard import load  # noqa: E402
-from kdtrack.report.render import build  # noqa: E402
+from kdtrack.report.render import build, fetch  # noqa: E402
 
 client = tracking.client()
 experiment = client.create_experiment("bench-report")
@@ -39,12 +39,12 @@ for n in range(args.students):
     run = client.create_run(experiment, run_name=f"student-{n}", tags={"kdtrack.role": "student"})
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()],
                      metrics=[Metric("test/acc", 0.8, 0, 0), Metric("train/acc", 1.0, 0, 0)])
-    handle = tracking.TrackedRun.__new__(tracking.TrackedRun)
-    handle.run_id = run.info.run_id
     for split, rows in (("train", 128), ("test", 4872)):
         labels = torch.randint(0, 10, (rows,))
         table = student_table(torch.randn(rows, 10), torch.randn(rows, 10), labels, torch.zeros(rows, dtype=torch.bool))
-        handle._upload(tracking._parquet(table), f"confidences/{split}.parquet")
+        with tempfile.TemporaryDirectory() as tmp:
+            table.write_parquet(Path(tmp) / f"{split}.parquet")
+            client.log_artifact(run.info.run_id, str(Path(tmp) / f"{split}.parquet"), "confidences")
     client.set_terminated(run.info.run_id)
     analysis = client.create_run(experiment, run_name=f"analysis-{n}", tags={
         "kdtrack.role": "analysis", "kdtrack.student_run_id": run.info.run_id})
@@ -55,7 +55,7 @@ for n in range(args.students):
 print(f"generated {args.students} students in {time.perf_counter() - start:.1f} s")
 
 start = time.perf_counter()
-html, _ = build(["bench-report"], "", load("paper"))
+html, _ = build(fetch(["bench-report"], ""), ["bench-report"], "", load("paper"))
 report_seconds = time.perf_counter() - start
 
 start = time.perf_counter()  # the bare baseline: one call per run for metrics, one per artifact

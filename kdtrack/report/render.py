@@ -177,10 +177,15 @@ def _shown(section: Section | None) -> Section | None:
     return replace(section, frames=frames) if (frames or section.figures) else None
 
 
-def build(experiments: list[str], filter_string: str, dashboard: Dashboard) -> tuple[str, str]:
-    """The report as (HTML, Markdown)."""
+def fetch(experiments: list[str], filter_string: str) -> pl.DataFrame:
+    """The runs a report shows, one row each; bad experiment names or filters fail here."""
     table = setting_of(runs_table(experiments, filter_string))
     click.echo(f"kdtrack: fetched {table.height} runs of {', '.join(experiments)}", err=True)
+    return table
+
+
+def build(table: pl.DataFrame, experiments: list[str], filter_string: str, dashboard: Dashboard) -> tuple[str, str]:
+    """The report of the `fetch`ed runs as (HTML, Markdown)."""
     sections = []
     for name in dashboard.sections:
         section = _shown(SECTIONS[name](table, experiments))
@@ -203,10 +208,11 @@ def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out
     from kdtrack.report.collect import experiment_ids
 
     tracking.check_store()
+    table = fetch(experiments, filter_string)  # before the run: bad input leaves no run behind
     first = experiment_ids(experiments[:1])[experiments[0]]
     with tracking.run(first, f"report-{dashboard.title[:40]}", "report",
                       {"experiments": ",".join(experiments), "filter": filter_string}) as run:
-        html, markdown = build(experiments, filter_string, dashboard)
+        html, markdown = build(table, experiments, filter_string, dashboard)
         out.mkdir(parents=True, exist_ok=True)
         for name, text in (("report.html", html), ("report.md", markdown)):
             (out / name).write_text(text)
