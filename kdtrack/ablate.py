@@ -19,7 +19,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import mlflow
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -52,7 +51,7 @@ def pruning_hook(trial: optuna.Trial, objective: str):
     return hook
 
 def default_storage() -> str:
-    uri = mlflow.get_tracking_uri()
+    uri = tracking.tracking_uri()
     folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path.cwd()
     return f"sqlite:///{folder / 'optuna.db'}"
 

@@ -23,9 +23,9 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 
 def _use_tracking_uri(uri: str | None) -> None:
     if uri:
-        import mlflow
+        from kdtrack import tracking
 
-        mlflow.set_tracking_uri(uri)
+        tracking.use_tracking_uri(uri)
 
 
 def _run(work) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
@@ -31,7 +30,7 @@ def demo(experiment: str, out: Path, presets: tuple[str, ...]) -> None:
                   f"  slope bottom 25%: train {slopes['train/slope_bottom25']:.3f}, "
                   f"test {slopes['test/slope_bottom25']:.3f} (> 1 = exaggerated confidence)",
                   f"  figures       {figures} (artifact: {analysis_run.info.artifact_uri}/figures)"]
-    uri = mlflow.get_tracking_uri()
+    uri = tracking.tracking_uri()
     lines += ["", f"tracking store: {uri}",
               f"open the UI:    mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000, experiment {experiment!r})"]
     print("\n".join(lines))

@@ -15,18 +15,17 @@ def _students(config: AnalyzeConfig) -> list:
         run = tracking.require_run(config.student_run_id, "student", "student_run_id",
                                    "a distilled student run (role 'student', from distill) is required")
         if config.experiment:
-            named = tracking.client().get_experiment_by_name(config.experiment)
-            if named is None or named.experiment_id != run.info.experiment_id:
+            if tracking.experiment_id(config.experiment) != run.info.experiment_id:
                 raise UserError(f"student_run_id={config.student_run_id!r} belongs to experiment "
-                                f"{tracking.client().get_experiment(run.info.experiment_id).name!r}, "
+                                f"{tracking.experiment_name(run.info.experiment_id)!r}, "
                                 f"not to experiment={config.experiment!r}")
         return [run]
     if not config.experiment:
         raise UserError("analyze needs student_run_id=<run id> or experiment=<name>; both are empty")
-    experiment = tracking.client().get_experiment_by_name(config.experiment)
+    experiment = tracking.experiment_id(config.experiment)
     if experiment is None:
-        raise UserError(f"experiment={config.experiment!r} does not exist in {tracking.mlflow.get_tracking_uri()!r}")
-    ids = [experiment.experiment_id]
+        raise UserError(f"experiment={config.experiment!r} does not exist in {tracking.tracking_uri()!r}")
+    ids = [experiment]
     analyzed = {r.data.tags.get(STUDENT_RUN) for r in tracking.search_all(
         ids, f"tags.`{ROLE}` = 'analysis' and attributes.status = 'FINISHED'")}
     students = tracking.search_all(ids, f"tags.`{ROLE}` = 'student' and attributes.status = 'FINISHED'")
@@ -62,7 +61,6 @@ def analyze(config: AnalyzeConfig, context: RunContext = RunContext()) -> list[s
     if config.theory:  # Theorem 4.1 beside the empirical evidence, in the same experiment
         from kdtrack.theory import theory
 
-        name = config.experiment or (tracking.client().get_experiment(students[0].info.experiment_id).name
-                                     if students else "")
+        name = config.experiment or (tracking.experiment_name(students[0].info.experiment_id) if students else "")
         ids.append(theory(TheoryConfig(experiment=name), context))
     return ids

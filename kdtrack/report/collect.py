@@ -16,11 +16,11 @@ TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, C
 def experiment_ids(names: list[str]) -> dict[str, str]:
     out = {}
     for name in names:
-        found = tracking.client().get_experiment_by_name(name)
+        found = tracking.experiment_id(name)
         if found is None:
-            known = [e.name for e in tracking.client().search_experiments()]
+            known = tracking.experiment_names()
             raise UserError(f"experiment {name!r} does not exist; experiments here: {', '.join(known) or 'none'}")
-        out[name] = found.experiment_id
+        out[name] = found
     return out
 
 

@@ -26,6 +26,15 @@ def client() -> MlflowClient:
     return MlflowClient()
 
 
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+def use_tracking_uri(uri: str) -> None:
+    """Read and write runs at `uri` from now on (the CLI's --tracking-uri)."""
+    mlflow.set_tracking_uri(uri)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -47,6 +56,20 @@ def check_store() -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def experiment_id(name: str) -> str | None:
+    """The id of the experiment called `name`, None where there is none."""
+    found = client().get_experiment_by_name(name)
+    return found.experiment_id if found else None
+
+
+def experiment_name(experiment_id: str) -> str:
+    return client().get_experiment(experiment_id).name
+
+
+def experiment_names() -> list[str]:
+    return [e.name for e in client().search_experiments()]
 
 
 def get_run(run_id: str):
