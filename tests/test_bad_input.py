@@ -1,9 +1,12 @@
 """Bad input, tried systematically: every entry point's CLI command with wrong types, values out
 of range, unknown names, empty required values, missing paths and runs of the wrong role. Each
-must end with exit status 2 and one line naming the bad value, before any run is left RUNNING."""
+must end with exit status 2 and one line naming the bad value, and leave no run it started RUNNING.
+
+Each test stands alone: the tracking store is shared by the module, so a test judges only the
+runs it started itself."""
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from kdtrack import tracking
 from kdtrack.cli import main
@@ -13,7 +16,6 @@ from conftest import TINY
 
 COMMANDS = {"train_teacher": "train-teacher", "distill": "distill", "switch": "switch", "analyze": "analyze",
             "ablate": "ablate", "theory": "theory"}
-TRIED = []
 
 
 def invoke(command: str, params: dict[str, str]):
@@ -22,17 +24,27 @@ def invoke(command: str, params: dict[str, str]):
 
 
 def assert_one_line_error(result, *named: str) -> None:
-    TRIED.append(result)
     assert result.exit_code == 2, (result.exit_code, result.output)
     lines = [line for line in result.output.splitlines() if line.startswith("kdtrack: error:")]
     assert len(lines) == 1, result.output
+    # The error is the last thing written: no traceback and no second line of the message after it.
+    assert result.stderr.splitlines()[-1] == lines[0], result.stderr
     for text in named:
         assert text in lines[0], (text, lines[0])
 
 
-def no_run_left_running() -> None:
-    experiments = [e.experiment_id for e in tracking.client().search_experiments()]
-    assert not tracking.search_all(experiments, "attributes.status = 'RUNNING'")
+def experiment_ids() -> list[str]:
+    return [e.experiment_id for e in tracking.client().search_experiments()]
+
+
+def runs_in_store() -> set[str]:
+    return {run.info.run_id for run in tracking.search_all(experiment_ids(), "")}
+
+
+def assert_none_left_running(earlier: set[str]) -> None:
+    """No run started since `earlier` (the store's run ids then) is still RUNNING."""
+    running = tracking.search_all(experiment_ids(), "attributes.status = 'RUNNING'")
+    assert not [run.info.run_id for run in running if run.info.run_id not in earlier]
 
 
 CASES = [
@@ -69,17 +81,27 @@ CASES = [
 ]
 
 
+def test_the_cases_try_every_entry_point_through_its_command():
+    """What the parametrized test below covers is a property of CASES, checked here without running it."""
+    assert set(COMMANDS) == set(ENTRY_POINTS)
+    assert set(COMMANDS.values()) <= set(main.commands)
+    assert {entry for entry, _, _ in CASES} == set(ENTRY_POINTS)
+    assert all(named for _, _, named in CASES)  # every case says what its error must name
+
+
 @pytest.mark.parametrize("entry, params, named", CASES, ids=[f"{e}-{'-'.join(p) or 'empty'}" for e, p, _ in CASES])
 def test_bad_input_is_one_line_and_starts_nothing(store, entry, params, named):
     base = dict(TINY) if entry in ("train_teacher", "distill", "switch", "ablate") else {}
+    earlier = runs_in_store()
     assert_one_line_error(invoke(COMMANDS[entry], {**base, **params}), *named)
-    no_run_left_running()
+    assert_none_left_running(earlier)
 
 
 def test_runs_of_the_wrong_role_or_experiment_are_refused(store):
     from kdtrack.config import DistillConfig, from_params
     from kdtrack.pipeline import distill
 
+    earlier = runs_in_store()
     student = distill(from_params(DistillConfig, TINY), "bad-input")
     teacher = tracking.get_run(student).data.tags["kdtrack.teacher_run_id"]
     assert_one_line_error(invoke("distill", {**TINY, "teacher_run_id": student}), student, "is a student run")
@@ -87,32 +109,32 @@ def test_runs_of_the_wrong_role_or_experiment_are_refused(store):
     assert_one_line_error(invoke("switch", {**TINY, "from_run_id": teacher}), teacher, "starts from a student run")
     assert_one_line_error(invoke("analyze", {"student_run_id": student, "experiment": "Default"}),
                           student, "belongs to experiment 'bad-input'")
-    no_run_left_running()
+    assert_none_left_running(earlier)
 
 
 NUMERIC = {name: kind for name, kind in field_types(ENTRY_POINTS["distill"]).items() if kind in (int, float)}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(sorted(NUMERIC)),
-       raw=st.one_of(st.text(min_size=1, max_size=8).filter(lambda t: t.strip() and "=" not in t),
-                     st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-10**6, -1).map(str)))
-def test_generated_values_either_parse_or_fail_in_one_line(store, name, raw):
-    """Whatever string arrives for a numeric field, the config either accepts it or says which
-    value is wrong in one line: never a traceback. (Only config parsing runs: dry by design.)"""
+@settings(max_examples=100, deadline=None)
+@given(name=st.sampled_from(sorted(NUMERIC)), base=st.sampled_from([{}, TINY]),
+       raw=st.one_of(st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                     st.integers(-10**6, -1).map(str)))
+def test_generated_values_either_parse_or_fail_in_one_line(name, base, raw):
+    """Whatever string arrives for a numeric field, the config either takes that value (a blank one
+    means the preset's) and is valid, or says which value is wrong in one line: never a traceback.
+    (Only config parsing runs: dry by design, so no tracking store.)"""
     from kdtrack.config import DistillConfig, from_params
     from kdtrack.errors import UserError
 
     try:
-        from_params(DistillConfig, {**TINY, name: raw})
+        config = from_params(DistillConfig, {**base, name: raw})
     except UserError as error:
-        TRIED.append(error)
         assert "\n" not in str(error) and name in str(error)
-
-
-def test_summary_of_bad_inputs_tried():
-    print(f"\nbad inputs tried: {len(TRIED)}")
-    assert len(TRIED) >= len(CASES)
+    else:
+        others = {k: v for k, v in base.items() if k != name}  # a blank value counts as not given
+        expected = float(raw) if raw.strip() else getattr(from_params(DistillConfig, others), name)
+        assert getattr(config, name) == expected, (name, raw)
+        assert config.lr > 0 and config.temperature > 0 and 0 <= config.distill_weight <= 1
 
 
 def test_an_unreachable_store_is_one_line_before_training(store, monkeypatch):

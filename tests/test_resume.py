@@ -1,5 +1,9 @@
 """Interrupted runs resume (issue: reliability): SIGKILL and SIGTERM mid-run, then the same
-command again, against a temporary store, through the `kdtrack` CLI in a subprocess."""
+command again, against a temporary store, through the `kdtrack` CLI in a subprocess.
+
+Each test stands alone: it trains in an experiment of its own, so the runs other tests of the
+module leave in the shared store are not its concern. Waits last as long as the process waited on
+lives, not for a fixed time: the machine running the tests may be loaded."""
 import os
 import random
 import signal
@@ -15,7 +19,6 @@ from kdtrack import tracking
 
 KDTRACK = str(Path(sys.executable).parent / "kdtrack")
 # 64 points, batch 16: 4 steps per epoch, 600 steps; a resume checkpoint every 40 steps.
-KILLS = []  # kills survived, reported by test_summary_of_kills_survived
 LONG = ["-P", "preset=mnist_mlp", "-P", "train_size=64", "-P", "width=64", "-P", "batch_size=16",
         "-P", "epochs=150", "-P", "checkpoint_every=40", "-P", "log_every=10"]
 
@@ -25,20 +28,29 @@ def start(experiment: str, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def interrupt_after_first_checkpoint(process: subprocess.Popen, experiment: str, sig: int) -> str:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = tracking.client().get_experiment_by_name(experiment)
-        runs = tracking.search_all([found.experiment_id], "tags.`kdtrack.resume_checkpoint` != ''") if found else []
-        if runs:
-            time.sleep(random.Random(int(sig)).uniform(0, 0.5))  # then at a step of chance, well before the end
-            process.send_signal(sig)
-            KILLS.append(sig)
-            process.wait(60)
-            return runs[0].info.run_id
+def checkpointed_runs(experiment: str) -> list:
+    """The runs of `experiment` that have written a resume checkpoint."""
+    found = tracking.client().get_experiment_by_name(experiment)
+    return tracking.search_all([found.experiment_id], "tags.`kdtrack.resume_checkpoint` != ''") if found else []
+
+
+def wait_for_a_checkpoint(process: subprocess.Popen, experiment: str) -> str:
+    """The run id, once the run `process` trains has a resume checkpoint; it must come while the
+    process still trains."""
+    while not (runs := checkpointed_runs(experiment)):
         assert process.poll() is None, process.stderr.read()[-2000:]
         time.sleep(0.05)
-    raise AssertionError("no checkpoint within two minutes")
+    return runs[0].info.run_id
+
+
+def interrupt_after_first_checkpoint(process: subprocess.Popen, experiment: str, sig: int) -> str:
+    run_id = wait_for_a_checkpoint(process, experiment)
+    time.sleep(random.Random(int(sig)).uniform(0, 0.5))  # then at a step of chance, well before the end
+    process.send_signal(sig)
+    _, err = process.communicate()  # it ends by the signal or, were that ignored, at the end of training
+    # The signal ended it, mid-run: not the end of training (send_signal skips a process already gone).
+    assert process.returncode != 0 and tracking.get_run(run_id).info.status != "FINISHED", err[-2000:]
+    return run_id
 
 
 def finished_weights(run_id: str) -> dict:
@@ -58,7 +70,6 @@ def test_an_interrupted_run_resumes_where_it_stopped(store, reference, sig):
     experiment = f"resume-{sig.name}"
     process = start(experiment)
     run_id = interrupt_after_first_checkpoint(process, experiment, sig)
-    assert process.returncode != 0
     status = tracking.get_run(run_id).info.status
     assert status == ("RUNNING" if sig == signal.SIGKILL else "KILLED")  # SIGKILL leaves no chance to mark it
 
@@ -114,22 +125,26 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
                                "--backend-store-uri", f"sqlite:///{folder}/server.db",
                                "--artifacts-destination", str(folder / "artifacts")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while server.poll() is None:  # however long it takes to start on a loaded machine
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
             return server
         except OSError:
             time.sleep(0.5)
-    raise AssertionError("mlflow server did not answer within two minutes")
+    stop_server(server)  # its workers may outlive it
+    raise AssertionError(f"mlflow server exited with status {server.returncode} before it answered")
 
 
 def stop_server(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGKILL)  # the server and its workers
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # the server and its workers
+    except ProcessLookupError:  # stopped already
+        pass
     server.wait(30)
 
 
-def test_a_tracking_server_that_restarts_mid_run_loses_nothing(tmp_path, monkeypatch):
+def test_a_tracking_server_that_restarts_mid_run_loses_nothing(store, tmp_path, monkeypatch):
+    """Its own server and store; `store` only clears the environment, as for every test here."""
     import socket
 
     with socket.socket() as probe:
@@ -142,17 +157,12 @@ def test_a_tracking_server_that_restarts_mid_run_loses_nothing(tmp_path, monkeyp
     process = subprocess.Popen([KDTRACK, "train-teacher", "--experiment", "outage", *longer], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # once training is under way (a checkpoint is in), take the server away
-        found = tracking.client().get_experiment_by_name("outage")
-        if found and tracking.search_all([found.experiment_id], "tags.`kdtrack.resume_checkpoint` != ''"):
-            break
-        time.sleep(0.2)
-    stop_server(server)
-    time.sleep(3)
-    server = start_server(tmp_path, port)
-    try:
-        out, err = process.communicate(timeout=600)
+    try:  # a failure leaves neither the training nor a server behind
+        wait_for_a_checkpoint(process, "outage")  # once training is under way, take the server away
+        stop_server(server)
+        time.sleep(3)
+        server = start_server(tmp_path, port)
+        out, err = process.communicate()  # however long 4000 steps and MLflow's retries take here
         assert process.returncode == 0, err[-3000:]
         run_id = out.split()[-1]
         run = tracking.get_run(run_id)
@@ -161,6 +171,8 @@ def test_a_tracking_server_that_restarts_mid_run_loses_nothing(tmp_path, monkeyp
         assert steps == list(range(10, 4001, 10))  # every log step arrived, none twice
         tracking.load_state(run_id, "checkpoints/final.pt")
     finally:
+        process.kill()  # no-op once it has ended
+        process.wait()
         stop_server(server)
 
 
@@ -183,11 +195,6 @@ def test_a_store_that_refuses_artifacts_fails_in_one_line_and_keeps_the_checkpoi
     assert torch.load(kept, weights_only=True)["step"] == 3  # the newest checkpoint (75% of 4 steps)
     experiment = tracking.client().get_experiment_by_name("unwritable").experiment_id
     assert not tracking.search_all([experiment], "attributes.status = 'RUNNING'")
-
-
-def test_summary_of_kills_survived():
-    print(f"\nkills survived: {len(KILLS)} ({', '.join(s.name for s in KILLS)})")
-    assert len(KILLS) >= 2
 
 
 def test_a_signal_while_a_run_is_ended_is_honoured_once_its_status_is_written(store, monkeypatch):
