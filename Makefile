@@ -16,4 +16,5 @@ demo: install
 	.venv/bin/kdtrack demo
 
 test: install
+	.venv/bin/ruff check .
 	$(PY) -m pytest -q tests

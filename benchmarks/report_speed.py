@@ -21,7 +21,7 @@ os.chdir(tempfile.mkdtemp())
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.getcwd()}/mlflow.db"
 
 import torch  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import Metric, Param  # noqa: E402
 
 from kdtrack import tracking  # noqa: E402
 from kdtrack.confidence import student_table  # noqa: E402
@@ -60,7 +60,7 @@ report_seconds = time.perf_counter() - start
 
 start = time.perf_counter()  # the bare baseline: one call per run for metrics, one per artifact
 for run in client.search_runs([experiment], "tags.`kdtrack.role` = 'student'", max_results=1000):
-    client.get_run(run.info.run_id).data.metrics
+    _ = client.get_run(run.info.run_id).data.metrics
     tracking.load_table(run.info.run_id, "confidences/train.parquet")
     tracking.load_table(run.info.run_id, "confidences/test.parquet")
 baseline_seconds = time.perf_counter() - start

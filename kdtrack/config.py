@@ -75,7 +75,8 @@ class TrainConfig:
     width: int = 0  # 0 = the architecture's default (random_features 5000, mlp 1000, cnn 100)
     depth: int = 0  # 0 = the architecture's default (random_features 1, mlp 2, cnn 3)
     seed: int = 0  # seeds the data split, label noise, initialization, batch order and augmentation
-    augment: bool = False  # random crop (zero padding of 1/8 the side) and horizontal flip; ImageNet: random-resized crop
+    # random crop (zero padding of 1/8 the side) and horizontal flip; ImageNet: random-resized crop
+    augment: bool = False
     optimizer: str = "adam"
     lr: float = 1e-4  # peak learning rate
     momentum: float = 0.9  # SGD only (Nesterov when `nesterov`)
@@ -118,7 +119,8 @@ class TrainConfig:
         _check("fit_fraction", self.fit_fraction, 0 < self.fit_fraction <= 1, "0 < fit_fraction <= 1")
         _check("lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number > 0")
         _check("momentum", self.momentum, 0 <= self.momentum < 1, "0 <= momentum < 1")
-        _check("weight_decay", self.weight_decay, math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0")
+        _check("weight_decay", self.weight_decay, math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+               "a finite number >= 0")
         _check("warmup", self.warmup, math.isfinite(self.warmup) and self.warmup >= 0, "a number >= 0")
         _check("decay_factor", self.decay_factor, 0 < self.decay_factor <= 1, "0 < decay_factor <= 1")
         try:
@@ -128,7 +130,8 @@ class TrainConfig:
         _check("decay_milestones", self.decay_milestones, all(0 < m < 1 for m in milestones),
                "comma-separated fractions of training in (0, 1), e.g. 0.5,0.75")
         _check("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1")
-        _check("epochs", self.epochs, math.isfinite(self.epochs) and (self.epochs > 0 or self.steps > 0), "a number > 0 (or set steps)")
+        _check("epochs", self.epochs, math.isfinite(self.epochs) and (self.epochs > 0 or self.steps > 0),
+               "a number > 0 (or set steps)")
         _check("steps", self.steps, self.steps >= 0, "an integer >= 0 (0 = use epochs)")
         _check("eigen_k", self.eigen_k, self.eigen_k >= 0, "an integer >= 0 (0 = all)")
         for name in ("log_every", "eval_every", "snapshot_every", "checkpoint_every"):
@@ -167,7 +170,8 @@ class DistillConfig(TrainConfig):
                "0 < teacher_fit_fraction <= 1")
         for name in ("teacher_width", "teacher_depth"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = see above)")
-        _check("temperature", self.temperature, math.isfinite(self.temperature) and self.temperature > 0, "a finite number > 0")
+        _check("temperature", self.temperature, math.isfinite(self.temperature) and self.temperature > 0,
+               "a finite number > 0")
         _check("distill_weight", self.distill_weight, 0 <= self.distill_weight <= 1, "0 <= distill_weight <= 1")
 
     @property
@@ -214,7 +218,8 @@ class SwitchConfig(DistillConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _choice("switch_to", self.switch_to, SWITCH_TO)
-        _check("switch_at", self.switch_at, self.switch_at > 0 and (self.switch_at <= 1 or float(self.switch_at).is_integer()),
+        whole_or_fraction = self.switch_at <= 1 or float(self.switch_at).is_integer()
+        _check("switch_at", self.switch_at, self.switch_at > 0 and whole_or_fraction,
                "a fraction in (0, 1] or a whole step number > 1")
         _check("switch_window", self.switch_window, self.switch_window >= 0, "an integer >= 0")
         _check("extend_to", self.extend_to, self.extend_to >= 0, "an integer >= 0 (0 = the nominal length)")
@@ -305,7 +310,8 @@ class TheoryConfig:
     def __post_init__(self) -> None:
         _check("n", self.n, self.n >= 2, "an integer >= 2")
         _check("p", self.p, self.p > self.n, f"an integer > n (= {self.n}): the theorem is about p > n")
-        _check("teacher_time", self.teacher_time, math.isfinite(self.teacher_time) and self.teacher_time > 0, "a finite number > 0")
+        _check("teacher_time", self.teacher_time, math.isfinite(self.teacher_time) and self.teacher_time > 0,
+               "a finite number > 0")
         for name in ("steps", "pairs"):
             _check(name, getattr(self, name), getattr(self, name) >= 1, "an integer >= 1")
         _check("classes", self.classes, self.classes >= 2, "an integer >= 2")

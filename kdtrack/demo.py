@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
@@ -32,5 +31,6 @@ def demo(experiment: str, out: Path, presets: tuple[str, ...]) -> None:
                   f"  figures       {figures} (artifact: {analysis_run.info.artifact_uri}/figures)"]
     uri = tracking.tracking_uri()
     lines += ["", f"tracking store: {uri}",
-              f"open the UI:    mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000, experiment {experiment!r})"]
+              f"open the UI:    mlflow ui --backend-store-uri {uri}   "
+              f"(then http://127.0.0.1:5000, experiment {experiment!r})"]
     print("\n".join(lines))

@@ -92,7 +92,8 @@ def run_job(experiment_id: str, job: Job, data: Splits, context: tracking.RunCon
             say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
             context.report(found.info.run_id)
             return found.info.run_id
-    paused = None if config.force or not config.resume else tracking.find_resumable(experiment_id, job.role, key, params)
+    resumable = config.resume and not config.force
+    paused = tracking.find_resumable(experiment_id, job.role, key, params) if resumable else None
     model = job.make_model()
     probes = eigen_probes(model, data, config) if config.eigen else Probes()
     recording = dict(confidence_tables=job.confidence_tables, probes=probes.probes)

@@ -13,8 +13,16 @@ from torch import nn
 from kdtrack import tracking
 from kdtrack.confidence import student_table, teacher_table
 from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, to_params
-from kdtrack.contract import (FROM_RUN, NUM_CLASSES, ONEHOT_RUN, SAME_INIT, SWITCH_STEP, SWITCH_TO, SWITCH_WINDOW,
-                              TEACHER_RUN)
+from kdtrack.contract import (
+    FROM_RUN,
+    NUM_CLASSES,
+    ONEHOT_RUN,
+    SAME_INIT,
+    SWITCH_STEP,
+    SWITCH_TO,
+    SWITCH_WINDOW,
+    TEACHER_RUN,
+)
 from kdtrack.data import Splits
 from kdtrack.errors import UserError
 from kdtrack.jobs import Job, key_params, run_job

@@ -13,8 +13,11 @@ WORDS = "good bad great awful fine poor nice terrible movie film plot acting new
 def write_cifar(root: Path, classes: int, per_class: int = 4, seed: int = 0) -> Path:
     """The python pickle layout torchvision downloads: cifar-10-batches-py/ or cifar-100-python/."""
     rng = np.random.default_rng(seed)
-    folder, names, key = ((root / "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels")
-                          if classes == 10 else (root / "cifar-100-python", ["train", "test"], b"fine_labels"))
+    if classes == 10:
+        names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        folder, key = root / "cifar-10-batches-py", b"labels"
+    else:
+        folder, names, key = root / "cifar-100-python", ["train", "test"], b"fine_labels"
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         labels = np.repeat(np.arange(classes), per_class)
@@ -64,7 +67,8 @@ def text_rows(name: str, n: int, seed: int = 0) -> dict[str, list]:
     rng = np.random.default_rng(seed)
     from kdtrack.data.text import NUM_CLASSES, TEXT_COLUMNS
 
-    sentence = lambda: " ".join(rng.choice(WORDS, rng.integers(3, 12)))
+    def sentence():
+        return " ".join(rng.choice(WORDS, rng.integers(3, 12)))
     rows = {column: [sentence() for _ in range(n)] for column in TEXT_COLUMNS[name]}
     rows["label"] = [k % NUM_CLASSES[name] for k in range(n)]
     return rows

@@ -1,13 +1,12 @@
 """The Optuna ablation layer on the embedded data: a grid study end to end, resumable."""
 import optuna
 import pytest
+from conftest import TINY
 
 from kdtrack import tracking
 from kdtrack.ablate import ablate, default_storage
 from kdtrack.config import AblateConfig, from_params
 from kdtrack.errors import UserError
-
-from conftest import TINY
 
 
 def test_a_grid_study_links_trials_and_runs_both_ways(store):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import TINY
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))

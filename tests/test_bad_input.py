@@ -6,13 +6,13 @@ Each test stands alone: the tracking store is shared by the module, so a test ju
 runs it started itself."""
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings, strategies as st
+from conftest import TINY
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kdtrack import tracking
 from kdtrack.cli import main
 from kdtrack.config import ENTRY_POINTS, field_types
-
-from conftest import TINY
 
 COMMANDS = {"train_teacher": "train-teacher", "distill": "distill", "switch": "switch", "analyze": "analyze",
             "ablate": "ablate", "theory": "theory"}

@@ -32,7 +32,8 @@ def test_entropy_and_kl_closed_forms():
     uniform = torch.zeros(1, 4)
     assert math.isclose(entropy(uniform).item(), math.log(4))
     assert kl_divergence(uniform, uniform).item() == 0.0
-    teacher, student = torch.tensor([[math.log(3), 0.0]], dtype=torch.float64), torch.zeros(1, 2)  # p=(3/4,1/4) vs (1/2,1/2)
+    # p = (3/4, 1/4) against (1/2, 1/2)
+    teacher, student = torch.tensor([[math.log(3), 0.0]], dtype=torch.float64), torch.zeros(1, 2)
     expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
     assert math.isclose(kl_divergence(teacher, student).item(), expected, rel_tol=1e-12)
 

@@ -29,7 +29,8 @@ def test_mlproject_parameters_mirror_the_dataclasses():
 
 
 def test_presets_equal_table7():
-    rf, mlp = from_params(DistillConfig, {"preset": "noisy_mnist_rf"}), from_params(DistillConfig, {"preset": "mnist_mlp"})
+    rf = from_params(DistillConfig, {"preset": "noisy_mnist_rf"})
+    mlp = from_params(DistillConfig, {"preset": "mnist_mlp"})
     assert (rf.arch, rf.width, rf.depth, rf.train_size, rf.batch_size, rf.epochs, rf.label_noise, rf.lr,
             rf.distill_weight, rf.temperature, rf.optimizer) == (
         "random_features", 5000, 1, 128, 128, 40, 0.25, 1e-3, 1.0, 4.0, "adam")

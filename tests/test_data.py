@@ -3,7 +3,6 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 
 from kdtrack.data import load_dataset
 from kdtrack.data.splits import flip_labels, stratified_subset

@@ -5,6 +5,7 @@ from contextlib import nullcontext
 
 import matplotlib.figure
 import pytest
+from conftest import TINY
 
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
@@ -14,8 +15,6 @@ from kdtrack.pipeline import distill
 from kdtrack.report.dashboard import load
 from kdtrack.report.render import report
 from kdtrack.theory import theory
-
-from conftest import TINY
 
 
 def runs_of(experiment: str, role: str) -> list:

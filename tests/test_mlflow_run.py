@@ -5,9 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import TINY
+from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +53,7 @@ def test_train_teacher_distill_analyze(store, env):
 def test_bad_input_fails_before_training_with_one_line(store, env):
     result = mlflow_run("distill", {**TINY, "temperature": "-2"}, env)
     assert result.returncode != 0
-    [line] = [l for l in result.stderr.splitlines() if l.startswith("kdtrack: error:")]
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("kdtrack: error:")]
     assert "temperature=-2.0" in line and "> 0" in line
     client = MlflowClient()
     experiment = client.get_experiment_by_name("e2e").experiment_id

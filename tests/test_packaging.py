@@ -1,5 +1,4 @@
 import tomllib
-
 import yaml
 
 

@@ -1,12 +1,12 @@
 """The paper's data sets and architectures (Tables 1 and 2): loaders on fixtures written in the
 published on-disk formats, device augmentation against a per-image reference, model sizes
 against closed forms, and distill -> analyze end to end on each kind of data."""
+import datafixtures as fx
 import polars as pl
 import pytest
 import torch
 import torch.nn.functional as F
 
-import datafixtures as fx
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.config import AnalyzeConfig, DistillConfig, from_params

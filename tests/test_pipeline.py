@@ -2,14 +2,13 @@
 import mlflow
 import polars as pl
 import pytest
+from conftest import TINY
 
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
 from kdtrack.errors import UserError
 from kdtrack.pipeline import distill
-
-from conftest import TINY
 
 
 def test_distill_then_analyze(store):

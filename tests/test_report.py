@@ -6,6 +6,7 @@ import subprocess
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from conftest import TINY
 
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
@@ -17,8 +18,6 @@ from kdtrack.report import tables
 from kdtrack.report.collect import runs_table, setting_of
 from kdtrack.report.dashboard import load, shipped
 from kdtrack.report.render import SECTIONS
-
-from conftest import TINY
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,8 @@ def test_an_interrupted_run_resumes_where_it_stopped(store, reference, sig):
     status = tracking.get_run(run_id).info.status
     assert status == ("RUNNING" if sig == signal.SIGKILL else "KILLED")  # SIGKILL leaves no chance to mark it
 
-    again = subprocess.run([KDTRACK, "train-teacher", "--experiment", experiment, *LONG], capture_output=True, text=True)
+    again = subprocess.run([KDTRACK, "train-teacher", "--experiment", experiment, *LONG],
+                           capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming teacher run {run_id}" in again.stderr and again.stdout.split()[-1] == run_id
     run = tracking.get_run(run_id)
@@ -100,11 +101,11 @@ def test_resume_false_starts_a_new_run(store):
 
 
 def test_a_corrupt_checkpoint_or_table_is_refused_with_its_path(store):
+    from conftest import TINY
+
     from kdtrack.config import TrainConfig, from_params
     from kdtrack.errors import UserError
     from kdtrack.pipeline import train_teacher
-
-    from conftest import TINY
 
     run_id = train_teacher(from_params(TrainConfig, TINY), "corrupt")
     root = Path(tracking.get_run(run_id).info.artifact_uri.removeprefix("file://"))
@@ -177,11 +178,11 @@ def test_a_tracking_server_that_restarts_mid_run_loses_nothing(store, tmp_path, 
 
 
 def test_a_store_that_refuses_artifacts_fails_in_one_line_and_keeps_the_checkpoint(store, tmp_path, monkeypatch):
+    from conftest import TINY
+
     from kdtrack.config import TrainConfig, from_params
     from kdtrack.errors import UserError
     from kdtrack.pipeline import train_teacher
-
-    from conftest import TINY
 
     monkeypatch.setattr(tracking.Uploader, "DELAYS", (0.01,))  # give up at once instead of after a minute
     blocker = tmp_path / "a-file"
@@ -200,12 +201,11 @@ def test_a_store_that_refuses_artifacts_fails_in_one_line_and_keeps_the_checkpoi
 def test_a_signal_while_a_run_is_ended_is_honoured_once_its_status_is_written(store, monkeypatch):
     """The race behind a once-flaky kill test: Ctrl-C inside `mlflow.end_run`, after the run left
     MLflow's active-run stack and before its status was written, used to leave it RUNNING."""
+    from conftest import TINY
     from mlflow.tracking import MlflowClient
 
     from kdtrack.config import TrainConfig, from_params
     from kdtrack.pipeline import train_teacher
-
-    from conftest import TINY
 
     write_status = MlflowClient.set_terminated
 

@@ -1,6 +1,7 @@
 """The switch entry point (paper §5.2, §E): weights per step, both directions, from_run_id."""
 import pytest
 import torch
+from conftest import TINY
 
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
@@ -10,8 +11,6 @@ from kdtrack.errors import UserError
 from kdtrack.pipeline import distill, switch
 from kdtrack.schedules import switch_weights
 from kdtrack.training import fit_indices
-
-from conftest import TINY
 
 # 64 points, batch 32, 4 epochs: 8 steps; kept checkpoints at 2, 4, 6 (25/50/75%).
 SWITCH = {**TINY, "epochs": "4", "log_every": "1", "eval_every": "2"}

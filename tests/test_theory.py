@@ -1,7 +1,8 @@
 """Theorem 4.1 (paper §4, §B) on random instances of its closed form, and the theory run."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kdtrack import tracking
 from kdtrack.config import TheoryConfig
@@ -48,11 +49,11 @@ def test_the_theory_run(store):
 
 
 def test_analyze_can_add_the_theory_run(store):
+    from conftest import TINY
+
     from kdtrack.analysis.analyze import analyze
     from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
     from kdtrack.pipeline import distill
-
-    from conftest import TINY
 
     student = distill(from_params(DistillConfig, TINY), "with-theory")
     analysis, theory_run = analyze(AnalyzeConfig(student_run_id=student, theory=True))

@@ -3,14 +3,13 @@ import dataclasses
 
 import pytest
 import torch
+from datafixtures import write_tinyimagenet
 
 from kdtrack.config import TrainConfig
 from kdtrack.data import load_dataset
 from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights, learning_rate
 from kdtrack.training import NonFiniteLoss, Plan, Teacher, TrainState, fit, predict
-
-from datafixtures import write_tinyimagenet
 
 
 def test_schedule_closed_forms():

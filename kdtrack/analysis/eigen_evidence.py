@@ -11,8 +11,15 @@ from kdtrack.analysis.eigenspace import exaggerated_fraction, pair_table, sample
 from kdtrack.analysis.evidence import Evidence
 from kdtrack.config import AnalyzeConfig
 from kdtrack.contract import SAME_INIT, TEACHER_RUN
-from kdtrack.eigen import (EIGEN_POINTS, components, eigendirections, hidden_representation, last_layer,
-                           layer_inputs, truncated_to_top)
+from kdtrack.eigen import (
+    EIGEN_POINTS,
+    components,
+    eigendirections,
+    hidden_representation,
+    last_layer,
+    layer_inputs,
+    truncated_to_top,
+)
 from kdtrack.rebuild import data_of, rebuild_model
 from kdtrack.training import predict
 

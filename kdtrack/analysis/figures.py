@@ -51,7 +51,9 @@ def groups_grid(table: pl.DataFrame, split: str, bins: int = 40) -> Figure:
 
 def metrics_grid(table: pl.DataFrame, split: str, bins: int = 40) -> Figure:
     """Fig. 16: phi, probability and entropy scatters (top) and KL against each (bottom)."""
-    prob = lambda c: 1 / (1 + np.exp(-np.asarray(table[c], dtype=float)))
+    def prob(column):
+        return 1 / (1 + np.exp(-np.asarray(table[column], dtype=float)))
+
     pairs = [("phi", table["phi_teacher"], table["phi_student"]),
              ("probability", prob("phi_teacher"), prob("phi_student")),
              ("entropy", table["entropy_teacher"], table["entropy_student"])]
@@ -71,7 +73,8 @@ def noisy_scatter(table: pl.DataFrame) -> Figure:
     figure, ax = plt.subplots(figsize=(5, 4.5))
     for noisy, colour, label in ((False, "tab:blue", "clean"), (True, "tab:red", "mislabeled")):
         part = table.filter(pl.col("is_noisy") == noisy)
-        ax.scatter(part["phi_teacher"], part["phi_student"], s=10, c=colour, alpha=0.7, label=f"{label} (n={part.height})")
+        ax.scatter(part["phi_teacher"], part["phi_student"], s=10, c=colour, alpha=0.7,
+                   label=f"{label} (n={part.height})")
     values = np.concatenate([table["phi_teacher"].to_numpy(), table["phi_student"].to_numpy()])
     ax.plot([values.min(), values.max()], [values.min(), values.max()], "k--", lw=1)
     ax.set(xlabel="teacher phi", ylabel="student phi", title="train: clean vs mislabeled")
@@ -93,7 +96,7 @@ def timeline_grid(snapshots: list[tuple[int, dict[str, pl.DataFrame]]], title: s
             _density(axes[row, column], tables[split]["phi_teacher"], tables[split]["phi_student"], bins)
             axes[row, column].set_title(f"{split}, step {step}", fontsize=9)
         axes[-1, column].set_xlabel("teacher phi")
-    for row, split in enumerate(splits):
+    for row in range(len(splits)):
         axes[row, 0].set_ylabel("student phi")
     figure.suptitle(title)
     figure.tight_layout()

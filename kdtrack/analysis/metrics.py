@@ -55,7 +55,8 @@ def summary(tables: dict[str, pl.DataFrame], fraction: float = 0.25) -> dict[str
     for split, table in tables.items():
         out[f"{split}/slope_bottom{pct}"] = quantile_slope(table, "bottom", fraction)
         out[f"{split}/slope_top{pct}"] = quantile_slope(table, "top", fraction)
-        out[f"{split}/slope_bottom{pct}_label"] = quantile_slope(table, "bottom", fraction, "phi_teacher_label", "phi_student_label")
+        out[f"{split}/slope_bottom{pct}_label"] = quantile_slope(table, "bottom", fraction,
+                                                                 "phi_teacher_label", "phi_student_label")
         out[f"{split}/student_acc"] = accuracy(table)
         out[f"{split}/teacher_acc"] = accuracy(table, "teacher_pred")
         out[f"{split}/underfit_frac"] = float((table["phi_student"] < table["phi_teacher"]).mean())

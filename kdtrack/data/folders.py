@@ -73,7 +73,8 @@ class FolderImages:
             # That traceback and PyTorch's frames form a cycle that would keep the workers alive
             # until some later garbage collection; cut, the loader shuts them down now.
             error.__traceback__ = None
-            raise UserError(str(error).strip().splitlines()[-1].removeprefix(f"{UserError.__module__}.UserError: ")) from None
+            last = str(error).strip().splitlines()[-1]
+            raise UserError(last.removeprefix(f"{UserError.__module__}.UserError: ")) from None
 
     def __getitem__(self, index) -> torch.Tensor:
         """Evaluation-transformed images at `index` (a slice or indices), on `device`."""
@@ -159,6 +160,7 @@ def load_imagenet(data_dir: Path, download: bool, image_size: int = 0, workers: 
     size = image_size or 224
     splits = [make_dataset(str(root / s), index, extensions=IMG_EXTENSIONS) for s in ("train", "val")]
     (x_tr, y_tr), (x_te, y_te) = [
-        (FolderImages(tuple(p for p, _ in s), size, round(size * 256 / 224), True, workers), np.array([y for _, y in s]))
+        (FolderImages(tuple(p for p, _ in s), size, round(size * 256 / 224), True, workers),
+         np.array([y for _, y in s]))
         for s in splits]
     return Pool(x_tr, y_tr, x_te, y_te, len(classes), str(root))

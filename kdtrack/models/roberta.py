@@ -36,7 +36,8 @@ class SequenceClassifier(nn.Module):
                                 "or the checkpoint of this architecture")
             positions = self.net.config.max_position_embeddings - pad_id - 1  # RoBERTa counts from pad_id + 1
             if max_length > positions or vocab_size > self.net.config.vocab_size:
-                raise UserError(f"pretrained={pretrained!r} takes up to {positions} tokens of a {self.net.config.vocab_size}"
+                raise UserError(f"pretrained={pretrained!r} takes up to {positions} tokens of a "
+                                f"{self.net.config.vocab_size}"
                                 f"-token vocabulary; got max_length={max_length} and a tokenizer of {vocab_size}")
             return
         config = RobertaConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,

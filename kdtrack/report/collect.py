@@ -41,7 +41,8 @@ def runs_table(names: list[str], filter_string: str = "") -> pl.DataFrame:
             row.update({f"m:{k}": v for k, v in run.data.metrics.items()})
             rows.append(row)
     if not rows:
-        raise UserError(f"no runs in experiment(s) {', '.join(names)}" + (f" match {filter_string!r}" if filter_string else ""))
+        matching = f" match {filter_string!r}" if filter_string else ""
+        raise UserError(f"no runs in experiment(s) {', '.join(names)}{matching}")
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
@@ -54,7 +55,8 @@ def setting_of(table: pl.DataFrame) -> pl.DataFrame:
     teacher = pl.coalesce(pl.col("teacher_arch").replace("", None), pl.col("arch"))
     students = table.filter(pl.col("role") == "student")
     varying = [c for c in VARYING if students[c].n_unique() > 1]
-    parts = [pl.col("preset"), pl.lit(" "), teacher, pl.lit(">"), pl.col("arch"), pl.lit(" noise="), pl.col("label_noise")]
+    parts = [pl.col("preset"), pl.lit(" "), teacher, pl.lit(">"), pl.col("arch"),
+             pl.lit(" noise="), pl.col("label_noise")]
     for column in varying:
         parts += [pl.lit(f" {column}="), pl.col(column).fill_null("-")]
     return table.with_columns(pl.concat_str(parts).alias("setting"))

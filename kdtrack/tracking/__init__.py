@@ -6,16 +6,45 @@ sees only the `RunLog` methods of `TrackedRun`.
 Store: whatever MLFLOW_TRACKING_URI says, else MLflow's own default (sqlite `mlflow.db` and
 `./mlruns` in the working directory). Artifacts are always read back through MLflow's APIs.
 """
-from kdtrack.tracking.runs import (RunContext, TrackedRun, annotate, claim_launcher, reopen, resolve_experiment, run,
-                                   study_run)
-from kdtrack.tracking.store import (artifact_paths, check_store, client, download, experiment_id,
-                                    experiment_name, experiment_names, find_finished, find_resumable,
-                                    follow_launcher, get_run, has_artifact, load_state, load_table, metric_history,
-                                    now_ms, require_run, run_key, search_all, tracking_uri,
-                                    use_tracking_uri)
+from kdtrack.tracking.runs import (
+                                   RunContext,
+                                   TrackedRun,
+                                   annotate,
+                                   claim_launcher,
+                                   reopen,
+                                   resolve_experiment,
+                                   run,
+                                   study_run,
+)
+from kdtrack.tracking.store import (
+                                   artifact_paths,
+                                   check_store,
+                                   client,
+                                   download,
+                                   experiment_id,
+                                   experiment_name,
+                                   experiment_names,
+                                   find_finished,
+                                   find_resumable,
+                                   follow_launcher,
+                                   get_run,
+                                   has_artifact,
+                                   load_state,
+                                   load_table,
+                                   metric_history,
+                                   now_ms,
+                                   require_run,
+                                   run_key,
+                                   search_all,
+                                   tracking_uri,
+                                   use_tracking_uri,
+)
 from kdtrack.tracking.uploader import Uploader
 
-__all__ = ["RunContext", "TrackedRun", "Uploader", "annotate", "artifact_paths", "check_store", "claim_launcher", "client",
-           "download", "experiment_id", "experiment_name", "experiment_names", "find_finished", "find_resumable", "follow_launcher", "get_run", "has_artifact",
-           "load_state", "load_table", "metric_history", "now_ms", "reopen", "require_run", "resolve_experiment",
-           "run", "run_key", "search_all", "study_run", "tracking_uri", "use_tracking_uri"]
+__all__ = [
+    "RunContext", "TrackedRun", "Uploader", "annotate", "artifact_paths", "check_store", "claim_launcher", "client",
+    "download", "experiment_id", "experiment_name", "experiment_names", "find_finished", "find_resumable",
+    "follow_launcher", "get_run", "has_artifact", "load_state", "load_table", "metric_history", "now_ms", "reopen",
+    "require_run", "resolve_experiment", "run", "run_key", "search_all", "study_run", "tracking_uri",
+    "use_tracking_uri",
+]
