@@ -17,6 +17,7 @@ from kdtrack.contract import (
     FROM_RUN,
     NUM_CLASSES,
     ONEHOT_RUN,
+    ROLE,
     SAME_INIT,
     SWITCH_STEP,
     SWITCH_TO,
@@ -165,13 +166,18 @@ def _must_match(config: SwitchConfig, role: str) -> tuple[str, ...]:
     return shared + (("temperature", "distill_weight", "same_init") if role == "student" else ())
 
 
-def starting_checkpoint(config: SwitchConfig, step: int, teacher_id: str) -> tuple[str, TrainState]:
-    """The state `from_run_id` had after `step` steps: a distilled student of the same teacher
-    (switch_to=onehot) or a one-hot run of the student's architecture (switch_to=distill)."""
+def from_run(config: SwitchConfig):
+    """The run `from_run_id` names: a distilled student (switch_to=onehot) or a one-hot run of
+    the student's architecture (switch_to=distill)."""
     role = "student" if config.switch_to == "onehot" else "teacher"
-    run = tracking.require_run(config.from_run_id, role, "from_run_id",
-                               f"switch_to={config.switch_to} starts from a {role} run", finished=False)
-    run_id = run.info.run_id
+    return tracking.require_run(config.from_run_id, role, "from_run_id",
+                                f"switch_to={config.switch_to} starts from a {role} run", finished=False)
+
+
+def starting_checkpoint(config: SwitchConfig, step: int, teacher_id: str) -> tuple[str, TrainState]:
+    """The state `from_run_id` had after `step` steps; a student must share the switch run's teacher."""
+    run = from_run(config)
+    role, run_id = run.data.tags.get(ROLE), run.info.run_id
     if role == "student" and run.data.tags.get(TEACHER_RUN) != teacher_id:
         raise UserError(f"from_run_id={config.from_run_id!r} distilled from teacher "
                         f"{run.data.tags.get(TEACHER_RUN)!r}, not from {teacher_id!r}")
@@ -203,6 +209,8 @@ def switch(config: SwitchConfig, experiment: str = "", context: RunContext = NO_
     if not config.eval_every:  # the accuracy trajectory is the point of a switch run (Fig. 24)
         config = dataclasses.replace(config, eval_every=max(1, total // 20))
     before, after = (config.distill_weight, 0.0) if config.switch_to == "onehot" else (0.0, config.distill_weight)
+    if config.from_run_id:
+        from_run(config)  # a wrong id or role fails before a teacher trains
     parents = lineage(config, experiment, data, context)
     tags = {SWITCH_TO: config.switch_to, SWITCH_STEP: str(at), SWITCH_WINDOW: str(config.switch_window)}
     start = None

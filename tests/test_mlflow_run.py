@@ -11,9 +11,10 @@ from mlflow.tracking import MlflowClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mlflow_run(entry: str, params: dict, env) -> subprocess.CompletedProcess:
+def mlflow_run(entry: str, params: dict, env, experiment: str = "e2e") -> subprocess.CompletedProcess:
+    """Each test has an experiment of its own: what it finds there, it made, in any test order."""
     args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local",
-            "--experiment-name", "e2e"]
+            "--experiment-name", experiment]
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
@@ -51,12 +52,12 @@ def test_train_teacher_distill_analyze(store, env):
 
 
 def test_bad_input_fails_before_training_with_one_line(store, env):
-    result = mlflow_run("distill", {**TINY, "temperature": "-2"}, env)
+    result = mlflow_run("distill", {**TINY, "temperature": "-2"}, env, "e2e-bad")
     assert result.returncode != 0
     [line] = [text for text in result.stderr.splitlines() if text.startswith("kdtrack: error:")]
     assert "temperature=-2.0" in line and "> 0" in line
     client = MlflowClient()
-    experiment = client.get_experiment_by_name("e2e").experiment_id
+    experiment = client.get_experiment_by_name("e2e-bad").experiment_id
     assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
 
 
@@ -68,10 +69,10 @@ def test_distill_on_tinyimagenet_through_mlflow_run(store, env, tmp_path):
     datafixtures.write_tinyimagenet(tmp_path)
     params = {"dataset": "tinyimagenet", "data_dir": str(tmp_path), "arch": "resnet18", "image_size": "32",
               "epochs": "1", "batch_size": "9", "warmup": "0", "workers": "1"}
-    result = mlflow_run("distill", params, env)
+    result = mlflow_run("distill", params, env, "e2e-tinyimagenet")
     assert result.returncode == 0, result.stderr[-2000:]
     client = MlflowClient()
-    experiment = client.get_experiment_by_name("e2e").experiment_id
+    experiment = client.get_experiment_by_name("e2e-tinyimagenet").experiment_id
     [student] = client.search_runs([experiment], "params.dataset = 'tinyimagenet' and tags.`kdtrack.role` = 'student'")
     assert student.data.params["preset"] == "tinyimagenet" and student.data.params["weight_decay"] == "0.0005"
     assert student.data.params["augment"] == "true" and "test/acc" in student.data.metrics
