@@ -56,10 +56,11 @@ class Teacher:
 
     def targets(self, batch: torch.Tensor, inputs: torch.Tensor, augmented: bool,
                 device: torch.device) -> torch.Tensor:
-        """The teacher's logits on a training batch: `batch` indexes the train set, `inputs` are
-        what the student sees."""
+        """The teacher's logits on a training batch (`batch` indexes the train set, `inputs` are
+        what the student sees): the precomputed ones, which are the teacher's on these very
+        inputs when they are not augmented; else the module run on them."""
         if self.module is None or not augmented:
-            return self.logits["train"][batch]  # the teacher's on these very inputs
+            return self.logits["train"][batch]
         with torch.inference_mode(), autocast(device):
             targets = self.module(inputs)
         return targets.float().clone()  # a normal tensor, usable by autograd
@@ -131,6 +132,8 @@ class Plan:
     @classmethod
     def of(cls, config: TrainConfig, train_points: int, eval_points: int = 0, final_step: int = 0,
            snapshot_at: Collection[int] = ()) -> Plan:
+        """`eval_points`: the points of one full evaluation (both sets), which set its default
+        cadence; `final_step`: where the run stops, by default the nominal length."""
         per_epoch = math.ceil(fit_size(train_points, config.fit_fraction) / config.batch_size)
         total = config.steps or max(1, math.ceil(config.epochs * per_epoch))
         warmup = round(config.warmup * (1 if config.steps else per_epoch))
