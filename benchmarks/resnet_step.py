@@ -5,8 +5,8 @@ channels_last on CUDA) against a bare PyTorch loop doing the same work, in the s
     .venv/bin/python benchmarks/resnet_step.py [--rounds R] [--steps N] [--batch B] [--size S] [--threads T]
 
 On CPU the default is reduced (16x16 inputs, batch 32, 50 rounds of 4 steps per loop: 2 to 3.5
-minutes on 2 cores shared with other jobs); on a GPU, 32x32, batch 512, 20 rounds of 20 steps. Both loops run without tracking (`log=None`): tracking_overhead.py
-measures that part.
+minutes on 2 cores shared with other jobs); on a GPU, 32x32, batch 512, 20 rounds of 20 steps.
+Both loops run without tracking (`log=None`): tracking_overhead.py measures that part.
 
 A shared machine's speed swings by 10-30% from one second to the next, so the two loops alternate
 in many short rounds (ABBA order, so that neither always runs first), each round gives one ratio
