@@ -174,9 +174,8 @@ def from_run(config: SwitchConfig):
                                 f"switch_to={config.switch_to} starts from a {role} run", finished=False)
 
 
-def starting_checkpoint(config: SwitchConfig, step: int, teacher_id: str) -> tuple[str, TrainState]:
-    """The state `from_run_id` had after `step` steps; a student must share the switch run's teacher."""
-    run = from_run(config)
+def starting_checkpoint(config: SwitchConfig, run, step: int, teacher_id: str) -> tuple[str, TrainState]:
+    """The state `run` (`from_run`) had after `step` steps; a student must share the switch run's teacher."""
     role, run_id = run.data.tags.get(ROLE), run.info.run_id
     if role == "student" and run.data.tags.get(TEACHER_RUN) != teacher_id:
         raise UserError(f"from_run_id={config.from_run_id!r} distilled from teacher "
@@ -209,13 +208,12 @@ def switch(config: SwitchConfig, experiment: str = "", context: RunContext = NO_
     if not config.eval_every:  # the accuracy trajectory is the point of a switch run (Fig. 24)
         config = dataclasses.replace(config, eval_every=max(1, total // 20))
     before, after = (config.distill_weight, 0.0) if config.switch_to == "onehot" else (0.0, config.distill_weight)
-    if config.from_run_id:
-        from_run(config)  # a wrong id or role fails before a teacher trains
+    source = from_run(config) if config.from_run_id else None  # a wrong id or role fails before a teacher trains
     parents = lineage(config, experiment, data, context)
     tags = {SWITCH_TO: config.switch_to, SWITCH_STEP: str(at), SWITCH_WINDOW: str(config.switch_window)}
     start = None
-    if config.from_run_id:
-        tags[FROM_RUN], start = starting_checkpoint(config, at, parents.teacher_id)
+    if source:
+        tags[FROM_RUN], start = starting_checkpoint(config, source, at, parents.teacher_id)
         say(f"starting from run {tags[FROM_RUN]} at step {at}")
     snapshot_at = tuple(sorted({at, at + config.switch_window, total, *(round(k * total / 4) for k in (1, 2, 3))}))
     job = student_job(config, data, parents, switch_weights(total, before, after, at, config.switch_window),

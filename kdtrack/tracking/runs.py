@@ -22,7 +22,7 @@ from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, PARENT, RESULT, RESUME, ROLE, STUDY
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import shielded, stop_requests
-from kdtrack.tracking.store import client, get_run, parquet_bytes, search_all, torch_bytes
+from kdtrack.tracking.store import client, get_run, now_ms, parquet_bytes, search_all, torch_bytes
 from kdtrack.tracking.uploader import Uploader
 
 # Written into logged models so they reload without pip's slow requirement inference.
@@ -91,8 +91,7 @@ def resolve_experiment(name: str = "", context: RunContext = RunContext()) -> st
 
 def annotate(run_id: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
     """Add step-0 metrics and tags to a run that has ended (a student, its analysis's numbers)."""
-    now = int(time.time() * 1000)
-    client().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+    client().log_batch(run_id, metrics=[Metric(k, float(v), now_ms(), 0) for k, v in metrics.items()],
                        tags=[RunTag(k, v) for k, v in tags.items()])
 
 
@@ -216,7 +215,7 @@ class TrackedRun:
             return
         for hook in self.context.hooks:
             hook(self.role, values, step)
-        now = int(time.time() * 1000)
+        now = now_ms()
         self.buffer += [Metric(k, float(v), now, step) for k, v in values.items()]
         if time.monotonic() - self.flushed_at > self.FLUSH_SECONDS:
             self.flush()
