@@ -3,7 +3,16 @@ import math
 import numpy as np
 import polars as pl
 
-from kdtrack.analysis.metrics import fit_slope, mislabeled_underfit_fraction, quantile_slope, summary, with_groups
+from kdtrack.analysis.metrics import (
+    below_fraction,
+    exaggeration_index,
+    fit_slope,
+    mislabeled_underfit_fraction,
+    quantile_gap,
+    quantile_slope,
+    summary,
+    with_groups,
+)
 
 
 def test_slope_of_an_exact_line():
@@ -39,3 +48,23 @@ def test_correctness_groups():
     assert with_groups(table)["group"].to_list() == ["Both", "Only_student", "Only_teacher", "Neither"]
     values = summary({"train": table.with_columns(phi_teacher=pl.Series([0.0, 1, 2, 3]))})
     assert values["train/group_frac_Both"] == 0.25 and values["train/student_acc"] == 0.5
+
+
+def test_direct_underfitting_measures_hand_case():
+    # Teacher phi 0..7; the bottom quarter is x = 0, 1 and the top quarter x = 6, 7.
+    x = [0.0, 1, 2, 3, 4, 5, 6, 7]
+    y = [-1.0, 1.5, 2, 3, 4, 5, 8, 7]  # gaps: -1, +0.5 at the bottom; +2, 0 at the top
+    table = _table(x, y)
+    assert math.isclose(quantile_gap(table, "bottom"), -0.25)
+    assert math.isclose(quantile_gap(table, "top"), 1.0)
+    assert math.isclose(below_fraction(table), 0.5)
+    assert math.isclose(exaggeration_index(table), 1.25)
+    values = summary({"test": table})
+    assert math.isclose(values["test/gap_bottom25"], -0.25) and math.isclose(values["test/exaggeration_index"], 1.25)
+    assert math.isclose(values["test/below_frac_bottom25"], 0.5) and math.isclose(values["test/gap_top25"], 1.0)
+
+
+def test_a_student_that_copies_its_teacher_has_no_gap():
+    x = np.linspace(-4, 4, 40)
+    table = _table(x, x)
+    assert quantile_gap(table, "bottom") == 0 and exaggeration_index(table) == 0 and below_fraction(table) == 0

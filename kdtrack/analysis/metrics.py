@@ -13,13 +13,40 @@ def fit_slope(x, y) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def quantile_rows(table: pl.DataFrame, part: str, fraction: float = 0.25, x: str = "phi_teacher") -> pl.DataFrame:
+    """The bottom (or top) `fraction` of rows by teacher confidence `x`, at least 2."""
+    count = max(2, int(np.ceil(fraction * table.height)))
+    return table.sort(x, descending=(part == "top")).head(count)
+
+
 def quantile_slope(table: pl.DataFrame, part: str, fraction: float = 0.25,
                    x: str = "phi_teacher", y: str = "phi_student") -> float:
     """Slope over the bottom (or top) `fraction` of points sorted by teacher confidence `x`
     (Tables 3-6: bottom 25% for images, top 25% for text). Slope > 1 = exaggeration."""
-    count = max(2, int(np.ceil(fraction * table.height)))
-    ordered = table.sort(x, descending=(part == "top")).head(count)
+    ordered = quantile_rows(table, part, fraction, x)
     return fit_slope(ordered[x], ordered[y])
+
+
+def quantile_gap(table: pl.DataFrame, part: str, fraction: float = 0.25) -> float:
+    """Mean of phi_student - phi_teacher over the teacher's bottom (top) `fraction` by phi_teacher:
+    a direct measure of the underfitting the slope only proxies (§C.4). Below 0 = the student is
+    less confident than the teacher there."""
+    rows = quantile_rows(table, part, fraction)
+    return float((rows["phi_student"] - rows["phi_teacher"]).mean())
+
+
+def below_fraction(table: pl.DataFrame, fraction: float = 0.25) -> float:
+    """Fraction of the teacher's bottom `fraction` (by phi_teacher) where the student is below the
+    teacher (Y < X in Fig. 1a)."""
+    rows = quantile_rows(table, "bottom", fraction)
+    return float((rows["phi_student"] < rows["phi_teacher"]).mean())
+
+
+def exaggeration_index(table: pl.DataFrame, fraction: float = 0.25) -> float:
+    """gap_top - gap_bottom: above 0 when the student spreads its confidence over a wider range
+    than the teacher's along the teacher's own ordering (more confident where the teacher is most
+    confident, less where it is least), which is what a bottom slope > 1 is meant to show."""
+    return quantile_gap(table, "top", fraction) - quantile_gap(table, "bottom", fraction)
 
 
 def mislabeled_underfit_fraction(table: pl.DataFrame) -> float:
@@ -57,6 +84,10 @@ def summary(tables: dict[str, pl.DataFrame], fraction: float = 0.25) -> dict[str
         out[f"{split}/slope_top{pct}"] = quantile_slope(table, "top", fraction)
         out[f"{split}/slope_bottom{pct}_label"] = quantile_slope(table, "bottom", fraction,
                                                                  "phi_teacher_label", "phi_student_label")
+        out[f"{split}/gap_bottom{pct}"] = quantile_gap(table, "bottom", fraction)
+        out[f"{split}/gap_top{pct}"] = quantile_gap(table, "top", fraction)
+        out[f"{split}/below_frac_bottom{pct}"] = below_fraction(table, fraction)
+        out[f"{split}/exaggeration_index"] = exaggeration_index(table, fraction)
         out[f"{split}/student_acc"] = accuracy(table)
         out[f"{split}/teacher_acc"] = accuracy(table, "teacher_pred")
         out[f"{split}/underfit_frac"] = float((table["phi_student"] < table["phi_teacher"]).mean())
