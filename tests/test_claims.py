@@ -1,0 +1,107 @@
+"""The claim engine on hand-built run tables whose answers are known."""
+import math
+
+import polars as pl
+import pytest
+
+from kdtrack.errors import UserError
+from kdtrack.report.claims import contradictions, evaluate, parse, t_interval, verdict
+
+
+def _runs(rows):
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _claim(**changes):
+    base = {"id": "c", "text": "t", "source": "Table 3", "select": {"role": "student"},
+            "statistic": "test/slope_bottom25", "test": "> 1", "min_seeds": 3}
+    return parse([{**base, **changes}], "paper.yaml")
+
+
+def _students(values, setting="mnist", metric="test/slope_bottom25", **extra):
+    return [{"role": "student", "setting": setting, "preset": setting, "seed": str(seed), f"m:{metric}": value, **extra}
+            for seed, value in enumerate(values)]
+
+
+def test_t_interval_against_a_hand_computed_reference():
+    # mean 3, sd sqrt(2.5), se sqrt(0.5), t_{0.975, 4} = 2.7764451 (tables): 3 -+ 1.9632
+    mean, low, high = t_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert mean == 3 and math.isclose(low, 3 - 2.7764451 * math.sqrt(0.5), rel_tol=1e-6)
+    assert math.isclose(high, 3 + 2.7764451 * math.sqrt(0.5), rel_tol=1e-6)
+    assert math.isnan(t_interval([2.0])[1])
+
+
+def test_verdicts_of_intervals():
+    assert verdict(1.1, 1.5, (">", 1.0), 5, 3) == "holds"
+    assert verdict(0.2, 0.9, (">", 1.0), 5, 3) == "fails"
+    assert verdict(0.9, 1.2, (">", 1.0), 5, 3) == "inconclusive"
+    assert verdict(1.1, 1.5, (">", 1.0), 2, 3) == "inconclusive"  # too few seeds
+    assert verdict(-0.5, -0.1, ("<", 0.0), 4, 3) == "holds"
+    assert verdict(math.nan, math.nan, (">", 1.0), 0, 3) == "no runs"
+
+
+def test_a_claim_that_holds_one_that_fails_one_inconclusive_per_setting():
+    table = _runs(_students([1.3, 1.4, 1.5, 1.35], "holds") + _students([0.5, 0.6, 0.55], "fails")
+                  + _students([0.5, 1.5, 1.0], "straddles") + [{"role": "teacher", "setting": "holds", "seed": "0"}])
+    result = evaluate(table, _claim(expect="holds"))
+    by_setting = dict(zip(result["setting"], result["verdict"]))
+    assert by_setting == {"holds": "holds", "fails": "fails", "straddles": "inconclusive"}
+    row = result.filter(pl.col("setting") == "holds").row(0, named=True)
+    assert row["n"] == 4 and math.isclose(row["estimate"], 1.3875)
+    assert contradictions(result)["setting"].to_list() == ["fails"]
+
+
+def test_no_runs_and_a_missing_metric_say_why():
+    table = _runs(_students([1.2, 1.3, 1.4]))
+    nothing = evaluate(table, _claim(select={"role": "student", "preset": "cifar"})).row(0, named=True)
+    assert nothing["verdict"] == "no runs" and nothing["n"] == 0 and "no run matches" in nothing["setting"]
+    missing = evaluate(table, _claim(statistic="train/mislabeled_underfit_frac")).row(0, named=True)
+    assert missing["verdict"] == "no runs" and "3 selected runs lack" in missing["setting"]
+
+
+def test_a_paired_difference_matches_runs_by_seed():
+    # Students beat their one-hot baselines by 0.01, 0.015, 0.02 on seeds 0-2 (mean 0.015, 95% CI
+    # 0.015 -+ 4.303 * 0.005 / sqrt(3) = [0.0026, 0.0274]); the seed-3 student has no baseline.
+    students = _students([0.81, 0.815, 0.82, 0.99], metric="test/acc")
+    baselines = [{"role": "onehot", "setting": "mnist", "preset": "mnist", "seed": str(s), "m:test/acc": 0.8}
+                 for s in range(3)]
+    claim = _claim(statistic={"metric": "test/acc", "minus": {"metric": "test/acc", "select": {"role": "onehot"}}},
+                   test="> 0")
+    row = evaluate(_runs(students + baselines), claim).row(0, named=True)
+    assert row["n"] == 3 and math.isclose(row["estimate"], 0.015) and row["verdict"] == "holds"
+    assert math.isclose(row["ci_low"], 0.015 - 4.3026527 * 0.005 / math.sqrt(3), rel_tol=1e-5)
+
+
+def test_a_difference_within_one_run():
+    rows = _students([0.9, 0.9, 0.9], metric="a")
+    for row, b in zip(rows, (0.5, 0.6, 0.7)):
+        row["m:b"] = b
+    claim = _claim(statistic={"metric": "a", "minus": {"metric": "b"}}, test="> 0")
+    row = evaluate(_runs(rows), claim).row(0, named=True)
+    assert math.isclose(row["estimate"], 0.3) and row["verdict"] == "holds"
+
+
+def test_selecting_an_absent_value_and_lists():
+    rows = _students([1.2, 1.3, 1.4], switch_to="onehot") + _students([0.1, 0.2, 0.3], switch_to=None)
+    plain = evaluate(_runs(rows), _claim(select={"role": "student", "switch_to": None}))
+    assert plain["verdict"].to_list() == ["fails"]
+    both = evaluate(_runs(rows), _claim(select={"role": ["student", "x"], "switch_to": ["onehot"]}))
+    assert both["verdict"].to_list() == ["holds"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+    ({"test": "about 1"}, "test: Value error, test 'about 1' must be a comparison"),
+    ({"expect": "maybe"}, "expect: Input should be 'holds' or 'fails'"),
+    ({"min_seeds": 1}, "min_seeds: Input should be greater than or equal to 2"),
+])
+def test_claim_errors_are_one_line_naming_the_key(change, message):
+    with pytest.raises(UserError, match="paper.yaml: claim 'c': ") as error:
+        _claim(**change)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_duplicate_ids_are_refused():
+    claim = {"id": "c", "text": "t", "source": "s", "select": {}, "statistic": "m", "test": "> 0"}
+    with pytest.raises(UserError, match="claim id 'c' is declared twice"):
+        parse([claim, claim], "d.yaml")
