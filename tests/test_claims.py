@@ -91,9 +91,10 @@ def test_selecting_an_absent_value_and_lists():
 
 @pytest.mark.parametrize("change, message", [
     ({"colour": "red"}, "colour: Extra inputs are not permitted"),
-    ({"test": "about 1"}, "test: Value error, test 'about 1' must be a comparison"),
+    ({"test": "about 1"}, "test: Value error, 'about 1' must be a comparison"),
+    ({"select": {"m:acc": "high"}}, "select: Value error, 'high' must be a comparison"),
     ({"expect": "maybe"}, "expect: Input should be 'holds' or 'fails'"),
-    ({"min_seeds": 1}, "min_seeds: Input should be greater than or equal to 2"),
+    ({"min_seeds": 0}, "min_seeds: Input should be greater than or equal to 1"),
 ])
 def test_claim_errors_are_one_line_naming_the_key(change, message):
     with pytest.raises(UserError, match="paper.yaml: claim 'c': ") as error:
@@ -105,3 +106,14 @@ def test_duplicate_ids_are_refused():
     claim = {"id": "c", "text": "t", "source": "s", "select": {}, "statistic": "m", "test": "> 0"}
     with pytest.raises(UserError, match="claim id 'c' is declared twice"):
         parse([claim, claim], "d.yaml")
+
+
+def test_metric_conditions_select_runs_and_exact_claims_need_one_seed():
+    rows = _students([1.2, 1.3, 1.4]) + _students([0.2, 0.3, 0.4], "noisy")
+    for row in rows:
+        row["m:teacher/train_acc"] = 1.0 if row["setting"] == "mnist" else 0.8
+    interpolating = evaluate(_runs(rows), _claim(select={"role": "student", "m:teacher/train_acc": ">= 0.999"}))
+    assert interpolating["setting"].to_list() == ["mnist"] and interpolating["verdict"].to_list() == ["holds"]
+    exact = [{"role": "theory", "setting": "theory", "seed": "0", "m:theory/closed_form_holds_frac": 1.0}]
+    claim = _claim(select={"role": "theory"}, statistic="theory/closed_form_holds_frac", test=">= 1", min_seeds=1)
+    assert evaluate(_runs(exact), claim)["verdict"].to_list() == ["holds"]

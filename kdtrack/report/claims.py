@@ -27,6 +27,15 @@ VERDICTS = ("holds", "fails", "inconclusive", "no runs")
 Selection = dict[str, Union[str, int, float, None, list[Union[str, int, float, None]]]]
 
 
+def comparison(text: str) -> tuple[str, float]:
+    """'> 1' -> ('>', 1.0); anything else is a ValueError saying what is allowed."""
+    match = re.fullmatch(r"\s*(>=|<=|>|<)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*", text)
+    try:
+        return match.group(1), float(match.group(2))
+    except (AttributeError, ValueError):
+        raise ValueError(f"{text!r} must be a comparison (>, <, >=, <=) and a number, e.g. '> 1', '< 0'") from None
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,19 +62,25 @@ class Claim(Strict):
     statistic: Union[str, Paired]
     test: str
     expect: Literal["holds", "fails"] | None = None
-    min_seeds: int = Field(default=3, ge=2)
+    min_seeds: int = Field(default=3, ge=1)  # 1: the statistic is exact (Theorem 4.1), its value is its interval
 
     @field_validator("test")
     @classmethod
     def _comparison(cls, value: str) -> str:
-        if not re.fullmatch(r"\s*(>=|<=|>|<)\s*-?[0-9.]+(e-?[0-9]+)?\s*", value):
-            raise ValueError(f"test {value!r} must be a comparison and a number, e.g. '> 1', '< 0'")
+        comparison(value)
+        return value
+
+    @field_validator("select")
+    @classmethod
+    def _metric_conditions(cls, value: Selection) -> Selection:
+        for column, wanted in value.items():
+            if column.startswith("m:"):
+                comparison(str(wanted))
         return value
 
     @property
     def comparison(self) -> tuple[str, float]:
-        match = re.fullmatch(r"\s*(>=|<=|>|<)\s*(.+?)\s*", self.test)
-        return match.group(1), float(match.group(2))
+        return comparison(self.test)
 
     @property
     def metric(self) -> str:
@@ -118,11 +133,17 @@ def verdict(low: float, high: float, comparison: tuple[str, float], n: int, min_
 
 def select(table: pl.DataFrame, selection: Selection) -> pl.DataFrame:
     """Rows whose columns equal the selection's values, compared as the strings MLflow stores
-    (a list: any of them; null: the column is empty). A column the table lacks matches nothing."""
+    (a list: any of them; null: the column is empty). A metric column (`m:<name>`) takes a
+    comparison instead, e.g. `m:teacher/train_acc: ">= 0.999"` (an interpolating teacher). A
+    column the table lacks matches nothing."""
     condition = pl.lit(True)
     for column, wanted in selection.items():
         if column not in table.columns:
             return table.clear()
+        if column.startswith("m:"):
+            operation, threshold = comparison(str(wanted))
+            condition = condition & TESTS[operation](pl.col(column), threshold).fill_null(False)
+            continue
         options = wanted if isinstance(wanted, list) else [wanted]
         as_text = pl.col(column).cast(pl.String)
         strings = [_stored(v) for v in options if v is not None]
@@ -174,6 +195,8 @@ def evaluate(table: pl.DataFrame, claims: tuple[Claim, ...]) -> pl.DataFrame:
         for setting in settings:
             seeds = values.filter(pl.col("setting") == setting)["value"].to_list()
             mean, low, high = t_interval(seeds)
+            if claim.min_seeds == 1 and len(seeds) == 1:
+                low = high = mean
             out.append({"id": claim.id, "setting": setting, "n": len(seeds), "estimate": mean, "ci_low": low,
                         "ci_high": high, "verdict": verdict(low, high, claim.comparison, len(seeds), claim.min_seeds),
                         "expect": claim.expect or "", "test": f"{claim.metric} {claim.test.strip()}",
