@@ -102,7 +102,7 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
                0 if config.pretrained else data.num_classes, **data.extras)
     if not config.teacher_run_id:
         teacher = config.teacher_config
-        own = teacher.arch != config.arch or config.teacher_depth  # else it is `depth`
+        own = teacher.arch != config.arch or config.teacher_depth or config.teacher_width  # else the student's
         check_fits(teacher.arch, teacher.depth, data.input_shape, "teacher_" * bool(own), teacher.width,
                    0 if teacher.pretrained else data.num_classes, **data.extras)
     teacher_id = config.teacher_run_id or train_teacher(config.teacher_config, experiment, data, context)
