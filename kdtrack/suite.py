@@ -4,8 +4,9 @@ A file names an `experiment` and `settings`. A setting has a `name`, a `preset`,
 (config fields), an optional `teacher` ({arch, width, depth, pretrained}), `students` (each {arch, loss:
 distill | onehot | switch, and switch fields}; default: one distilled student of the teacher's
 architecture), `seeds`, and an optional `matrix` ({field: [values]}) whose cross product expands
-it into settings named `<name>[field=value,...]`. Runs are matched by parameters and code version
-through the pipeline's own reuse keys, so a rerun trains only what is missing.
+it into settings named `<name>[field=value,...]`. The file's shape is checked against the
+pydantic models below (`SuiteSpec`) before anything expands. Runs are matched by parameters and
+code version through the pipeline's own reuse keys, so a rerun trains only what is missing.
 """
 from __future__ import annotations
 
@@ -29,15 +30,12 @@ TEACHER_FIELDS = {"arch": "teacher_arch", "width": "teacher_width", "depth": "te
                   "pretrained": "teacher_pretrained"}  # a setting's teacher key -> the student config's field
 
 
-def _one_of(kinds: list[core_schema.CoreSchema], allowed: str):
-    return GetPydanticSchema(lambda _type, _handler: core_schema.union_schema(
-        kinds, custom_error_type="scalar", custom_error_message=allowed))
-
-
-# A config field's value as YAML writes it (YAML reads 1e-3 as text: the config parses it).
-Scalar = Annotated[Union[bool, int, float, str], _one_of(
+# A config field's value as YAML writes it (YAML reads 1e-3 as text: the config parses it). One
+# error for the union, not one per member.
+Scalar = Annotated[Union[bool, int, float, str], GetPydanticSchema(lambda _type, _handler: core_schema.union_schema(
     [core_schema.bool_schema(strict=True), core_schema.int_schema(strict=True),
-     core_schema.float_schema(strict=True), core_schema.str_schema(strict=True)], "a string, number or boolean")]
+     core_schema.float_schema(strict=True), core_schema.str_schema(strict=True)],
+    custom_error_type="scalar", custom_error_message="a string, number or boolean"))]
 Name = Annotated[str, StringConstraints(min_length=1)]
 
 
