@@ -144,8 +144,10 @@ def test_generated_values_either_parse_or_fail_in_one_line(name, base, raw):
         assert "\n" not in str(error) and name in str(error)
     else:
         others = {k: v for k, v in base.items() if k != name}  # a blank value counts as not given
-        exact = int(Decimal(raw)) if NUMERIC[name] is int else float(raw)  # integers never go through a float
-        expected = exact if raw.strip() else getattr(from_params(DistillConfig, others), name)
+        if not raw.strip():
+            expected = getattr(from_params(DistillConfig, others), name)
+        else:  # integers never go through a float
+            expected = int(Decimal(raw.strip())) if NUMERIC[name] is int else float(raw)
         assert getattr(config, name) == expected, (name, raw)
         assert config.lr > 0 and config.temperature > 0 and 0 <= config.distill_weight <= 1
 
