@@ -20,6 +20,7 @@ of the rounds, with their min-max. The raw ratios of total CPU and wall time fol
 It would not show tracking that slowed the training steps themselves (their time is its unit).
 """
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -88,7 +89,7 @@ def timed(log_factory, steps: int = total) -> dict[str, float]:
     step_clock.seconds = 0.0
     wall, cpu = time.perf_counter(), time.process_time()
     log = log_factory()
-    fit(model, data, config, job.weights[:steps], log=log)
+    fit(model, data, config, dataclasses.replace(job.weights, total_steps=steps), log=log)
     if hasattr(log, "finish"):
         log.finish()
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "steps": step_clock.seconds}

@@ -96,6 +96,7 @@ def ablate(config: AblateConfig, experiment: str = "", context: RunContext = Run
         trial_setting(config, value, config.seed)
     experiment_id = tracking.resolve_experiment(experiment, context)
     name = config.study or f"{experiment or experiment_id}-{config.preset}-{config.knob}"
+    tracking.quoted(name)  # a name no search filter can find the study run by is refused before the study exists
     objectives = [config.objective] + ([config.second_objective] if config.second_objective else [])
     directions = [config.direction] + ([config.second_direction] if config.second_objective else [])
     grid = {"value": values, "seed": seeds}

@@ -17,6 +17,9 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"-P {item!r} is not KEY=VALUE")
+        if key.strip() in params:  # silently keeping one of the two would run what was not meant
+            raise UserError(f"-P {key.strip()} is given twice ({params[key.strip()]!r}, then {value!r}); "
+                            "allowed: each key once")
         params[key.strip()] = value
     return params
 
@@ -131,12 +134,14 @@ def runs_command(experiments, filter_string, tracking_uri) -> None:
     """The runs of an experiment, one line each: role, preset, data, architecture, seed, key metrics."""
     import polars as pl
 
+    from kdtrack import tracking
     from kdtrack.report.collect import runs_table
     from kdtrack.report.tables import runs_summary
 
     _use_tracking_uri(tracking_uri)
 
     def show():
+        tracking.check_store()  # one line within seconds, not MLflow's minutes of retries
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
             return str(runs_summary(runs_table(list(experiments), filter_string)))
 
@@ -174,8 +179,14 @@ def suite_run(suite, dry_run, workers) -> None:
 def suite_status(suite) -> None:
     """What is done and what is missing."""
     from kdtrack import suite as suites
+    from kdtrack import tracking
 
-    _run(lambda: "\n".join(f"{state:<8} {task.label}" for task, state in suites.status(suites.load(suite))))
+    def show():
+        loaded = suites.load(suite)  # a bad file is refused before the store is asked
+        tracking.check_store()
+        return "\n".join(f"{state:<8} {task.label}" for task, state in suites.status(loaded))
+
+    _run(show)
 
 
 @main.command("demo")

@@ -9,12 +9,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from typing import Any, Mapping, TypeVar
 
 from kdtrack.errors import UserError
 from kdtrack.presets import DATASET_PRESETS, PRESETS
 
 OPTIMIZERS = ("adam", "sgd")
+SEEDS = "an integer in 0..4294967295 (2**32 - 1, what NumPy and scikit-learn take)"
+MAX_STEPS = 10**8  # training length cap: over 100x the paper's longest run (ImageNet, 90 epochs)
+INT_DIGITS = 18  # integer parameters are below 10**18: "1e400" is refused, not expanded into a huge number
 SCHEDULES = ("constant", "step", "cosine", "linear")
 
 
@@ -115,6 +119,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _check("train_size", self.train_size, self.train_size >= 0, "an integer >= 0 (0 = all)")
+        _check("seed", self.seed, 0 <= self.seed < 2**32, SEEDS)
         _check("label_noise", self.label_noise, 0 <= self.label_noise < 1, "0 <= label_noise < 1")
         _check("fit_fraction", self.fit_fraction, 0 < self.fit_fraction <= 1, "0 < fit_fraction <= 1")
         _check("lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a finite number > 0")
@@ -132,7 +137,7 @@ class TrainConfig:
         _check("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1")
         _check("epochs", self.epochs, math.isfinite(self.epochs) and (self.epochs > 0 or self.steps > 0),
                "a number > 0 (or set steps)")
-        _check("steps", self.steps, self.steps >= 0, "an integer >= 0 (0 = use epochs)")
+        _check("steps", self.steps, 0 <= self.steps <= MAX_STEPS, f"an integer in 0..{MAX_STEPS} (0 = use epochs)")
         _check("eigen_k", self.eigen_k, self.eigen_k >= 0, "an integer >= 0 (0 = all)")
         for name in ("log_every", "eval_every", "snapshot_every", "checkpoint_every"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "an integer >= 0 (0 = off)")
@@ -222,7 +227,8 @@ class SwitchConfig(DistillConfig):
         _check("switch_at", self.switch_at, self.switch_at > 0 and whole_or_fraction,
                "a fraction in (0, 1] or a whole step number > 1")
         _check("switch_window", self.switch_window, self.switch_window >= 0, "an integer >= 0")
-        _check("extend_to", self.extend_to, self.extend_to >= 0, "an integer >= 0 (0 = the nominal length)")
+        _check("extend_to", self.extend_to, 0 <= self.extend_to <= MAX_STEPS,
+               f"an integer in 0..{MAX_STEPS} (0 = the nominal length)")
 
 
 @dataclass(frozen=True)
@@ -273,7 +279,8 @@ class AblateConfig(DistillConfig):
         super().__post_init__()
         knobs = ("length",) + tuple(f.name for f in fields(DistillConfig))
         _choice("knob", self.knob, knobs)
-        _check("seeds", self.seeds, self.seeds >= 1, "an integer >= 1")
+        _check("seeds", self.seeds, 1 <= self.seeds <= 2**32 - self.seed,
+               f"an integer >= 1 whose last seed (seed + seeds - 1) is {SEEDS}")
         _check("n_trials", self.n_trials, self.n_trials >= 0, "an integer >= 0 (0 = the grid)")
         _check("heartbeat", self.heartbeat, self.heartbeat >= 1, "an integer >= 1 (seconds)")
         _choice("direction", self.direction, DIRECTIONS)
@@ -284,6 +291,8 @@ class AblateConfig(DistillConfig):
         if self.knob not in KNOB_DEFAULTS and not self.values:
             raise UserError(f"knob={self.knob!r} has no default values; pass values=v1,v2,... "
                             f"(defaults exist for {', '.join(KNOB_DEFAULTS)})")
+        if self.values and not self.values.replace(",", "").strip():  # "" is the default grid; ",,," is none
+            raise UserError(f"values={self.values!r} holds no value; pass comma-separated values, e.g. values=1,2")
 
     def knob_values(self) -> list:
         """The values of the knob, parsed with the field's type (`length`: a float multiple)."""
@@ -315,6 +324,7 @@ class TheoryConfig:
         for name in ("steps", "pairs"):
             _check(name, getattr(self, name), getattr(self, name) >= 1, "an integer >= 1")
         _check("classes", self.classes, self.classes >= 2, "an integer >= 2")
+        _check("seed", self.seed, 0 <= self.seed < 2**32, SEEDS)
 
 
 ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "switch": SwitchConfig,
@@ -331,9 +341,9 @@ def parse_value(name: str, raw: str, kind: type) -> Any:
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return lowered in ("true", "1", "yes")
-        if kind is int:
-            value = float(text)
-            if not value.is_integer():
+        if kind is int:  # exactly, never through a float: "9007199254740993" stays odd, "1e3" is 1000
+            value = Decimal(text)
+            if not value.is_finite() or value != value.to_integral_value() or value.adjusted() >= INT_DIGITS:
                 raise ValueError
             return int(value)
         if kind is float:
@@ -342,8 +352,9 @@ def parse_value(name: str, raw: str, kind: type) -> Any:
                 raise ValueError
             return value
         return text
-    except ValueError:
-        expected = {bool: "true or false", int: "an integer", float: "a finite number"}[kind]
+    except (ValueError, ArithmeticError):  # decimal's InvalidOperation is an ArithmeticError
+        expected = {bool: "true or false", int: f"an integer (of at most {INT_DIGITS} digits)",
+                    float: "a finite number"}[kind]
         raise UserError(f"{name}={raw!r} is not {expected}") from None
 
 

@@ -12,11 +12,21 @@ from typing import Callable
 from kdtrack.errors import UserError
 
 
+class _Once(argparse.Action):
+    """Store an option's value, refusing a second one: argparse would silently keep the last."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            raise UserError(f"{option_string} is given twice ({getattr(namespace, self.dest)!r}, then {value!r}); "
+                            "allowed: each parameter once")
+        setattr(namespace, self.dest, value)
+
+
 def parse_args(config_class, argv: list[str]) -> dict[str, str]:
     parser = argparse.ArgumentParser(description=config_class.__doc__)
     for field in fields(config_class):
-        parser.add_argument(f"--{field.name}", default="", help=f"default: {field.default!r}")
-    return {k: v for k, v in vars(parser.parse_args(argv)).items() if v != ""}
+        parser.add_argument(f"--{field.name}", action=_Once, help=f"default: {field.default!r}")
+    return {k: v for k, v in vars(parser.parse_args(argv)).items() if v not in (None, "")}
 
 
 def _interrupt(signum, frame):

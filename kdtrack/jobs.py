@@ -15,6 +15,7 @@ from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
 from kdtrack.data import Splits
 from kdtrack.errors import UserError
 from kdtrack.say import say
+from kdtrack.schedules import LossWeights
 from kdtrack.training import NonFiniteLoss, Teacher, TrainState, fit, predict_splits
 
 # Fields that do not change what is trained, left out of reuse keys.
@@ -38,7 +39,7 @@ class Job:
     config: TrainConfig
     name: str
     tags: Mapping[str, str]
-    weights: tuple[float, ...]  # distillation weight per step; its length is the training length
+    weights: LossWeights  # distillation weight per step; its total_steps is the training length
     make_model: Callable[[], nn.Module]
     confidence_tables: Callable[[dict], dict[str, pl.DataFrame]]  # logits by split -> tables by split
     upstream: str = ""  # the run this one depends on, part of the reuse key

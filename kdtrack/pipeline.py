@@ -30,7 +30,7 @@ from kdtrack.jobs import Job, key_params, run_job
 from kdtrack.models import check_fits
 from kdtrack.rebuild import load_data, new_model, rebuild_model
 from kdtrack.say import say
-from kdtrack.schedules import constant_weights, switch_weights
+from kdtrack.schedules import LossWeights, constant_weights, switch_weights
 from kdtrack.tracking import RunContext
 from kdtrack.training import Plan, Teacher, TrainState, predict_splits
 
@@ -55,7 +55,7 @@ def teacher_job(config: TrainConfig, data: Splits) -> Job:
 
     init = copy.deepcopy(make_model().state_dict())
     return Job("teacher", config, run_name("teacher", config, config.arch), {NUM_CLASSES: str(data.num_classes)},
-               tuple(constant_weights(Plan.of(config, len(data.y_train)).total_steps, 0.0)), make_model,
+               constant_weights(Plan.of(config, len(data.y_train)).total_steps, 0.0), make_model,
                lambda logits: {s: teacher_table(logits[s], *split_labels(data, s)) for s in logits},
                first_records={"checkpoints/init.pt": init})
 
@@ -97,10 +97,14 @@ class Lineage:
 def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunContext) -> Lineage:
     """The teacher `config` names, reused or trained first; where architectures differ, the
     one-hot student Table 2 compares against is trained (or reused) too."""
-    check_fits(config.arch, config.depth, data.input_shape)  # before the teacher trains, not after
+    # before the teacher trains, not after; a pretrained (text) model is its checkpoint's size
+    check_fits(config.arch, config.depth, data.input_shape, "", config.width,
+               0 if config.pretrained else data.num_classes, **data.extras)
     if not config.teacher_run_id:
-        own = config.teacher_config.arch != config.arch or config.teacher_depth  # else it is `depth`
-        check_fits(config.teacher_config.arch, config.teacher_config.depth, data.input_shape, "teacher_" * bool(own))
+        teacher = config.teacher_config
+        own = teacher.arch != config.arch or config.teacher_depth or config.teacher_width  # else the student's
+        check_fits(teacher.arch, teacher.depth, data.input_shape, "teacher_" * bool(own), teacher.width,
+                   0 if teacher.pretrained else data.num_classes, **data.extras)
     teacher_id = config.teacher_run_id or train_teacher(config.teacher_config, experiment, data, context)
     teacher_id, teacher, teacher_params = load_teacher(teacher_id, data, config.dataset)
     if config.arch != teacher_params["arch"]:
@@ -132,7 +136,7 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
                    accuracy)
 
 
-def student_job(config: DistillConfig, data: Splits, parents: Lineage, weights: list[float], kind: str = "student",
+def student_job(config: DistillConfig, data: Splits, parents: Lineage, weights: LossWeights, kind: str = "student",
                 tags: Mapping[str, str] | None = None, snapshot_at: tuple[int, ...] = (),
                 start: TrainState | None = None) -> Job:
     """A student's job; `kind` names its runs (student-..., switch-to-onehot-...)."""
@@ -140,7 +144,7 @@ def student_job(config: DistillConfig, data: Splits, parents: Lineage, weights: 
         return {s: student_table(logits[s], parents.teacher.logits[s], *split_labels(data, s)) for s in logits}
 
     return Job("student", config, run_name(kind, config, f"{parents.teacher_arch}>{config.arch}"),
-               {**parents.tags, **(tags or {})}, tuple(weights), parents.make_model, tables,
+               {**parents.tags, **(tags or {})}, weights, parents.make_model, tables,
                upstream=parents.teacher_id, teacher=parents.teacher, start=start, snapshot_at=snapshot_at,
                first_metrics=parents.first_metrics)
 

@@ -1,7 +1,13 @@
-"""Learning-rate and loss-weight schedules: pure functions of the step, precomputed per run."""
+"""Learning-rate and loss-weight schedules: pure functions of the step.
+
+A run's schedules are small frozen values called with the step, never per-step lists: their
+memory does not grow with the training length, and `epochs=1e9` is refused by the length cap
+(`training.MAX_STEPS`) instead of filling the memory.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def learning_rate(step: int, total_steps: int, peak: float, warmup_steps: int, schedule: str,
@@ -21,26 +27,49 @@ def learning_rate(step: int, total_steps: int, peak: float, warmup_steps: int, s
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-def learning_rates(total_steps: int, peak: float, warmup_steps: int, schedule: str,
-                   decay_factor: float, milestones: tuple[float, ...]) -> list[float]:
-    rates = [learning_rate(s, total_steps, peak, warmup_steps, schedule, decay_factor, milestones)
-             for s in range(total_steps)]
-    assert len(rates) == total_steps
-    return rates
+@dataclass(frozen=True)
+class LearningRates:
+    """The rate of each 0-based step: `learning_rate` over the nominal `total_steps`; steps past
+    it (a `switch` run's extend_to) keep its last rate."""
+
+    total_steps: int
+    peak: float
+    warmup_steps: int
+    schedule: str
+    decay_factor: float
+    milestones: tuple[float, ...]
+
+    def __call__(self, step: int) -> float:
+        return learning_rate(min(step, self.total_steps - 1), self.total_steps, self.peak, self.warmup_steps,
+                             self.schedule, self.decay_factor, self.milestones)
 
 
-def constant_weights(total_steps: int, distill_weight: float) -> list[float]:
-    """Distillation weight per step for a plain teacher (0) or student (`distill_weight`)."""
-    return [distill_weight] * total_steps
+@dataclass(frozen=True)
+class LossWeights:
+    """The distillation weight of each 0-based step of a run of `total_steps` steps. With t the
+    1-based step (as logged): `start` while t <= switch_step, `end` once t > switch_step + window,
+    linear in between. A plain teacher or student is constant (see `constant_weights`)."""
+
+    total_steps: int
+    start: float
+    end: float
+    switch_step: int
+    window: int
+
+    def __call__(self, step: int) -> float:
+        t = step + 1
+        if t <= self.switch_step:
+            return self.start
+        if t > self.switch_step + self.window:
+            return self.end
+        return self.start + (self.end - self.start) * (t - self.switch_step) / self.window
 
 
-def switch_weights(total_steps: int, start: float, end: float, switch_step: int, window: int) -> list[float]:
-    """Distillation weight per step of a loss switch: `start` for steps t <= switch_step
-    (1-based), `end` for t > switch_step + window, linear in between."""
-    def weight(t: int) -> float:
-        if t <= switch_step:
-            return start
-        if t > switch_step + window:
-            return end
-        return start + (end - start) * (t - switch_step) / window
-    return [weight(t) for t in range(1, total_steps + 1)]
+def constant_weights(total_steps: int, distill_weight: float) -> LossWeights:
+    """A plain teacher (0) or student (`distill_weight`): the same weight at every step."""
+    return LossWeights(total_steps, distill_weight, distill_weight, total_steps, 0)
+
+
+def switch_weights(total_steps: int, start: float, end: float, switch_step: int, window: int) -> LossWeights:
+    """A loss switch from `start` to `end` after `switch_step`, over `window` steps."""
+    return LossWeights(total_steps, start, end, switch_step, window)

@@ -4,25 +4,88 @@ A file names an `experiment` and `settings`. A setting has a `name`, a `preset`,
 (config fields), an optional `teacher` ({arch, width, depth, pretrained}), `students` (each {arch, loss:
 distill | onehot | switch, and switch fields}; default: one distilled student of the teacher's
 architecture), `seeds`, and an optional `matrix` ({field: [values]}) whose cross product expands
-it into settings named `<name>[field=value,...]`. Runs are matched by parameters and code version
-through the pipeline's own reuse keys, so a rerun trains only what is missing.
+it into settings named `<name>[field=value,...]`. The file's shape is checked against the
+pydantic models below (`SuiteSpec`) before anything expands. Runs are matched by parameters and
+code version through the pipeline's own reuse keys, so a rerun trains only what is missing.
 """
 from __future__ import annotations
 
 import itertools
+import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema, StringConstraints, field_validator
+from pydantic_core import core_schema
 
 from kdtrack import specfile
 from kdtrack.config import DistillConfig, SwitchConfig, from_params
 from kdtrack.errors import UserError
 
 SHIPPED = Path(__file__).parent / "suites"
-SETTING_KEYS = {"name", "preset", "overrides", "teacher", "students", "seeds", "matrix"}
-LOSSES = ("distill", "onehot", "switch")
+MAX_TASKS = 10_000  # a suite is what one `suite run` trains; a bigger matrix is a typo, or should be split
 TEACHER_FIELDS = {"arch": "teacher_arch", "width": "teacher_width", "depth": "teacher_depth",
                   "pretrained": "teacher_pretrained"}  # a setting's teacher key -> the student config's field
+
+
+# A config field's value as YAML writes it (YAML reads 1e-3 as text: the config parses it). One
+# error for the union, not one per member.
+Scalar = Annotated[Union[bool, int, float, str], GetPydanticSchema(lambda _type, _handler: core_schema.union_schema(
+    [core_schema.bool_schema(strict=True), core_schema.int_schema(strict=True),
+     core_schema.float_schema(strict=True), core_schema.str_schema(strict=True)],
+    custom_error_type="scalar", custom_error_message="a string, number or boolean"))]
+Name = Annotated[str, StringConstraints(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TeacherSpec(Strict):
+    """The teacher's architecture where it differs from the student's (`teacher_*` fields)."""
+
+    arch: Name | None = None
+    width: Annotated[int, Field(ge=0)] | None = None
+    depth: Annotated[int, Field(ge=0)] | None = None
+    pretrained: str | None = None
+
+
+class StudentSpec(BaseModel):
+    """A student: its loss, and any config fields of its own (arch, switch_at, ...)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    __pydantic_extra__: dict[str, Scalar]
+    loss: Literal["distill", "onehot", "switch"] = "distill"
+
+
+class SettingSpec(Strict):
+    name: Name
+    preset: Name
+    overrides: dict[str, Scalar] = {}
+    teacher: TeacherSpec = TeacherSpec()
+    students: Annotated[list[StudentSpec], Field(min_length=1)] = [StudentSpec()]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1)] = [0]
+    matrix: dict[str, Annotated[list[Scalar], Field(min_length=1)]] = {}
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(values) for values in self.matrix.values()) * len(self.students) * len(self.seeds)
+
+
+class SuiteSpec(Strict):
+    experiment: str = ""
+    settings: Annotated[list[SettingSpec], Field(min_length=1)]
+
+    @field_validator("settings")
+    @classmethod
+    def _names_differ(cls, settings: list[SettingSpec]) -> list[SettingSpec]:
+        names = [s.name for s in settings]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # they would merge into one setting's tasks
+            raise ValueError(f"a distinct name for each setting ({twice[0]!r} is used twice)")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -51,50 +114,34 @@ class Suite:
     tasks: tuple[Task, ...]
 
 
-def _bad(path: Path, key: str, allowed: str) -> UserError:
-    return UserError(f"suite {str(path)!r}: {key}; allowed: {allowed}")
-
-
 def load(name_or_path: str) -> Suite:
-    path, spec = specfile.load_mapping("suite", name_or_path, SHIPPED, ("experiment", "settings"))
-    if not isinstance(spec.get("settings"), list):
-        raise UserError(f"suite {str(path)!r}: key 'settings' must be a list of settings (each with name and preset)")
-    tasks = []
-    for index, setting in enumerate(spec["settings"]):
-        if not isinstance(setting, dict) or "name" not in setting or "preset" not in setting:
-            raise _bad(path, f"settings[{index}] needs name and preset", ", ".join(sorted(SETTING_KEYS)))
-        unknown = sorted(set(setting) - SETTING_KEYS)
-        if unknown:
-            raise _bad(path, f"settings[{index}] has unknown key {unknown[0]!r}", ", ".join(sorted(SETTING_KEYS)))
-        tasks += _expand(path, setting)
+    path, raw = specfile.load_mapping("suite", name_or_path, SHIPPED, ("experiment", "settings"))
+    spec = specfile.validated("suite", path, SuiteSpec, raw)
+    size = sum(setting.size for setting in spec.settings)
+    if size > MAX_TASKS:  # counted before anything is expanded
+        raise UserError(f"suite {str(path)!r} expands to {size} tasks (matrix x students x seeds); "
+                        f"allowed: at most {MAX_TASKS}")
+    tasks = [task for setting in spec.settings for task in _expand(setting)]
     for task in tasks:  # every config is checked before anything runs
         try:
             task.config()
         except UserError as error:
             raise UserError(f"suite {str(path)!r}, setting {task.setting!r}: {error}") from None
-    return Suite(path.stem, str(spec.get("experiment") or path.stem), tuple(tasks))
+    return Suite(path.stem, spec.experiment or path.stem, tuple(tasks))
 
 
-def _expand(path: Path, setting: dict) -> list[Task]:
-    matrix = setting.get("matrix") or {}
-    if not isinstance(matrix, dict) or any(not isinstance(v, list) for v in matrix.values()):
-        raise _bad(path, f"setting {setting['name']!r}: matrix must map fields to lists", "{field: [values]}")
-    combos = [dict(zip(matrix, values)) for values in itertools.product(*matrix.values())] or [{}]
-    teacher = setting.get("teacher") or {}
-    students = setting.get("students") or [{"loss": "distill"}]
+def _expand(setting: SettingSpec) -> list[Task]:
+    combos = [dict(zip(setting.matrix, values)) for values in itertools.product(*setting.matrix.values())] or [{}]
+    teacher = {TEACHER_FIELDS[key]: str(value) for key, value in setting.teacher.model_dump(exclude_none=True).items()}
     tasks = []
     for combo in combos:
-        name = setting["name"] + (f"[{','.join(f'{k}={v}' for k, v in combo.items())}]" if combo else "")
-        base = {"preset": setting["preset"], **{k: str(v) for k, v in (setting.get("overrides") or {}).items()},
-                **{k: str(v) for k, v in combo.items()},
-                **{field: str(teacher[key]) for key, field in TEACHER_FIELDS.items() if key in teacher}}
-        for student in students:
-            loss = student.get("loss", "distill")
-            if loss not in LOSSES:
-                raise _bad(path, f"setting {setting['name']!r}: loss {loss!r}", ", ".join(LOSSES))
-            extra = {k: str(v) for k, v in student.items() if k != "loss"}
-            for seed in setting.get("seeds") or [0]:
-                tasks.append(Task(name, int(seed), loss, {**base, **extra, "seed": str(seed)}))
+        name = setting.name + (f"[{','.join(f'{k}={v}' for k, v in combo.items())}]" if combo else "")
+        base = {"preset": setting.preset, **{k: str(v) for k, v in setting.overrides.items()},
+                **{k: str(v) for k, v in combo.items()}, **teacher}
+        for student in setting.students:
+            extra = {k: str(v) for k, v in (student.model_extra or {}).items()}
+            for seed in setting.seeds:
+                tasks.append(Task(name, seed, student.loss, {**base, **extra, "seed": str(seed)}))
     return tasks
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
-from typing import Collection, Protocol, Sequence
+from typing import Collection, Protocol
 
 import torch
 from torch import nn
 
-from kdtrack.config import TrainConfig
+from kdtrack.config import MAX_STEPS, TrainConfig
 from kdtrack.data import FolderImages, Splits
 from kdtrack.data.augment import augment
 from kdtrack.data.splits import stratified_subset
-from kdtrack.errors import RunFailure
+from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import stop_requests
 from kdtrack.losses import combined_loss
-from kdtrack.schedules import learning_rates
+from kdtrack.schedules import LearningRates, LossWeights
 
 # Full-set evaluation (both splits, forward only) is budgeted at this fraction of the training
 # compute when `eval_every` is 0; a training step costs about 3 forward passes of its batch.
@@ -136,6 +136,9 @@ class Plan:
         cadence; `final_step`: where the run stops, by default the nominal length."""
         per_epoch = math.ceil(fit_size(train_points, config.fit_fraction) / config.batch_size)
         total = config.steps or max(1, math.ceil(config.epochs * per_epoch))
+        if total > MAX_STEPS:  # only epochs can get here: steps is capped by the config
+            raise UserError(f"epochs={config.epochs!r} is {total} steps of batch_size={config.batch_size} on "
+                            f"{train_points} points; allowed: at most {MAX_STEPS} steps")
         warmup = round(config.warmup * (1 if config.steps else per_epoch))
         log_every = config.log_every or per_epoch
         eval_every = config.eval_every
@@ -163,13 +166,12 @@ class Plan:
         switch_steps = {round(f * self.total_steps) for f in SWITCH_POINTS}
         return (bool(every) and done % every == 0) or done in switch_steps
 
-    def rates(self, config: TrainConfig) -> list[float]:
+    def rates(self, config: TrainConfig) -> LearningRates:
         """The rate of each step up to `final_step`: the config's schedule over the nominal
         length, then its last rate."""
         milestones = tuple(float(m) for m in config.decay_milestones.split(",") if m.strip())
-        rates = learning_rates(self.total_steps, config.lr, self.warmup_steps, config.schedule,
-                               config.decay_factor, milestones)
-        return rates + rates[-1:] * (self.final_step - self.total_steps)
+        return LearningRates(self.total_steps, config.lr, self.warmup_steps, config.schedule, config.decay_factor,
+                             milestones)
 
 
 def fit_size(train_points: int, fraction: float) -> int:
@@ -320,10 +322,10 @@ def log_values(running: dict[str, torch.Tensor], seen: int, evaluation: dict[str
     return {**means, **evaluation, "lr": rate, "distill_weight": float(distill_weight), "epoch": epoch}
 
 
-def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Sequence[float],
+def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: LossWeights,
         teacher: Teacher | None = None, log: RunLog | None = None, resume: TrainState | None = None,
         snapshot_at: Collection[int] = ()) -> nn.Module:
-    """Train `model` in place for `len(distill_weights)` steps and return it.
+    """Train `model` in place for `distill_weights.total_steps` steps and return it.
 
     The learning-rate schedule spans the config's nominal length; steps past it (a `switch`
     run's `extend_to`) keep its last rate. `resume` is a state this loop checkpointed: training
@@ -333,7 +335,7 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
     takes confidence snapshots (every `config.snapshot_every` steps and at `snapshot_at`) and
     checkpoints; Ctrl-C and SIGTERM stop it after a checkpoint.
     """
-    total = len(distill_weights)
+    total = distill_weights.total_steps
     plan = Plan.of(config, len(data.y_train), len(data.y_train) + len(data.y_test), total, snapshot_at)
     rates = plan.rates(config)
     optimizer = make_optimizer(model, config)
@@ -357,10 +359,10 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
     with stop_requests() if log is not None else nullcontext([]) as stop:
         for step, (order, batch, inputs) in zip(range(start, total), steps):
             for group in optimizer.param_groups:
-                group["lr"] = rates[step]
+                group["lr"] = rates(step)
             labels = data.y_train[batch]
             targets = teacher.targets(batch, inputs, config.augment, device) if teacher is not None else None
-            logits, terms = train_step(forward, optimizer, inputs, labels, targets, distill_weights[step],
+            logits, terms = train_step(forward, optimizer, inputs, labels, targets, distill_weights(step),
                                        temperature, step)
             done = step + 1
             if log is None:
@@ -372,7 +374,7 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Se
             outputs = predict_splits(model, data) if evaluates or snapshots else None
             if plan.logs(done):
                 evaluation = evaluate(outputs, data, teacher_logits) if evaluates else {}
-                log.metrics(log_values(running, seen, evaluation, rates[step], distill_weights[step],
+                log.metrics(log_values(running, seen, evaluation, rates(step), distill_weights(step),
                                        done / plan.steps_per_epoch), done)
                 log.observe(done, model)
                 running, seen = {}, 0

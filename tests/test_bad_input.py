@@ -4,6 +4,8 @@ must end with exit status 2 and one line naming the bad value, and leave no run 
 
 Each test stands alone: the tracking store is shared by the module, so a test judges only the
 runs it started itself."""
+from decimal import Decimal
+
 import pytest
 from click.testing import CliRunner
 from conftest import TINY
@@ -78,6 +80,16 @@ CASES = [
     ("ablate", {"knob": "lr", "values": "0.1,x"}, ["lr='x'"]),
     ("ablate", {"direction": "up"}, ["direction='up'", "maximize"]),
     ("theory", {"n": "10", "p": "5"}, ["p=5", "> n"]),
+    ("theory", {"seed": "-1"}, ["seed=-1", "0..4294967295"]),
+    # issue 16, item 6: each of these used to end in a traceback or a memory error
+    ("train_teacher", {"seed": "-1"}, ["seed=-1", "0..4294967295"]),
+    ("train_teacher", {"seed": "1e20"}, ["seed='1e20'", "integer"]),
+    ("train_teacher", {"train_size": "0"}, ["train_size=0", "no test points", "mnist5k", "1..4999"]),
+    ("train_teacher", {"epochs": "1e9"}, ["epochs=1000000000.0", "at most 100000000 steps"]),
+    ("train_teacher", {"width": "100000000"}, ["width=100000000", "GiB to train", "this machine has"]),
+    ("distill", {"width": "100000000"}, ["width=100000000", "GiB to train"]),
+    ("distill", {"teacher_arch": "mlp", "teacher_width": "100000000"}, ["teacher_width=100000000", "GiB"]),
+    ("ablate", {"knob": "lr", "values": ",,,"}, ["values=',,,'", "no value"]),
 ]
 
 
@@ -132,7 +144,10 @@ def test_generated_values_either_parse_or_fail_in_one_line(name, base, raw):
         assert "\n" not in str(error) and name in str(error)
     else:
         others = {k: v for k, v in base.items() if k != name}  # a blank value counts as not given
-        expected = float(raw) if raw.strip() else getattr(from_params(DistillConfig, others), name)
+        if not raw.strip():
+            expected = getattr(from_params(DistillConfig, others), name)
+        else:  # integers never go through a float
+            expected = int(Decimal(raw.strip())) if NUMERIC[name] is int else float(raw)
         assert getattr(config, name) == expected, (name, raw)
         assert config.lr > 0 and config.temperature > 0 and 0 <= config.distill_weight <= 1
 
@@ -141,3 +156,72 @@ def test_an_unreachable_store_is_one_line_before_training(store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
     result = invoke("train-teacher", TINY)
     assert_one_line_error(result, "'http://127.0.0.1:9'", "is unreachable")
+
+
+def test_unreachable_store_is_one_line_for_runs_and_suite_status(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    for args in (["runs", "--experiment", "x"], ["suite", "status", "table7"]):
+        assert_one_line_error(CliRunner().invoke(main, args), "'http://127.0.0.1:9'", "unreachable")
+
+
+def test_a_parameter_given_twice_is_refused(store):
+    earlier = runs_in_store()
+    args = ["train-teacher", *[i for k, v in TINY.items() for i in ("-P", f"{k}={v}")], "-P", "seed=1", "-P", "seed=2"]
+    assert_one_line_error(CliRunner().invoke(main, args), "-P seed is given twice", "'1', then '2'")
+    assert_none_left_running(earlier)
+
+
+def test_a_deleted_run_is_refused_wherever_a_run_id_is_taken(store):
+    """`mlflow runs delete` leaves the run readable by id: it looked like a finished teacher."""
+    client = tracking.client()
+    experiment = client.create_experiment("deleted-runs")
+    ids = {}
+    for role in ("teacher", "student"):
+        run = client.create_run(experiment, tags={"kdtrack.role": role})
+        client.set_terminated(run.info.run_id, "FINISHED")
+        client.delete_run(run.info.run_id)
+        ids[role] = run.info.run_id
+    earlier = runs_in_store()
+    for command, param, role in (("distill", "teacher_run_id", "teacher"), ("switch", "from_run_id", "student")):
+        result = invoke(command, {**TINY, param: ids[role]})
+        assert_one_line_error(result, f"run id {ids[role]!r} was deleted", "mlflow runs restore")
+    assert_one_line_error(invoke("analyze", {"student_run_id": ids["student"]}), "was deleted")
+    assert_none_left_running(earlier)
+
+
+QUOTED = ["bob's", 'say "hi"', "back\\slash", "a''b", "x' or '1'='1", "pct%_", "tab\tnew\nline"]
+
+
+@pytest.mark.parametrize("value", QUOTED)
+def test_filters_quote_the_values_they_match(store, value):
+    """MLflow's filter grammar takes a value verbatim between quotes (no escapes): each value is
+    found exactly, in a real SQLite store, and only it."""
+    client = tracking.client()
+    experiment = tracking.experiment_id("quoting") or client.create_experiment("quoting")
+    for text in (value, value + "x", "other"):
+        client.create_run(experiment, tags={"probe": text, "case": value})
+    found = tracking.search_all([experiment], f"tags.`probe` = {tracking.quoted(value)} and "
+                                f"tags.`case` = {tracking.quoted(value)}")
+    assert [run.data.tags["probe"] for run in found] == [value]
+
+
+def test_a_value_no_filter_can_hold_is_refused(store):
+    from kdtrack.errors import UserError
+
+    with pytest.raises(UserError, match="holds both ' and \""):
+        tracking.quoted("""both ' and " """)
+
+
+def test_an_experiment_with_a_quote_in_its_name_is_studied(store):
+    """`kdtrack ablate --experiment "bob's"` failed on an invalid filter after the study was made.
+    The study run is found again by its (quoted) name: a second worker shares it."""
+    from kdtrack.tracking import RunContext
+
+    experiment = tracking.client().create_experiment("bob's")
+    with tracking.study_run(experiment, "bob's-mnist_mlp-lr", {}, RunContext()) as first:
+        pass
+    with tracking.study_run(experiment, "bob's-mnist_mlp-lr", {}, RunContext()) as second:
+        pass
+    assert first.run_id == second.run_id
+    both = invoke("ablate", {**TINY, "knob": "lr", "values": "0.1", "study": """both ' and " """})
+    assert_one_line_error(both, "holds both")

@@ -17,9 +17,9 @@ SWITCH = {**TINY, "epochs": "4", "log_every": "1", "eval_every": "2"}
 
 
 def test_switch_weights_by_hand():
-    assert switch_weights(6, 1.0, 0.0, 2, 0) == [1, 1, 0, 0, 0, 0]
-    assert switch_weights(7, 1.0, 0.0, 2, 4) == [1, 1, 0.75, 0.5, 0.25, 0, 0]
-    assert switch_weights(4, 0.0, 0.8, 1, 2) == pytest.approx([0, 0.4, 0.8, 0.8])
+    assert list(map(switch_weights(6, 1.0, 0.0, 2, 0), range(6))) == [1, 1, 0, 0, 0, 0]
+    assert list(map(switch_weights(7, 1.0, 0.0, 2, 4), range(7))) == [1, 1, 0.75, 0.5, 0.25, 0, 0]
+    assert list(map(switch_weights(4, 0.0, 0.8, 1, 2), range(4))) == pytest.approx([0, 0.4, 0.8, 0.8])
 
 
 def test_fit_fraction_is_stratified_and_seeded():

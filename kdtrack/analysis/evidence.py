@@ -85,7 +85,7 @@ def accuracy_trajectories(student) -> tuple[dict, dict]:
     teacher_id = tags.get(TEACHER_RUN, "")
     runs = [student] + [r for r in tracking.search_all(
         [student.info.experiment_id], f"tags.`{ROLE}` = 'student' and "
-        f"tags.`{TEACHER_RUN}` = '{teacher_id}' and attributes.status = 'FINISHED'")
+        f"tags.`{TEACHER_RUN}` = {tracking.quoted(teacher_id)} and attributes.status = 'FINISHED'")
         if r.info.run_id != student.info.run_id]
     curves, marks = {}, {}
     if teacher_id:

@@ -74,7 +74,11 @@ def make_splits(name: str, pool: Pool, train_size: int, label_noise: float, seed
     """Subsample the training pool; data sets without a test split (mnist5k) test on the rest."""
     from kdtrack.errors import UserError
 
-    if train_size > len(pool.y_train) or (pool.x_test is None and train_size >= len(pool.y_train)):
+    if pool.x_test is None and (train_size == 0 or train_size >= len(pool.y_train)):
+        # 0 (all) would leave nothing to test on: such a set tests on the points it does not train on
+        raise UserError(f"train_size={train_size} leaves no test points in dataset {name!r}, which tests on the "
+                        f"points not trained on; allowed: 1..{len(pool.y_train) - 1}")
+    if train_size > len(pool.y_train):
         raise UserError(f"train_size={train_size} is too large for dataset {name!r} "
                         f"({len(pool.y_train)} training points available)")
     train, rest = stratified_subset(pool.y_train, train_size, seed)

@@ -22,7 +22,7 @@ from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, PARENT, RESULT, RESUME, ROLE, STUDY
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import shielded, stop_requests
-from kdtrack.tracking.store import client, get_run, now_ms, parquet_bytes, search_all, torch_bytes
+from kdtrack.tracking.store import client, get_run, now_ms, parquet_bytes, quoted, search_all, torch_bytes
 from kdtrack.tracking.uploader import Uploader
 
 # Written into logged models so they reload without pip's slow requirement inference.
@@ -148,7 +148,7 @@ def study_run(experiment_id: str, study: str, params: Mapping[str, str], context
     """The `study` run of an Optuna study as a `with` block: every worker and every rerun shares
     the oldest one, else it is created."""
     def oldest() -> list:
-        return search_all([experiment_id], f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{study}'",
+        return search_all([experiment_id], f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = {quoted(study)}",
                           ["attributes.start_time ASC"])[:1]
 
     def find_or_create() -> TrackedRun:

@@ -12,7 +12,9 @@ from pathlib import Path
 import mlflow
 import polars as pl
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.search_utils import SearchUtils
 
 from kdtrack import code_version
 from kdtrack.contract import FAILURE, KEY, RESULT, RESUME, ROLE
@@ -73,10 +75,16 @@ def experiment_names() -> list[str]:
 
 
 def get_run(run_id: str):
+    """The run `run_id`; one that was deleted (`mlflow runs delete`) is refused like a missing one,
+    since MLflow still returns it by id while every search leaves it out."""
     try:
-        return client().get_run(run_id)
+        run = client().get_run(run_id)
     except Exception:
         raise UserError(f"run id {run_id!r} does not exist in tracking store {mlflow.get_tracking_uri()!r}") from None
+    if run.info.lifecycle_stage == "deleted":
+        raise UserError(f"run id {run_id!r} was deleted from tracking store {mlflow.get_tracking_uri()!r}; "
+                        f"pass a live run, or restore it first (mlflow runs restore --run-id {run_id})")
+    return run
 
 
 def follow_launcher(run_id: str) -> str:
@@ -103,6 +111,23 @@ def run_key(role: str, params: dict[str, str], upstream: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def quoted(value: str) -> str:
+    """`value` as a string literal of an MLflow search filter. MLflow's filter grammar has no
+    escapes: it takes whatever lies between a pair of single or double quotes verbatim (`'bob\\'s'`
+    matches the text `bob\\'s`), so the literal uses a quote the value lacks, and is checked by
+    parsing it back the way the store will. A value with both quotes cannot be searched for."""
+    for quote in ("'", '"'):
+        literal = f"{quote}{value}{quote}"
+        try:
+            parsed = SearchUtils.parse_search_filter(f"tags.`kdtrack` = {literal}")
+        except MlflowException:
+            continue
+        if [clause["value"] for clause in parsed] == [value]:
+            return literal
+    raise UserError(f"{value!r} cannot be searched for in MLflow (it holds both ' and \"); "
+                    "allowed: names without one of the two quote characters")
+
+
 def search_all(experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None):
     """Every matching run, following page tokens (MLflow returns at most one page per call)."""
     runs, token = [], None
@@ -121,7 +146,7 @@ def _same_params(run, params: dict[str, str]) -> bool:
 
 def find_finished(experiment_id: str, role: str, key: str, params: dict[str, str]):
     """The newest FINISHED run with this key whose params equal `params` as stored strings."""
-    runs = search_all([experiment_id], f"tags.`{ROLE}` = '{role}' and tags.`{KEY}` = '{key}' "
+    runs = search_all([experiment_id], f"tags.`{ROLE}` = {quoted(role)} and tags.`{KEY}` = {quoted(key)} "
                       "and attributes.status = 'FINISHED'", ["attributes.start_time DESC"])
     return next((run for run in runs if _same_params(run, params)), None)
 
@@ -130,7 +155,7 @@ def find_resumable(experiment_id: str, role: str, key: str, params: dict[str, st
     """The newest unfinished run with this key and params that left a resume checkpoint: killed,
     preempted (still RUNNING after a SIGKILL) or failed for a reason other than a non-finite loss
     (which would only recur)."""
-    runs = search_all([experiment_id], f"tags.`{ROLE}` = '{role}' and tags.`{KEY}` = '{key}' "
+    runs = search_all([experiment_id], f"tags.`{ROLE}` = {quoted(role)} and tags.`{KEY}` = {quoted(key)} "
                       "and attributes.status != 'FINISHED'", ["attributes.start_time DESC"])
     for run in runs:
         if run.data.tags.get(FAILURE, "").startswith("non-finite"):
