@@ -145,6 +145,19 @@ def artifact_paths(run_id: str, folder: str) -> list[tuple[str, bool]]:
     return [(entry.path, entry.is_dir) for entry in client().list_artifacts(run_id, folder)]
 
 
+def artifact_bytes(run_id: str) -> int:
+    """The size of a run's artifacts, from MLflow's listing (one call per folder), so that it
+    works on any artifact store."""
+    total, folders = 0, [None]
+    while folders:
+        for entry in client().list_artifacts(run_id, folders.pop()):
+            if entry.is_dir:
+                folders.append(entry.path)
+            else:
+                total += entry.file_size or 0
+    return total
+
+
 def has_artifact(run_id: str, path: str) -> bool:
     return (path, False) in artifact_paths(run_id, path.rsplit("/", 1)[0])
 
