@@ -122,7 +122,7 @@ def test_the_report_states_the_size_of_the_artifacts_it_covers(store, tmp_path):
     (tmp_path / "b.txt").write_bytes(b"y" * 500)
     fake.client.log_artifact(student, str(tmp_path / "a.txt"))
     fake.client.log_artifact(student, str(tmp_path / "b.txt"), "deep/er")
-    assert tracking.artifact_bytes(student) == 2000
+    assert tracking.artifact_bytes(tracking.get_run(student).info.artifact_uri) == 2000
     html, markdown = build(fetch(["sized"], ""), ["sized"], "", load("paper"))
     assert "artifacts: 2.0 kB in 2 runs" in html and "artifacts: 2.0 kB in 2 runs" in markdown
 

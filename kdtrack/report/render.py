@@ -213,7 +213,7 @@ def fetch(experiments: list[str], filter_string: str) -> pl.DataFrame:
     names or filters fail here."""
     table = setting_of(runs_table(experiments, filter_string))
     click.echo(f"kdtrack: fetched {table.height} runs of {', '.join(experiments)}", err=True)
-    sizes = [tracking.artifact_bytes(run_id) for run_id in table["run_id"]]
+    sizes = [tracking.artifact_bytes(uri) for uri in table["artifact_uri"]]
     return table.with_columns(pl.Series("artifact_bytes", sizes, dtype=pl.Int64))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import polars as pl
 import torch
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from kdtrack import code_version
@@ -145,12 +146,14 @@ def artifact_paths(run_id: str, folder: str) -> list[tuple[str, bool]]:
     return [(entry.path, entry.is_dir) for entry in client().list_artifacts(run_id, folder)]
 
 
-def artifact_bytes(run_id: str) -> int:
-    """The size of a run's artifacts, from MLflow's listing (one call per folder), so that it
-    works on any artifact store."""
+def artifact_bytes(artifact_uri: str) -> int:
+    """The size of the artifacts under a run's `artifact_uri`, from MLflow's listing (one call per
+    folder, any artifact store). Given the URI that a search returned, not a run id, so that a
+    report over many runs makes no tracking-store call per run."""
+    repository = get_artifact_repository(artifact_uri)
     total, folders = 0, [None]
     while folders:
-        for entry in client().list_artifacts(run_id, folders.pop()):
+        for entry in repository.list_artifacts(folders.pop()):
             if entry.is_dir:
                 folders.append(entry.path)
             else:
