@@ -23,7 +23,7 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.getcwd()}/mlflow.db"
 import torch  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
 
-from kdtrack import tracking  # noqa: E402
+from kdtrack import code_version, tracking  # noqa: E402
 from kdtrack.confidence import student_table  # noqa: E402
 from kdtrack.report.dashboard import load  # noqa: E402
 from kdtrack.report.render import build, fetch  # noqa: E402
@@ -47,7 +47,8 @@ for n in range(args.students):
             client.log_artifact(run.info.run_id, str(Path(tmp) / f"{split}.parquet"), "confidences")
     client.set_terminated(run.info.run_id)
     analysis = client.create_run(experiment, run_name=f"analysis-{n}", tags={
-        "kdtrack.role": "analysis", "kdtrack.student_run_id": run.info.run_id})
+        "kdtrack.role": "analysis", "kdtrack.student_run_id": run.info.run_id,
+        "kdtrack.code_version": code_version()})  # the report counts analyses of this code only
     client.log_batch(analysis.info.run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in {
         "table2/student_distill_test_acc": 0.8, "table2/teacher_test_acc": 0.78, "test/slope_bottom25": 1.1,
         "train/slope_bottom25": 1.2}.items()])

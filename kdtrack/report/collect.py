@@ -1,5 +1,5 @@
 """Runs of one or more experiments as one polars table, fetched with MLflow's search API (one
-paginated search per experiment, never a call per run)."""
+paginated search per experiment, never a call per run), and which of them count in statistics."""
 from __future__ import annotations
 
 import polars as pl
@@ -11,6 +11,10 @@ from kdtrack.errors import UserError
 PARAMS = ("preset", "dataset", "arch", "teacher_arch", "seed", "label_noise", "train_size", "batch_size", "lr",
           "epochs", "switch_to", "switch_at")
 TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION)
+# Every column but the metrics is text, even where no run has a value: a column that polars would
+# infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
+TEXT = ("experiment", "run_id", "run_name", "status", "artifact_uri", *PARAMS,
+        *(t.removeprefix("kdtrack.") for t in TAGS))
 
 
 def experiment_ids(names: list[str]) -> dict[str, str]:
@@ -24,18 +28,37 @@ def experiment_ids(names: list[str]) -> dict[str, str]:
     return out
 
 
+def _search(experiment_id: str, filter_string: str) -> list:
+    try:
+        return tracking.search_all([experiment_id], filter_string)
+    except Exception as error:
+        raise UserError(f"filter {filter_string!r} is not a valid MLflow search filter: "
+                        f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+
+
+def _analyses_of_students(experiment_id: str, runs: list) -> list:
+    """The analysis runs of the students among `runs` that `runs` lacks. A filter on the students'
+    params (`params.preset = ...`) leaves out their analyses, whose params differ, and with them
+    every number of the paper's tables; so an analysis always comes with its student."""
+    have = {run.info.run_id for run in runs}
+    students = {run.info.run_id for run in runs if run.data.tags.get(ROLE) == "student"}
+    if not students:
+        return []
+    return [run for run in tracking.search_all([experiment_id], f"tags.`{ROLE}` = 'analysis'")
+            if run.data.tags.get(STUDENT_RUN) in students and run.info.run_id not in have]
+
+
 def runs_table(names: list[str], filter_string: str = "") -> pl.DataFrame:
     """One row per run: ids, status, experiment, the PARAMS and TAGS above, every metric."""
     rows = []
     for name, experiment_id in experiment_ids(names).items():
-        try:
-            runs = tracking.search_all([experiment_id], filter_string)
-        except Exception as error:
-            raise UserError(f"filter {filter_string!r} is not a valid MLflow search filter: "
-                            f"{str(error).splitlines()[0]}") from None
+        runs = _search(experiment_id, filter_string)
+        if filter_string:
+            runs += _analyses_of_students(experiment_id, runs)
         for run in runs:
             row = {"experiment": name, "run_id": run.info.run_id, "run_name": run.info.run_name,
-                   "status": run.info.status, "start_time": run.info.start_time}
+                   "status": run.info.status, "start_time": run.info.start_time,
+                   "artifact_uri": run.info.artifact_uri}
             row.update({p: run.data.params.get(p) for p in PARAMS})
             row.update({t.removeprefix("kdtrack."): run.data.tags.get(t) for t in TAGS})
             row.update({f"m:{k}": v for k, v in run.data.metrics.items()})
@@ -43,7 +66,37 @@ def runs_table(names: list[str], filter_string: str = "") -> pl.DataFrame:
     if not rows:
         matching = f" match {filter_string!r}" if filter_string else ""
         raise UserError(f"no runs in experiment(s) {', '.join(names)}{matching}")
-    return pl.DataFrame(rows, infer_schema_length=None)
+    metrics = sorted({key for row in rows for key in row if key.startswith("m:")})
+    schema = {**{c: pl.String for c in TEXT}, "start_time": pl.Int64, **{m: pl.Float64 for m in metrics}}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _phrase(count: int, kind: str, why: str = "") -> str:
+    """"1 KILLED student run", "2 analysis runs superseded"."""
+    return f"{count} {kind} run{'' if count == 1 else 's'}{why}"
+
+
+def counted(table: pl.DataFrame, version: str) -> tuple[pl.DataFrame, list[str]]:
+    """The runs that enter the report's statistics, and what was left out and why, one phrase per
+    reason ("2 analysis runs superseded", "1 KILLED student run"). Only FINISHED runs count:
+    RUNNING orphans, FAILED and KILLED runs never do, whatever their role. A student counts once,
+    with its newest FINISHED analysis of code `version`: re-analyses (after a kill, with other
+    bins) and analyses by other code are not more seeds."""
+    finished = table.filter(pl.col("status") == "FINISHED")
+    analyses = finished.filter(pl.col("role") == "analysis")
+    current = analyses.filter(pl.col("code_version") == version)
+    students = finished.filter(pl.col("role") == "student")["run_id"]
+    with_student = current.filter(pl.col("student_run_id").is_in(students.implode()))
+    newest = with_student.sort("start_time", descending=True).unique("student_run_id", keep="first")
+    kept = pl.concat([finished.filter(pl.col("role").ne_missing("analysis")), newest]).sort("start_time")
+    reasons = [(with_student.height - newest.height, " superseded"),
+               (analyses.height - current.height, " of another code version"),
+               (current.height - with_student.height, " whose student is not in the report")]
+    left_out = [_phrase(count, "analysis", why) for count, why in reasons if count]
+    unfinished = table.filter(pl.col("status") != "FINISHED").with_columns(pl.col("role").fill_null("non-kdtrack"))
+    left_out += [_phrase(count, f"{status} {role}")
+                 for status, role, count in sorted(unfinished.group_by("status", "role").len().rows())]
+    return kept, left_out
 
 
 VARYING = ("train_size", "batch_size", "lr", "epochs", "switch_to", "switch_at")

@@ -11,22 +11,28 @@ from pathlib import Path
 import click
 import jinja2
 import polars as pl
+from markupsafe import Markup
 
-from kdtrack import tracking
+from kdtrack import code_version, tracking
+from kdtrack.errors import UserError
 from kdtrack.report import tables
-from kdtrack.report.collect import runs_table, setting_of
+from kdtrack.report.collect import counted, runs_table, setting_of
 from kdtrack.report.dashboard import Dashboard
 
-TEMPLATE = jinja2.Template("""<!doctype html>
+# Autoescaped: experiment, run and dashboard names and the filter are the user's text, and a report
+# is shared and shown as an MLflow artifact. Only the tables, which pandas escapes itself, are
+# marked safe (`build`); images are base64 text.
+TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
 <html><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} img{max-width:100%}</style></head>
-<body><h1>{{ title }}</h1><p>{{ subtitle }}</p>
+<body><h1>{{ title }}</h1>{% for line in subtitle %}<p>{{ line }}</p>{% endfor %}
 {% for section in sections %}<h2>{{ section.heading }}</h2><p>{{ section.note }}</p>
+{% for line in section.missing %}<p>not shown: {{ line }}</p>{% endfor %}
 {% for table in section.tables %}{{ table }}{% endfor %}
 {% for image in section.images %}<img alt="{{ section.heading }}" src="data:image/png;base64,{{ image }}">{% endfor %}
 {% endfor %}</body></html>
-""", autoescape=False)
+""")
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Section:
     note: str = ""
     frames: list[pl.DataFrame] = field(default_factory=list)
     figures: list = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # what a figure lacks: the artifact and why
 
 
 def png(figure) -> str:
@@ -57,32 +64,41 @@ def markdown_table(frame: pl.DataFrame) -> str:
 
 
 def confidence_grid(table: pl.DataFrame, most: int = 6):
-    """Fig. 5: per setting (its first seed's student), teacher vs student phi, train above test."""
+    """Fig. 5: per setting (its first seed's student), teacher vs student phi, train above test;
+    and the per-sample tables that could not be read (a figure without them, not a failed report)."""
     import matplotlib.pyplot as plt
 
     from kdtrack.analysis.figures import _density
 
-    students = table.filter((pl.col("role") == "student") & (pl.col("status") == "FINISHED")).sort("setting", "seed")
+    students = table.filter(pl.col("role") == "student").sort("setting", "seed")
     chosen = students.unique("setting", keep="first", maintain_order=True).head(most)
-    if chosen.is_empty():
-        return None
-    figure, axes = plt.subplots(2, chosen.height, figsize=(3.6 * chosen.height, 6.4), squeeze=False)
+    loaded, missing = [], []
     with click.progressbar(chosen.iter_rows(named=True), length=chosen.height, label="confidence tables",
                            file=click.get_text_stream("stderr")) as rows:
-        for column, row in enumerate(rows):
-            for line, split in enumerate(("train", "test")):
-                data = tracking.load_table(row["run_id"], f"confidences/{split}.parquet")
-                _density(axes[line, column], data["phi_teacher"], data["phi_student"], 40)
-                axes[line, column].set_title(f"{row['setting']}\n{split}", fontsize=8)
+        for row in rows:
+            try:
+                splits = {split: tracking.load_table(row["run_id"], f"confidences/{split}.parquet")
+                          for split in ("train", "test")}
+            except UserError as error:
+                missing.append(str(error))
+                continue
+            loaded.append((row["setting"], splits))
+    if not loaded:
+        return None, missing
+    figure, axes = plt.subplots(2, len(loaded), figsize=(3.6 * len(loaded), 6.4), squeeze=False)
+    for column, (setting, splits) in enumerate(loaded):
+        for line, (split, data) in enumerate(splits.items()):
+            _density(axes[line, column], data["phi_teacher"], data["phi_student"], 40)
+            axes[line, column].set_title(f"{setting}\n{split}", fontsize=8)
     figure.tight_layout()
-    return figure
+    return figure, missing
 
 
 def switch_curves(table: pl.DataFrame):
     from kdtrack.analysis.evidence import test_accuracy
     from kdtrack.analysis.figures import accuracy_curves
 
-    runs = table.filter(pl.col("switch_step").is_not_null() & (pl.col("status") == "FINISHED"))
+    runs = table.filter(pl.col("switch_step").is_not_null())
     if runs.is_empty():
         return None
     labelled = {f"{r['run_name']} ({r['run_id'][:6]})": r for r in runs.iter_rows(named=True)}
@@ -114,9 +130,10 @@ def slopes_section(table: pl.DataFrame, experiments: list[str]) -> Section:
                    _per_experiment(table, experiments, tables.slopes))
 
 
-def confidence_grid_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
-    figure = confidence_grid(table)
-    return Section("Fig. 5: logit-logit plots", "train above test", figures=[figure]) if figure else None
+def confidence_grid_section(table: pl.DataFrame, experiments: list[str]) -> Section:
+    figure, missing = confidence_grid(table)
+    return Section("Fig. 5: logit-logit plots", "train above test", figures=[figure] if figure else [],
+                   missing=missing)
 
 
 def eigen_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
@@ -131,26 +148,39 @@ def switch_section(table: pl.DataFrame, experiments: list[str]) -> Section | Non
     return Section("Loss switching", figures=[figure]) if figure else None
 
 
+def numbers(values: list[str]) -> list[float] | None:
+    """`values` as floats, or None when one is not a number (a categorical knob: an optimizer)."""
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        return None
+
+
 def ablation_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
     import matplotlib.pyplot as plt
 
-    trials = table.filter((pl.col("role") == "trial") & (pl.col("status") == "FINISHED"))
+    trials = table.filter(pl.col("role") == "trial")
     if trials.is_empty():
         return None
     section = Section("Ablations (§C.5)", "objective of each finished trial against the ablated value")
-    objective_columns = [c for c in trials.columns if c.startswith("m:objective/")]
     studies = table.filter(pl.col("role") == "study")
     section.frames.append(studies.select([c for c in ("study", "run_id", "m:trials/complete", "m:trials/fail",
                                                      "m:trials/pruned", "m:best/trial") if c in studies.columns]))
-    for study, part in trials.group_by("study", maintain_order=True):
+    for (study,), part in trials.group_by("study", maintain_order=True):
+        objectives = [c for c in part.columns if c.startswith("m:objective/") and part[c].is_not_null().any()]
         runs = [tracking.get_run(r) for r in part["run_id"]]  # the knob's name is the trial's param
-        knob = next(k for k in runs[0].data.params if k != "seed")
-        values = [float(r.data.params[knob]) for r in runs]
-        figure, axes = plt.subplots(1, len(objective_columns), figsize=(5 * len(objective_columns), 3.6), squeeze=False)
-        for ax, column in zip(axes[0], objective_columns):
-            ax.scatter(values, part[column].to_list())
-            ax.set(xlabel=knob, ylabel=column.removeprefix("m:objective/"), title=f"study {study[0]}",
-                   xscale="log" if knob == "lr" else "linear")
+        knob = next((k for k in runs[0].data.params if k != "seed"), None)
+        if knob is None or not objectives:
+            section.missing.append(f"study {study}: its trials have no knob param or no objective metric")
+            continue
+        labels = [r.data.params.get(knob, "") for r in runs]
+        values = numbers(labels)
+        figure, axes = plt.subplots(1, len(objectives), figsize=(5 * len(objectives), 3.6), squeeze=False)
+        for ax, column in zip(axes[0], objectives):
+            points = [(x, y) for x, y in zip(values or labels, part[column].to_list()) if y is not None]
+            ax.scatter(*zip(*points))  # strings plot as categories, in order of appearance
+            ax.set(xlabel=knob, ylabel=column.removeprefix("m:objective/"), title=f"study {study}",
+                   xscale="log" if (knob == "lr" and values and min(values) > 0) else "linear")
         figure.tight_layout()
         section.figures.append(figure)
     return section
@@ -170,35 +200,51 @@ SECTIONS: dict[str, Callable[[pl.DataFrame, list[str]], Section | None]] = {
 
 
 def _shown(section: Section | None) -> Section | None:
-    """`section` without its empty tables, or None when no table or figure is left to show."""
+    """`section` without its empty tables, or None when no table, figure or note of what is
+    missing is left to show."""
     if section is None:
         return None
     frames = [f for f in section.frames if not f.is_empty()]
-    return replace(section, frames=frames) if (frames or section.figures) else None
+    return replace(section, frames=frames) if (frames or section.figures or section.missing) else None
 
 
 def fetch(experiments: list[str], filter_string: str) -> pl.DataFrame:
-    """The runs a report shows, one row each; bad experiment names or filters fail here."""
+    """The runs a report covers, one row each, with the size of their artifacts; bad experiment
+    names or filters fail here."""
     table = setting_of(runs_table(experiments, filter_string))
     click.echo(f"kdtrack: fetched {table.height} runs of {', '.join(experiments)}", err=True)
-    return table
+    sizes = [tracking.artifact_bytes(uri) for uri in table["artifact_uri"]]
+    return table.with_columns(pl.Series("artifact_bytes", sizes, dtype=pl.Int64))
+
+
+def size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
 
 
 def build(table: pl.DataFrame, experiments: list[str], filter_string: str, dashboard: Dashboard) -> tuple[str, str]:
-    """The report of the `fetch`ed runs as (HTML, Markdown)."""
+    """The report of the `fetch`ed runs as (HTML, Markdown). Statistics use only the runs that
+    `collect.counted` keeps; the subtitle says what it left out, and the artifacts' size."""
+    kept, left_out = counted(table, code_version())
     sections = []
     for name in dashboard.sections:
-        section = _shown(SECTIONS[name](table, experiments))
+        section = _shown(SECTIONS[name](kept, experiments))
         if section:
             sections.append(section)
-    subtitle = f"experiments: {', '.join(experiments)}" + (f"; filter: {filter_string}" if filter_string else "")
+    subtitle = [f"experiments: {', '.join(experiments)}" + (f"; filter: {filter_string}" if filter_string else ""),
+                f"artifacts: {size(table['artifact_bytes'].sum())} in {table.height} runs",
+                *([f"left out: {', '.join(left_out)}"] if left_out else [])]
     images = [[png(f) for f in s.figures] for s in sections]
     html = TEMPLATE.render(title=dashboard.title, subtitle=subtitle, sections=[
-        {"heading": s.heading, "note": s.note, "tables": [html_table(f) for f in s.frames], "images": imgs}
+        {"heading": s.heading, "note": s.note, "missing": s.missing,
+         "tables": [Markup(html_table(f)) for f in s.frames], "images": imgs}
         for s, imgs in zip(sections, images)])
-    markdown = "\n\n".join([f"# {dashboard.title}", subtitle] + [
-        "\n\n".join([f"## {s.heading}", s.note, *[markdown_table(f) for f in s.frames],
-                     *[f"![{s.heading}](data:image/png;base64,{i})" for i in imgs]])
+    markdown = "\n\n".join([f"# {dashboard.title}", *subtitle] + [
+        "\n\n".join([f"## {s.heading}", s.note, *[f"not shown: {m}" for m in s.missing],
+                       *[markdown_table(f) for f in s.frames],
+                       *[f"![{s.heading}](data:image/png;base64,{i})" for i in imgs]])
         for s, imgs in zip(sections, images)])
     return html, markdown
 

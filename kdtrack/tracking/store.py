@@ -13,6 +13,7 @@ import mlflow
 import polars as pl
 import torch
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.utils.search_utils import SearchUtils
 
@@ -168,6 +169,21 @@ def find_resumable(experiment_id: str, role: str, key: str, params: dict[str, st
 def artifact_paths(run_id: str, folder: str) -> list[tuple[str, bool]]:
     """(path, is_dir) of the artifacts directly inside `folder` of a run."""
     return [(entry.path, entry.is_dir) for entry in client().list_artifacts(run_id, folder)]
+
+
+def artifact_bytes(artifact_uri: str) -> int:
+    """The size of the artifacts under a run's `artifact_uri`, from MLflow's listing (one call per
+    folder, any artifact store). Given the URI that a search returned, not a run id, so that a
+    report over many runs makes no tracking-store call per run."""
+    repository = get_artifact_repository(artifact_uri)
+    total, folders = 0, [None]
+    while folders:
+        for entry in repository.list_artifacts(folders.pop()):
+            if entry.is_dir:
+                folders.append(entry.path)
+            else:
+                total += entry.file_size or 0
+    return total
 
 
 def has_artifact(run_id: str, path: str) -> bool:
