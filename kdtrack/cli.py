@@ -126,6 +126,59 @@ def report_command(experiments, filter_string, dashboard, out, tracking_uri) -> 
     _run(lambda: report(list(experiments), filter_string, load(dashboard), Path(out)))
 
 
+@main.command("claims")
+@click.option("--experiment", "experiments", multiple=True, required=True, help="Repeat to check several.")
+@click.option("--dashboard", default="paper", show_default=True, help="A dashboards/ name or a YAML file.")
+@click.option("--filter", "filter_string", default="", help="An MLflow search filter, as for `report`.")
+@click.option("--format", "output", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
+@click.option("--strict", is_flag=True, help="Exit 1 when a verdict contradicts what the paper reports.")
+@click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
+def claims_command(experiments, dashboard, filter_string, output, strict, tracking_uri) -> None:
+    """The dashboard's claims, each with its seeds, estimate, 95% interval and verdict.
+
+    Example: kdtrack claims --experiment table7 --format md --strict"""
+    import json
+
+    import polars as pl
+
+    from kdtrack import code_version, tracking
+    from kdtrack.report.claims import contradictions
+    from kdtrack.report.collect import counted, runs_table, setting_of
+    from kdtrack.report.dashboard import load
+    from kdtrack.report.render import claim_table, markdown_table
+
+    _use_tracking_uri(tracking_uri)
+
+    def check():
+        board = load(dashboard)
+        if not board.claims:
+            raise UserError(f"dashboard {dashboard!r} declares no claims; the paper's are in dashboard 'paper'")
+        tracking.check_store()
+        kept, left_out = counted(setting_of(runs_table(list(experiments), filter_string)), code_version())
+        if left_out:
+            click.echo(f"kdtrack: left out: {', '.join(left_out)}", err=True)
+        results = claim_table(kept, list(experiments), board.claims)
+        columns = ["experiment", "id", "setting", "n", "estimate", "ci_low", "ci_high", "verdict", "expect"]
+        if output == "json":
+            text = json.dumps([{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+                               for row in results.select(columns).iter_rows(named=True)], indent=1)
+        elif output == "md":
+            text = markdown_table(results.select(columns))
+        else:
+            with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True,
+                           tbl_hide_column_data_types=True, float_precision=3, tbl_width_chars=200):
+                text = str(results.select(columns))
+        return text, contradictions(results)
+
+    text, contradicted = exit_on_user_error(check)
+    click.echo(text)
+    if strict and contradicted.height:
+        rows = contradicted.iter_rows(named=True)
+        click.echo(f"kdtrack: {contradicted.height} verdict(s) contradict the paper: "
+                   + ", ".join(f"{r['id']} ({r['setting']}: {r['verdict']})" for r in rows), err=True)
+        raise SystemExit(1)
+
+
 @main.command("runs")
 @click.option("--experiment", "experiments", multiple=True, required=True)
 @click.option("--filter", "filter_string", default="")

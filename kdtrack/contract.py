@@ -28,3 +28,11 @@ TRIAL = "kdtrack.trial"
 PRUNED = "kdtrack.pruned"
 BEST_TRIALS = "kdtrack.best_trials"
 BEST_RUNS = "kdtrack.best_run_ids"
+
+# Analysis metrics whose names contain one of these (or start with eigen/) are copied onto the
+# student, for sorting students in the UI; statistics take them from the analysis that counts.
+COPIED_METRICS = ("slope", "underfit", "gap_", "below_frac", "exaggeration")
+
+
+def copied_to_student(metric: str) -> bool:
+    return metric.startswith("eigen/") or any(part in metric for part in COPIED_METRICS)

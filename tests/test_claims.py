@@ -117,3 +117,62 @@ def test_metric_conditions_select_runs_and_exact_claims_need_one_seed():
     exact = [{"role": "theory", "setting": "theory", "seed": "0", "m:theory/closed_form_holds_frac": 1.0}]
     claim = _claim(select={"role": "theory"}, statistic="theory/closed_form_holds_frac", test=">= 1", min_seeds=1)
     assert evaluate(_runs(exact), claim)["verdict"].to_list() == ["holds"]
+
+
+def _store_with_students(experiment: str, slopes: list[float], stale_slope: float) -> None:
+    """Students of one setting (the runs distill writes), each with a FINISHED analysis of this
+    code; the first also has a newer analysis of other code whose slope must not count."""
+    from mlflow.entities import Metric, Param
+
+    from kdtrack import code_version, tracking
+    from kdtrack.contract import CODE_VERSION, ROLE, STUDENT_RUN
+
+    client = tracking.client()
+    experiment_id = client.create_experiment(experiment)
+    clock = 1_700_000_000_000
+
+    def run(role, params, metrics, tags=(), version=None):
+        nonlocal clock
+        clock += 1000
+        run_id = client.create_run(experiment_id, start_time=clock, tags={
+            ROLE: role, CODE_VERSION: version or code_version(), **dict(tags)}).info.run_id
+        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
+                         metrics=[Metric(k, v, clock, 0) for k, v in metrics.items()])
+        client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    for seed, slope in enumerate(slopes):
+        student = run("student", {"preset": "mnist_mlp", "arch": "mlp", "label_noise": "0.0", "seed": str(seed)},
+                      {"test/acc": 0.9, "test/slope_bottom25": stale_slope})  # the copy on the student
+        run("analysis", {"student_run_id": student}, {"test/slope_bottom25": slope}, {STUDENT_RUN: student})
+        if seed == 0:
+            run("analysis", {"student_run_id": student}, {"test/slope_bottom25": stale_slope},
+                {STUDENT_RUN: student}, version="0ldc0de0ld00")
+
+
+def test_claims_command_reads_the_counted_analyses_and_strict_fails_on_a_contradiction(store, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from kdtrack.cli import main
+
+    _store_with_students("claims-fail", [0.5, 0.6, 0.55], stale_slope=5.0)
+    _store_with_students("claims-hold", [1.3, 1.4, 1.5], stale_slope=0.1)
+    rows = {}
+    for experiment in ("claims-fail", "claims-hold"):
+        result = CliRunner().invoke(main, ["claims", "--experiment", experiment, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        rows[experiment] = {r["id"]: r for r in json.loads(result.stdout)}
+    failing = rows["claims-fail"]["slope-test"]
+    assert failing["n"] == 3 and abs(failing["estimate"] - 0.55) < 1e-9 and failing["verdict"] == "fails"
+    assert failing["expect"] == "holds" and failing["ci_low"] < 0.55 < failing["ci_high"]
+    assert rows["claims-hold"]["slope-test"]["verdict"] == "holds"
+    assert rows["claims-hold"]["eigen-exaggeration"]["verdict"] == "no runs"
+    strict = CliRunner().invoke(main, ["claims", "--experiment", "claims-fail", "--strict"])
+    assert strict.exit_code == 1 and "contradict the paper: slope-test" in strict.stderr
+    assert CliRunner().invoke(main, ["claims", "--experiment", "claims-hold", "--strict"]).exit_code == 0
+    html = CliRunner().invoke(main, ["report", "--experiment", "claims-fail", "--out", str(tmp_path)])
+    assert html.exit_code == 0, html.output
+    text = (tmp_path / "report.html").read_text()
+    assert text.index("<h2>Claims</h2>") < text.index("<h2>Runs</h2>") and "#ffcdd2" in text

@@ -5,12 +5,9 @@ from __future__ import annotations
 from kdtrack import tracking
 from kdtrack.analysis.evidence import analysis_name, gather, record
 from kdtrack.config import AnalyzeConfig, TheoryConfig, to_params
-from kdtrack.contract import ANALYSIS_RUN, KEY, ROLE, STUDENT_RUN, TEACHER_RUN
+from kdtrack.contract import ANALYSIS_RUN, KEY, ROLE, STUDENT_RUN, TEACHER_RUN, copied_to_student
 from kdtrack.errors import UserError
 from kdtrack.tracking import RunContext
-
-# Metric names containing these are copied onto the student too, for sorting students in the UI.
-COPIED = ("slope", "underfit", "gap_", "below_frac", "exaggeration")
 
 
 def _students(config: AnalyzeConfig) -> list:
@@ -48,8 +45,7 @@ def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunCon
     tags = {KEY: key, STUDENT_RUN: student_id, TEACHER_RUN: student.data.tags.get(TEACHER_RUN, "")}
     with tracking.run(student.info.experiment_id, analysis_name(student), "analysis", params, context, tags) as run:
         record(run, evidence)
-    copied = {k: v for k, v in evidence.metrics.items()
-              if k.startswith("eigen/") or any(part in k for part in COPIED)}
+    copied = {k: v for k, v in evidence.metrics.items() if copied_to_student(k)}
     tracking.annotate(student_id, copied, {ANALYSIS_RUN: run.run_id})  # for sorting students in the UI
     print(f"kdtrack: analysis run {run.run_id} of student {student_id}: "
           + ", ".join(f"{k}={v:.3f}" for k, v in copied.items() if "slope_bottom" in k and "label" not in k))

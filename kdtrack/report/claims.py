@@ -159,25 +159,30 @@ def _stored(value) -> str:
     return "true" if value is True else "false" if value is False else str(value)
 
 
+NO_VALUES = pl.DataFrame(schema={"setting": pl.String, "seed": pl.String, "value": pl.Float64})
+
+
 def per_seed(table: pl.DataFrame, claim: Claim) -> pl.DataFrame:
     """setting, seed, value: the claim's statistic for each seed of each setting (runs of one seed
     are averaged, which only matters where a filter let duplicates through)."""
     rows = select(table, claim.select)
     column = f"m:{claim.metric}"
     if column not in rows.columns:
-        return pl.DataFrame(schema={"setting": pl.String, "seed": pl.String, "value": pl.Float64})
+        return NO_VALUES
     rows = rows.filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan())
     value = pl.col(column)
     if isinstance(claim.statistic, Paired):
         minus = claim.statistic.minus
         other = f"m:{minus.metric}"
         if minus.select is None:
-            rows = rows.filter(pl.col(other).is_not_null()) if other in rows.columns else rows.clear()
+            if other not in rows.columns:
+                return NO_VALUES
+            rows = rows.filter(pl.col(other).is_not_null())
             value = pl.col(column) - pl.col(other)
         else:
             base = select(table, minus.select)
             if other not in base.columns or any(k not in rows.columns for k in minus.pair_by):
-                return pl.DataFrame(schema={"setting": pl.String, "seed": pl.String, "value": pl.Float64})
+                return NO_VALUES
             base = (base.filter(pl.col(other).is_not_null()).group_by(list(minus.pair_by))
                     .agg(pl.col(other).mean().alias("__baseline")))
             rows = rows.join(base, on=list(minus.pair_by), how="inner")

@@ -5,7 +5,17 @@ from __future__ import annotations
 import polars as pl
 
 from kdtrack import tracking
-from kdtrack.contract import CODE_VERSION, ONEHOT_RUN, ROLE, STUDENT_RUN, STUDY, SWITCH_STEP, TEACHER_RUN, TRIAL
+from kdtrack.contract import (
+    CODE_VERSION,
+    ONEHOT_RUN,
+    ROLE,
+    STUDENT_RUN,
+    STUDY,
+    SWITCH_STEP,
+    TEACHER_RUN,
+    TRIAL,
+    copied_to_student,
+)
 from kdtrack.errors import UserError
 
 PARAMS = ("preset", "dataset", "arch", "teacher_arch", "seed", "label_noise", "train_size", "batch_size", "lr",
@@ -97,6 +107,19 @@ def counted(table: pl.DataFrame, version: str) -> tuple[pl.DataFrame, list[str]]
     left_out += [_phrase(count, f"{status} {role}")
                  for status, role, count in sorted(unfinished.group_by("status", "role").len().rows())]
     return kept, left_out
+
+
+def with_analyses(kept: pl.DataFrame) -> pl.DataFrame:
+    """`counted` runs where a student's analysis metrics (slopes, gaps: `copied_to_student`) are
+    those of its counted analysis, never the copies on the student, which may come from an analysis
+    that does not count; a student without one has none."""
+    copied = [c for c in kept.columns if c.startswith("m:") and copied_to_student(c[2:])]
+    analyses = kept.filter(pl.col("role") == "analysis").select(
+        pl.col("student_run_id").alias("run_id"), *[pl.col(c).alias(f"{c}@analysis") for c in copied])
+    joined = kept.join(analyses, on="run_id", how="left")
+    student = pl.col("role") == "student"
+    return joined.with_columns([pl.when(student).then(pl.col(f"{c}@analysis")).otherwise(pl.col(c)).alias(c)
+                                for c in copied]).select(kept.columns)
 
 
 VARYING = ("train_size", "batch_size", "lr", "epochs", "switch_to", "switch_at")

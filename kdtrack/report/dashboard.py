@@ -1,4 +1,5 @@
-"""Dashboard files (dashboards/*.yaml): which sections a report has, in which order."""
+"""Dashboard files (dashboards/*.yaml): which sections a report has, in which order, and the
+paper's claims it checks (kdtrack.report.claims)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from kdtrack import specfile
 from kdtrack.errors import UserError
+from kdtrack.report.claims import Claim, parse
 
 SHIPPED = Path(__file__).resolve().parents[2] / "dashboards"  # the repository's dashboards/
 
@@ -14,6 +16,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "dashboards"  # the repository's
 class Dashboard:
     title: str
     sections: tuple[str, ...]
+    claims: tuple[Claim, ...] = ()  # the report's first section, and `kdtrack claims`
 
 
 def shipped() -> dict[str, Path]:
@@ -25,7 +28,7 @@ def load(name_or_path: str) -> Dashboard:
     # imports MLflow and torch, hence not at the top of this module.
     from kdtrack.report.render import SECTIONS
 
-    path, spec = specfile.load_mapping("dashboard", name_or_path, SHIPPED, ("title", "sections"))
+    path, spec = specfile.load_mapping("dashboard", name_or_path, SHIPPED, ("title", "sections", "claims"))
     names = tuple(SECTIONS)  # a tuple, not the dict: a YAML list in `sections` is unhashable
     allowed = ", ".join(names)
     sections = spec.get("sections")
@@ -34,4 +37,5 @@ def load(name_or_path: str) -> Dashboard:
     for section in sections:
         if section not in names:
             raise UserError(f"dashboard {str(path)!r}: sections has {section!r}; allowed: {allowed}")
-    return Dashboard(str(spec.get("title", path.stem)), tuple(sections))
+    claims = parse(spec["claims"], f"dashboard {str(path)!r}") if "claims" in spec else ()
+    return Dashboard(str(spec.get("title", path.stem)), tuple(sections), claims)

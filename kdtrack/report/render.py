@@ -16,7 +16,7 @@ from markupsafe import Markup
 from kdtrack import code_version, tracking
 from kdtrack.errors import UserError
 from kdtrack.report import tables
-from kdtrack.report.collect import counted, runs_table, setting_of
+from kdtrack.report.collect import counted, runs_table, setting_of, with_analyses
 from kdtrack.report.dashboard import Dashboard
 
 # Autoescaped: experiment, run and dashboard names and the filter are the user's text, and a report
@@ -53,8 +53,36 @@ def png(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+VERDICT_COLOURS = {"holds": "#c8e6c9", "fails": "#ffcdd2", "inconclusive": "#fff3c4", "no runs": "#eeeeee"}
+
+
 def html_table(frame: pl.DataFrame) -> str:
+    if "verdict" in frame.columns:  # the claims table: verdicts in colour; Styler escapes the text
+        styled = frame.to_pandas().style.hide(axis="index").format(precision=4, na_rep="", escape="html")
+        colour = lambda verdict: f"background-color: {VERDICT_COLOURS.get(verdict, 'white')}"  # noqa: E731
+        return styled.map(colour, subset=["verdict"]).to_html()
     return frame.to_pandas().to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+
+
+def claim_table(kept: pl.DataFrame, experiments: list[str], claims) -> pl.DataFrame:
+    """Each claim's verdict per experiment and setting, from the runs `counted` keeps."""
+    from kdtrack.report.claims import evaluate
+
+    students = with_analyses(kept)
+    frames = [evaluate(students.filter(pl.col("experiment") == e), claims).insert_column(0, pl.lit(e).alias(
+        "experiment")) for e in experiments]
+    return pl.concat(frames)
+
+
+def claims_section(kept: pl.DataFrame, experiments: list[str], claims) -> Section:
+    results = claim_table(kept, experiments, claims)
+    shown = results.select(*(["experiment"] if len(experiments) > 1 else []), "id", "setting", "n", "estimate",
+                           pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3),
+                                     pl.col("ci_high").round_sig_figs(3)).alias("95% CI"),
+                           "test", "verdict", pl.col("expect").alias("paper"), "source")
+    return Section("Claims", "per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, "
+                   "verdict (holds/fails: the whole interval on one side of the threshold), what the paper "
+                   "reports", [shown])
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
@@ -228,7 +256,7 @@ def build(table: pl.DataFrame, experiments: list[str], filter_string: str, dashb
     """The report of the `fetch`ed runs as (HTML, Markdown). Statistics use only the runs that
     `collect.counted` keeps; the subtitle says what it left out, and the artifacts' size."""
     kept, left_out = counted(table, code_version())
-    sections = []
+    sections = [claims_section(kept, experiments, dashboard.claims)] if dashboard.claims else []
     for name in dashboard.sections:
         section = _shown(SECTIONS[name](kept, experiments))
         if section:
