@@ -5,7 +5,6 @@ KILLED and resumed. The lease's own logic is tested without subprocesses first.
 Each subprocess test trains in an experiment of its own. Waits last as long as the processes
 waited on live, never a fixed time: the machine running the tests may be loaded."""
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -127,6 +126,7 @@ def assert_no_step_twice(run_id: str, steps: int) -> None:
 
 def test_identical_commands_started_together_train_one_run(store):
     experiment = "together"
+    tracking.resolve_experiment(experiment)  # an existing store: two processes creating its tables at once collide
     processes = [train(experiment, "-P", "epochs=15") for _ in range(2)]
     outputs = [p.communicate() for p in processes]
     for process, (_, err) in zip(processes, outputs):
@@ -140,27 +140,19 @@ def test_identical_commands_started_together_train_one_run(store):
 
 def test_a_live_run_is_refused_then_reaped_once_its_lease_lapses_and_resumed(store):
     experiment = "live-then-dead"
+    tracking.resolve_experiment(experiment)
     long = ("-P", "epochs=150")  # 600 steps: it outlives what this test does while it trains
     first = train(experiment, *long)
-    while not (found := [r for r in runs_of(experiment) if r.data.tags.get("kdtrack.resume_checkpoint")]):
-        assert first.poll() is None, first.stderr.read()[-2000:]
-        time.sleep(0.1)
-    run_id = found[0].info.run_id
-
-    refused = subprocess.run([KDTRACK, "train-teacher", "--experiment", experiment, *SMALL, *long,
-                              "-P", "if_running=refuse"], capture_output=True, text=True)
-    assert refused.returncode != 0 and first.poll() is None  # refused while the first still trains
-    [line] = [line for line in refused.stderr.splitlines() if line.strip()]
-    assert run_id in line and f":{first.pid}" in line and "if_running=refuse" in line
-    assert tracking.get_run(run_id).info.status == "RUNNING" and len(runs_of(experiment)) == 1
-
-    first.send_signal(signal.SIGKILL)
-    first.communicate()
+    try:
+        run_id = refused_while_live(experiment, first, long)
+    finally:
+        first.kill()  # SIGKILL: it leaves the run RUNNING, as a lost machine would
+        first.communicate()
     # Time passes (EXPIRY_SECONDS without a heartbeat): the lease lapses.
     tracking.client().set_tag(run_id, LEASE_UNTIL, str(tracking.now_ms() - 1000))
     listed = subprocess.run([KDTRACK, "runs", "--experiment", experiment], capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr[-2000:]
-    assert run_id in listed.stdout and "KILLED" in listed.stdout
+    assert "KILLED" in listed.stdout  # the one run of the experiment, listed as killed
     orphan = tracking.get_run(run_id)
     assert orphan.info.status == "KILLED"
     assert orphan.data.tags[FAILURE].startswith(f"lease expired: {orphan.data.tags[LEASE_OWNER]}")
@@ -172,6 +164,22 @@ def test_a_live_run_is_refused_then_reaped_once_its_lease_lapses_and_resumed(sto
     assert f"resuming teacher run {run_id} (KILLED)" in again.stderr and again.stdout.split()[-1] == run_id
     assert tracking.get_run(run_id).info.status == "FINISHED" and len(runs_of(experiment)) == 1
     assert_no_step_twice(run_id, 600)
+
+
+def refused_while_live(experiment: str, first: subprocess.Popen, long: tuple) -> str:
+    """The id of the run `first` trains, once it has checkpointed; a second command refuses to join it."""
+    while not (found := [r for r in runs_of(experiment) if r.data.tags.get("kdtrack.resume_checkpoint")]):
+        assert first.poll() is None, first.stderr.read()[-2000:]
+        time.sleep(0.1)
+    run_id = found[0].info.run_id
+
+    refused = subprocess.run([KDTRACK, "train-teacher", "--experiment", experiment, *SMALL, *long,
+                              "-P", "if_running=refuse"], capture_output=True, text=True)
+    assert refused.returncode != 0 and first.poll() is None  # refused while the first still trains
+    [line] = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert run_id in line and f":{first.pid}" in line and "if_running=refuse" in line
+    assert tracking.get_run(run_id).info.status == "RUNNING" and len(runs_of(experiment)) == 1
+    return run_id
 
 
 def test_an_orphan_found_when_resuming_is_reaped(store):
