@@ -131,8 +131,9 @@ def reap(run):
     if run.info.status != "RUNNING" or is_live(run.data.tags, now_ms()) or LEASE_UNTIL not in run.data.tags:
         return run
     if take_over(run, "reaped"):
-        # A lease that lapses now, a new value: the next command may take the run over at once.
-        tags = {FAILURE: lapsed_note(run.data.tags), LEASE_UNTIL: str(now_ms())}
+        # The dead holder named again (take_over made this process the holder), and a lease that
+        # lapses now, a new value: the next command may take the run over at once.
+        tags = {FAILURE: lapsed_note(run.data.tags), LEASE_OWNER: holder(run.data.tags), LEASE_UNTIL: str(now_ms())}
         client().log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         client().set_terminated(run.info.run_id, "KILLED")
     return get_run(run.info.run_id)
