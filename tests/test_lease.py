@@ -193,3 +193,24 @@ def test_an_orphan_found_when_resuming_is_reaped(store):
                      key="k2")
     assert lease.find_resumable(experiment_id, "teacher", "k2", {"seed": "0"}) is None
     assert tracking.get_run(alive).info.status == "RUNNING"
+
+
+def test_a_data_set_logged_by_two_runs_at_once_does_not_fail_the_run(store, monkeypatch):
+    """Suite workers: the second insert of one data set breaks SQLite's unique constraint."""
+    import mlflow
+    import numpy as np
+
+    real, calls = mlflow.log_input, []
+
+    def collide_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise mlflow.exceptions.MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: "
+                                                    "datasets.experiment_id, datasets.name, datasets.digest")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", collide_once)
+    with tracking.run(tracking.resolve_experiment("datasets"), "d", "teacher") as run:
+        run.log_dataset(np.zeros((4, 2)), np.zeros(4), "memory", "tiny-train", "training")
+    logged = tracking.get_run(run.run_id)
+    assert logged.info.status == "FINISHED" and [d.dataset.name for d in logged.inputs.dataset_inputs] == ["tiny-train"]
