@@ -105,6 +105,7 @@ def ablate(config: AblateConfig, experiment: str = "", context: RunContext = Run
     study = optuna.create_study(study_name=name, storage=storage(config.storage, config.heartbeat), sampler=sampler,
                                 directions=directions, load_if_exists=True, pruner=make_pruner(config))
 
+    tracking.reap_experiments([experiment_id])  # trial runs a killed worker left RUNNING are marked KILLED
     with tracking.study_run(experiment_id, name, to_params(config), context) as study_run:
         say(f"study {name!r}: {total} trials over {config.knob} = {values} x seeds {seeds} "
             f"(study run {study_run.run_id})")

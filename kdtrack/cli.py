@@ -195,6 +195,8 @@ def runs_command(experiments, filter_string, tracking_uri) -> None:
 
     def show():
         tracking.check_store()  # one line within seconds, not MLflow's minutes of retries
+        # Runs whose process died (RUNNING, their lease lapsed) are marked KILLED before they are listed.
+        tracking.reap_experiments([i for i in map(tracking.experiment_id, experiments) if i is not None])
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
             return str(runs_summary(runs_table(list(experiments), filter_string)))
 

@@ -20,6 +20,7 @@ SEEDS = "an integer in 0..4294967295 (2**32 - 1, what NumPy and scikit-learn tak
 MAX_STEPS = 10**8  # training length cap: over 100x the paper's longest run (ImageNet, 90 epochs)
 INT_DIGITS = 18  # integer parameters are below 10**18: "1e400" is refused, not expanded into a huge number
 SCHEDULES = ("constant", "step", "cosine", "linear")
+IF_RUNNING = ("wait", "refuse")
 
 
 def _choice(name: str, value: str, allowed) -> None:
@@ -102,6 +103,7 @@ class TrainConfig:
     eigen_k: int = 0  # directions recorded, top first; 0 = every direction with a nonzero eigenvalue
     force: bool = False  # train anew even when a finished run with the same parameters exists
     resume: bool = True  # continue an interrupted run with the same parameters from its checkpoint
+    if_running: str = "wait"  # another process trains the same run: wait for it and reuse it, or refuse
 
     def __post_init__(self) -> None:
         from kdtrack.data import DATASETS, TEXT_DATASETS
@@ -118,6 +120,7 @@ class TrainConfig:
         _check("max_length", self.max_length, self.max_length >= 2, "an integer >= 2")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("if_running", self.if_running, IF_RUNNING)
         _check("train_size", self.train_size, self.train_size >= 0, "an integer >= 0 (0 = all)")
         _check("seed", self.seed, 0 <= self.seed < 2**32, SEEDS)
         _check("label_noise", self.label_noise, 0 <= self.label_noise < 1, "0 <= label_noise < 1")

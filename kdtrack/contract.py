@@ -9,6 +9,11 @@ FAILURE = "kdtrack.failure"  # why a run ended FAILED or KILLED
 RESUME = "kdtrack.resume_checkpoint"  # artifact path of a run's newest checkpoint
 RESULT = "kdtrack.result_run_id"  # on a launcher: the run that did the work
 PARENT = "mlflow.parentRunId"
+# A run's lease (kdtrack.tracking.lease): who works on it, until when, and how it was claimed.
+LEASE_OWNER = "kdtrack.lease_owner"  # host:pid of the process holding the lease
+LEASE_UNTIL = "kdtrack.lease_until"  # epoch ms when the lease lapses unless renewed; the end time once released
+LEASE_TICKET = "kdtrack.lease_ticket"  # elects one of the runs that identical commands created at once
+TAKEOVER = "kdtrack.takeover"  # param prefix: `<prefix>.<lease_until>` names the one process that took a lapsed run
 
 NUM_CLASSES = "kdtrack.num_classes"
 TEACHER_RUN = "kdtrack.teacher_run_id"

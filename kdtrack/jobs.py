@@ -13,14 +13,14 @@ from kdtrack import tracking
 from kdtrack.config import TrainConfig, to_params
 from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
 from kdtrack.data import Splits
-from kdtrack.errors import UserError
+from kdtrack.errors import StopRun, UserError
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights
 from kdtrack.training import NonFiniteLoss, Teacher, TrainState, fit, predict_splits
 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
-              "eigen", "eigen_k", "teacher_run_id", "force", "resume")
+              "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running")
 # The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
 # heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
 LAST_LAYER_CAP = 100_000
@@ -80,21 +80,53 @@ def eigen_probes(model: nn.Module, data: Splits, config: TrainConfig) -> Probes:
     return Probes(tables, probes)
 
 
+class Outrun(StopRun):
+    """Ends a new run that lost the election to an identical run another process started at the
+    same moment (`tracking.elect`): before it trained anything."""
+
+
 def run_job(experiment_id: str, job: Job, data: Splits, context: tracking.RunContext = tracking.RunContext()) -> str:
-    """Reuse a FINISHED run with the same key and params, else resume an interrupted one from its
-    last checkpoint, else start a new run; train, then log tables, weights and the model. The
-    run's `with` block records how it ended."""
+    """Reuse a FINISHED run with the same key and params; wait for one that another process is
+    training (or refuse, with if_running=refuse) and reuse it once FINISHED; else resume an
+    interrupted one from its last checkpoint, else start a new run; train, then log tables, weights
+    and the model. The run's `with` block records how it ended."""
     config = job.config
     params = key_params(config)
     key = tracking.run_key(job.role, params, job.upstream)
-    if not config.force:
-        found = tracking.find_finished(experiment_id, job.role, key, params)
-        if found:
-            say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
-            context.report(found.info.run_id)
-            return found.info.run_id
+    while True:
+        if not config.force:
+            found = tracking.find_finished(experiment_id, job.role, key, params)
+            if found:
+                say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
+                context.report(found.info.run_id)
+                return found.info.run_id
+            live = tracking.find_live(experiment_id, job.role, key, params)
+            if live:
+                wait_for(live, job.role, config.if_running)
+                continue  # it finished (reuse it), or ended otherwise or died (resume it)
+        run_id = train(experiment_id, job, data, context, key, params)
+        if run_id:
+            return run_id
+
+
+def wait_for(run, role: str, if_running: str) -> None:
+    """Wait until `run`, which another process holds, is no longer held; or refuse to."""
+    what = f"{role} run {run.info.run_id} with these parameters is being trained by {tracking.holder(run.data.tags)}"
+    if if_running == "refuse":
+        raise UserError(f"{what}; if_running=refuse: not waiting for it (if_running=wait reuses it once finished)")
+    say(f"{what}; waiting for it")
+    tracking.wait(run.info.run_id)
+
+
+def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunContext, key: str,
+          params: dict[str, str]) -> str:
+    """Resume or start the job's run and train it; its id, or "" where another process took the
+    paused run, or started an identical one, first."""
+    config = job.config
     resumable = config.resume and not config.force
     paused = tracking.find_resumable(experiment_id, job.role, key, params) if resumable else None
+    if paused and not tracking.take_over(paused, "resumed"):
+        return ""
     model = job.make_model()
     probes = eigen_probes(model, data, config) if config.eigen else Probes()
     recording = dict(confidence_tables=job.confidence_tables, probes=probes.probes)
@@ -113,11 +145,17 @@ def run_job(experiment_id: str, job: Job, data: Splits, context: tracking.RunCon
                 run.restore_probes(saved, paused.data.tags[RESUME])
                 say(f"resuming {job.role} run {run_id} ({paused.info.status}) after step {saved['step']}")
             else:
+                winner = run_id if config.force else tracking.elect(run_id, experiment_id, job.role, key, params)
+                if winner != run_id:
+                    raise Outrun(f"run {winner}, started at the same moment with the same parameters, trains it")
                 say(f"training {job.name} (run {run_id})")
                 record_start(run, job, probes, data)
             start = TrainState.from_dict(saved) if paused else job.start
             fit(model, data, config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at)
             record_end(run, model, data)
+    except Outrun:
+        tracking.withdraw(run_id)
+        return ""
     except NonFiniteLoss as error:
         raise UserError(f"run {run_id} stopped: {error}") from None
     return run_id

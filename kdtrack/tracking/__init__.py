@@ -6,6 +6,7 @@ sees only the `RunLog` methods of `TrackedRun`.
 Store: whatever MLFLOW_TRACKING_URI says, else MLflow's own default (sqlite `mlflow.db` and
 `./mlruns` in the working directory). Artifacts are always read back through MLflow's APIs.
 """
+from kdtrack.tracking.lease import elect, find_live, find_resumable, holder, reap_experiments, take_over, wait, withdraw
 from kdtrack.tracking.runs import (
                                    RunContext,
                                    TrackedRun,
@@ -26,7 +27,6 @@ from kdtrack.tracking.store import (
                                    experiment_name,
                                    experiment_names,
                                    find_finished,
-                                   find_resumable,
                                    follow_launcher,
                                    get_run,
                                    has_artifact,
@@ -45,8 +45,9 @@ from kdtrack.tracking.uploader import Uploader
 
 __all__ = [
     "RunContext", "TrackedRun", "Uploader", "annotate", "artifact_bytes", "artifact_paths", "check_store",
-    "claim_launcher", "client", "download", "experiment_id", "experiment_name", "experiment_names", "find_finished",
-    "find_resumable", "follow_launcher", "get_run", "has_artifact", "load_state", "load_table", "metric_history",
-    "now_ms", "quoted", "reopen", "require_run", "resolve_experiment", "run", "run_key", "search_all", "study_run",
-    "tracking_uri", "use_tracking_uri",
+    "claim_launcher", "client", "download", "elect", "experiment_id", "experiment_name", "experiment_names",
+    "find_finished", "find_live", "find_resumable", "follow_launcher", "get_run", "has_artifact", "holder",
+    "load_state", "load_table", "metric_history", "now_ms", "quoted", "reap_experiments", "reopen", "require_run",
+    "resolve_experiment", "run", "run_key", "search_all", "study_run", "take_over", "tracking_uri",
+    "use_tracking_uri", "wait", "withdraw",
 ]

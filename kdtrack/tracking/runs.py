@@ -22,6 +22,7 @@ from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, PARENT, RESULT, RESUME, ROLE, STUDY
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import shielded, stop_requests
+from kdtrack.tracking.lease import hold, lease_tags
 from kdtrack.tracking.store import client, get_run, now_ms, parquet_bytes, quoted, search_all, torch_bytes
 from kdtrack.tracking.uploader import Uploader
 
@@ -161,6 +162,7 @@ def study_run(experiment_id: str, study: str, params: Mapping[str, str], context
                                        {STUDY: study}, fluent=False)
             first = oldest()[0].info.run_id
             if first != shared.run_id:  # another worker started one meanwhile: share the first
+                shared.heartbeat.stop()
                 client().delete_run(shared.run_id)
                 shared.uploader.drain()
                 shared = TrackedRun.reopen(first, "study", context, fluent=False)
@@ -189,6 +191,7 @@ class TrackedRun:
         self.uploader = Uploader()
         self.buffer: list[Metric] = []
         self.flushed_at = time.monotonic()
+        self.heartbeat = hold(run_id)  # this process works on the run until `end` (tracking/lease.py)
         if fluent:
             mlflow.start_run(run_id=run_id)
 
@@ -196,7 +199,8 @@ class TrackedRun:
     def create(cls, experiment_id: str, name: str, role: str, params: dict[str, str], context: RunContext,
                tags: dict[str, str], confidence_tables=None, probes: dict | None = None,
                fluent: bool = True) -> "TrackedRun":
-        all_tags = {ROLE: role, CODE_VERSION: code_version(), **context.tags, **tags}
+        # The lease is there from the start: a run without one looks abandoned to other processes.
+        all_tags = {ROLE: role, CODE_VERSION: code_version(), **context.tags, **tags, **lease_tags(now_ms())}
         if context.parent:
             all_tags.setdefault(PARENT, context.parent)
         run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
@@ -327,7 +331,15 @@ class TrackedRun:
         with warnings.catch_warnings():  # MLflow warns that a local path is ambiguous as a source
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_numpy(array, targets=targets, source=source, name=name)
-        mlflow.log_input(dataset, context=context)
+        try:
+            mlflow.log_input(dataset, context=context)
+        except Exception as error:
+            # Two runs logging the same data set at one moment (suite workers) both insert it into a
+            # SQLite store, and the later insert breaks its unique constraint. The data set is there
+            # now: once more only links it to this run.
+            if "UNIQUE constraint failed: datasets" not in str(error):
+                raise
+            mlflow.log_input(dataset, context=context)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
@@ -337,7 +349,10 @@ class TrackedRun:
         """End the run with `status` (called by the `with` block only); a Ctrl-C/SIGTERM
         meanwhile is raised only once it is ended."""
         with shielded(f"run {self.run_id} ended"):
-            self._end(status, failure)
+            try:
+                self._end(status, failure)
+            finally:
+                self.heartbeat.stop()
 
     def _end(self, status: str, failure: str) -> None:
         self.flush()

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.search_utils import SearchUtils
 
 from kdtrack import code_version
-from kdtrack.contract import FAILURE, KEY, RESULT, RESUME, ROLE
+from kdtrack.contract import KEY, RESULT, ROLE
 from kdtrack.errors import UserError
 
 # Progress bars per tiny artifact drown the log; kdtrack prints its own progress.
@@ -141,7 +141,7 @@ def search_all(experiment_ids: list[str], filter_string: str, order_by: list[str
             return runs
 
 
-def _same_params(run, params: dict[str, str]) -> bool:
+def same_params(run, params: dict[str, str]) -> bool:
     return all(run.data.params.get(k) == v for k, v in params.items())
 
 
@@ -149,21 +149,7 @@ def find_finished(experiment_id: str, role: str, key: str, params: dict[str, str
     """The newest FINISHED run with this key whose params equal `params` as stored strings."""
     runs = search_all([experiment_id], f"tags.`{ROLE}` = {quoted(role)} and tags.`{KEY}` = {quoted(key)} "
                       "and attributes.status = 'FINISHED'", ["attributes.start_time DESC"])
-    return next((run for run in runs if _same_params(run, params)), None)
-
-
-def find_resumable(experiment_id: str, role: str, key: str, params: dict[str, str]):
-    """The newest unfinished run with this key and params that left a resume checkpoint: killed,
-    preempted (still RUNNING after a SIGKILL) or failed for a reason other than a non-finite loss
-    (which would only recur)."""
-    runs = search_all([experiment_id], f"tags.`{ROLE}` = {quoted(role)} and tags.`{KEY}` = {quoted(key)} "
-                      "and attributes.status != 'FINISHED'", ["attributes.start_time DESC"])
-    for run in runs:
-        if run.data.tags.get(FAILURE, "").startswith("non-finite"):
-            continue
-        if RESUME in run.data.tags and _same_params(run, params):
-            return run
-    return None
+    return next((run for run in runs if same_params(run, params)), None)
 
 
 def artifact_paths(run_id: str, folder: str) -> list[tuple[str, bool]]:
