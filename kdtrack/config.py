@@ -16,6 +16,7 @@ from kdtrack.presets import DATASET_PRESETS, PRESETS
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "step", "cosine", "linear")
+KEEP_CHECKPOINTS = ("all", "switch", "last")  # README "Interrupted runs resume" explains each
 
 
 def _choice(name: str, value: str, allowed) -> None:
@@ -98,6 +99,8 @@ class TrainConfig:
     eigen_k: int = 0  # directions recorded, top first; 0 = every direction with a nonzero eigenvalue
     force: bool = False  # train anew even when a finished run with the same parameters exists
     resume: bool = True  # continue an interrupted run with the same parameters from its checkpoint
+    # checkpoints a run keeps: all; switch = the step_<N> ones `switch` starts from; last = none once finished
+    keep_checkpoints: str = "switch"
 
     def __post_init__(self) -> None:
         from kdtrack.data import DATASETS, TEXT_DATASETS
@@ -114,6 +117,7 @@ class TrainConfig:
         _check("max_length", self.max_length, self.max_length >= 2, "an integer >= 2")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("keep_checkpoints", self.keep_checkpoints, KEEP_CHECKPOINTS)
         _check("train_size", self.train_size, self.train_size >= 0, "an integer >= 0 (0 = all)")
         _check("label_noise", self.label_noise, 0 <= self.label_noise < 1, "0 <= label_noise < 1")
         _check("fit_fraction", self.fit_fraction, 0 < self.fit_fraction <= 1, "0 < fit_fraction <= 1")

@@ -119,7 +119,9 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
 
     def make_model():
         torch.manual_seed(config.seed)
-        model = new_model(to_params(config), data)
+        # The teacher's seed draws random features' fixed projection, which its init.pt does not store.
+        seed = teacher_params["seed"] if same_init == "teacher" else str(config.seed)
+        model = new_model({**to_params(config), "seed": seed}, data)
         if same_init == "teacher":
             model.load_state_dict(tracking.load_state(teacher_id, "checkpoints/init.pt"))
         return model

@@ -20,6 +20,7 @@ from kdtrack.tracking.store import (
                                    artifact_paths,
                                    check_store,
                                    client,
+                                   delete_artifacts,
                                    download,
                                    experiment_id,
                                    experiment_name,
@@ -43,8 +44,8 @@ from kdtrack.tracking.uploader import Uploader
 
 __all__ = [
     "RunContext", "TrackedRun", "Uploader", "annotate", "artifact_paths", "check_store", "claim_launcher", "client",
-    "download", "experiment_id", "experiment_name", "experiment_names", "find_finished", "find_resumable",
-    "follow_launcher", "get_run", "has_artifact", "load_state", "load_table", "metric_history", "now_ms", "reopen",
-    "require_run", "resolve_experiment", "run", "run_key", "search_all", "study_run", "tracking_uri",
-    "use_tracking_uri",
+    "delete_artifacts", "download", "experiment_id", "experiment_name", "experiment_names", "find_finished",
+    "find_resumable", "follow_launcher", "get_run", "has_artifact", "load_state", "load_table", "metric_history",
+    "now_ms", "reopen", "require_run", "resolve_experiment", "run", "run_key", "search_all", "study_run",
+    "tracking_uri", "use_tracking_uri",
 ]
