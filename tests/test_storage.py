@@ -16,9 +16,9 @@ from kdtrack.pipeline import distill, switch, train_teacher
 from kdtrack.rebuild import data_of, rebuild_model
 from kdtrack.training import Plan
 
-# 64 points, batch 32, 4 epochs: 8 steps; kept checkpoints at 2, 4, 6; evaluations (and so
-# resume checkpoints, last_a/last_b) at 2, 4, 6 and 8.
-EIGHT_STEPS = {**TINY, "epochs": "4", "eval_every": "2"}
+# 64 points, batch 32, 4 epochs: 8 steps; kept checkpoints at 2, 4, 6; an evaluation, and so a
+# checkpoint, at every step: the odd ones alternate between last_a and last_b.
+EIGHT_STEPS = {**TINY, "epochs": "4", "eval_every": "1"}
 RANDOM_FEATURES = {**EIGHT_STEPS, "preset": "noisy_mnist_rf", "width": "300", "batch_size": "32"}
 
 
