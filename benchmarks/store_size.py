@@ -8,7 +8,7 @@ A store's size is its sqlite database plus its artifact folder (not the demo's l
 figures); the ratios are against `keep_checkpoints=all` measured in the same run. Each policy runs
 in a subprocess: a fresh process and store, as `make demo` would. About 2 minutes per policy on 2
 shared cores. Before issue 16 (every checkpoint carrying random features' 784 x 5000 projection,
-all checkpoints kept), the same store was 347 MB (benchmarks/STORE.md).
+all checkpoints kept), the same store was 352 MB (benchmarks/STORE.md).
 """
 import argparse
 import os

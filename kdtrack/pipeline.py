@@ -191,8 +191,8 @@ def starting_checkpoint(config: SwitchConfig, run, step: int, teacher_id: str) -
                    if path.startswith("checkpoints/step_") and path.endswith(".pt"))
     if step not in steps:
         raise UserError(f"from_run_id={config.from_run_id!r} has no checkpoint at the switch step {step}; "
-                        f"it has steps {steps or 'none'} (choose switch_at among them, or retrain it with force=true and "
-                        "checkpoint_every, or keep_checkpoints=switch if it kept none)")
+                        f"it has steps {steps or 'none'} (choose switch_at among them, or retrain it with "
+                        "force=true and checkpoint_every, or keep_checkpoints=switch if it kept none)")
     return run_id, TrainState.from_dict(tracking.load_state(run_id, f"checkpoints/step_{step}.pt"))
 
 
