@@ -249,8 +249,10 @@ def suite_status(suite) -> None:
 @click.option("--out", default="kdtrack-out", show_default=True, type=click.Path(file_okay=False),
               help="Folder that receives a local copy of the figures.")
 @click.option("--preset", "presets", multiple=True, default=("mnist_mlp", "noisy_mnist_rf"), show_default=True)
-def demo_command(experiment, out, presets) -> None:
+@click.option("--keep-checkpoints", default="last", show_default=True,
+              help="The runs' keep_checkpoints; `switch` keeps what `switch -P from_run_id=...` starts from.")
+def demo_command(experiment, out, presets, keep_checkpoints) -> None:
     """The main job on the embedded data: teacher, distilled student and analysis per preset."""
     from kdtrack.demo import demo
 
-    _run(lambda: demo(experiment, Path(out), presets))
+    _run(lambda: demo(experiment, Path(out), presets, keep_checkpoints))

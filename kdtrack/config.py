@@ -21,6 +21,7 @@ MAX_STEPS = 10**8  # training length cap: over 100x the paper's longest run (Ima
 INT_DIGITS = 18  # integer parameters are below 10**18: "1e400" is refused, not expanded into a huge number
 SCHEDULES = ("constant", "step", "cosine", "linear")
 IF_RUNNING = ("wait", "refuse")
+KEEP_CHECKPOINTS = ("all", "switch", "last")  # README "Interrupted runs resume" explains each
 
 
 def _choice(name: str, value: str, allowed) -> None:
@@ -104,6 +105,8 @@ class TrainConfig:
     force: bool = False  # train anew even when a finished run with the same parameters exists
     resume: bool = True  # continue an interrupted run with the same parameters from its checkpoint
     if_running: str = "wait"  # another process trains the same run: wait for it and reuse it, or refuse
+    # checkpoints a run keeps: all; switch = the step_<N> ones `switch` starts from; last = none once finished
+    keep_checkpoints: str = "switch"
 
     def __post_init__(self) -> None:
         from kdtrack.data import DATASETS, TEXT_DATASETS
@@ -121,6 +124,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("if_running", self.if_running, IF_RUNNING)
+        _choice("keep_checkpoints", self.keep_checkpoints, KEEP_CHECKPOINTS)
         _check("train_size", self.train_size, self.train_size >= 0, "an integer >= 0 (0 = all)")
         _check("seed", self.seed, 0 <= self.seed < 2**32, SEEDS)
         _check("label_noise", self.label_noise, 0 <= self.label_noise < 1, "0 <= label_noise < 1")

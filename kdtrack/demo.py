@@ -16,10 +16,13 @@ from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
 from kdtrack.pipeline import distill
 
 
-def demo(experiment: str, out: Path, presets: tuple[str, ...]) -> None:
+def demo(experiment: str, out: Path, presets: tuple[str, ...], keep_checkpoints: str = "last") -> None:
+    """`keep_checkpoints=last` by default: the demo switches nothing, and the step checkpoints
+    `switch` would start from (model and Adam state at 25/50/75%) are most of a store's size."""
     lines = []
     for preset in presets:
-        student = distill(from_params(DistillConfig, {"preset": preset}), experiment)
+        params = {"preset": preset, "keep_checkpoints": keep_checkpoints}
+        student = distill(from_params(DistillConfig, params), experiment)
         [analysis] = analyze(AnalyzeConfig(student_run_id=student))
         tags = tracking.get_run(student).data.tags
         figures = tracking.download(analysis, "figures", str(out / preset))

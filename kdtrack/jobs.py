@@ -14,13 +14,15 @@ from kdtrack.config import TrainConfig, to_params
 from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
 from kdtrack.data import Splits
 from kdtrack.errors import StopRun, UserError
+from kdtrack.models import portable
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights
 from kdtrack.training import NonFiniteLoss, Teacher, TrainState, fit, predict_splits
 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
-              "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running")
+              "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running",
+              "keep_checkpoints")
 # The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
 # heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
 LAST_LAYER_CAP = 100_000
@@ -158,7 +160,20 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
         return ""
     except NonFiniteLoss as error:
         raise UserError(f"run {run_id} stopped: {error}") from None
+    if config.keep_checkpoints != "all":
+        drop_resume_checkpoints(run_id)
     return run_id
+
+
+def drop_resume_checkpoints(run_id: str) -> None:
+    """A finished run resumes no more: its `last_a`/`last_b` checkpoints go (`step_<N>` ones,
+    which `switch` starts from, stay), where the artifact store can delete."""
+    paths = [path for path, is_dir in tracking.artifact_paths(run_id, "checkpoints")
+             if not is_dir and path.rsplit("/", 1)[-1] in ("last_a.pt", "last_b.pt")]
+    refused = tracking.delete_artifacts(run_id, paths)
+    if refused:
+        say(f"run {run_id}: the artifact store cannot delete {', '.join(refused)}; they stay "
+            "(keep_checkpoints=all keeps them on purpose)")
 
 
 def record_start(run: tracking.TrackedRun, job: Job, probes: Probes, data: Splits) -> None:
@@ -178,4 +193,4 @@ def record_end(run: tracking.TrackedRun, model: nn.Module, data: Splits) -> None
     for split, table in run.confidence_tables(predict_splits(model, data)).items():
         run.log_table(table, f"confidences/{split}.parquet")
     run.log_state(model.state_dict(), "checkpoints/final.pt")
-    run.log_model(model.cpu(), data.x_train[:2])
+    run.log_model(portable(model).cpu(), data.x_train[:2])

@@ -123,7 +123,9 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
 
     def make_model():
         torch.manual_seed(config.seed)
-        model = new_model(to_params(config), data)
+        # The teacher's seed draws random features' fixed projection, which its init.pt does not store.
+        seed = teacher_params["seed"] if same_init == "teacher" else str(config.seed)
+        model = new_model({**to_params(config), "seed": seed}, data)
         if same_init == "teacher":
             model.load_state_dict(tracking.load_state(teacher_id, "checkpoints/init.pt"))
         return model
@@ -193,8 +195,8 @@ def starting_checkpoint(config: SwitchConfig, run, step: int, teacher_id: str) -
                    if path.startswith("checkpoints/step_") and path.endswith(".pt"))
     if step not in steps:
         raise UserError(f"from_run_id={config.from_run_id!r} has no checkpoint at the switch step {step}; "
-                        f"it has steps {steps or 'none'} (choose switch_at among them, or retrain with "
-                        "checkpoint_every)")
+                        f"it has steps {steps or 'none'} (choose switch_at among them, or retrain it with "
+                        "force=true and checkpoint_every, or keep_checkpoints=switch if it kept none)")
     return run_id, TrainState.from_dict(tracking.load_state(run_id, f"checkpoints/step_{step}.pt"))
 
 

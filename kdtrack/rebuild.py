@@ -24,7 +24,8 @@ def load_data(config: TrainConfig) -> Splits:
 def new_model(params: dict[str, str], data: Splits) -> nn.Module:
     """The architecture `params` (a run's or a config's, as strings) name, for `data`, on its device."""
     model = build_model(params["arch"], data.input_shape, data.num_classes, int(params["width"]),
-                        int(params["depth"]), pretrained=params.get("pretrained", ""), **data.extras)
+                        int(params["depth"]), pretrained=params.get("pretrained", ""), seed=int(params["seed"]),
+                        **data.extras)
     return place(model, data.y_train.device)
 
 

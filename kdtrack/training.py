@@ -160,9 +160,12 @@ class Plan:
         """Confidence snapshots every `snapshot_every` steps (0: never) and at `snapshot_at`."""
         return (bool(self.snapshot_every) and done % self.snapshot_every == 0) or done in self.snapshot_at
 
-    def keeps_checkpoint(self, done: int, every: int) -> bool:
-        """Steps whose checkpoint stays as `checkpoints/step_<N>.pt`: every `every` steps, and
-        the SWITCH_POINTS fractions of nominal training."""
+    def keeps_checkpoint(self, done: int, every: int, policy: str = "switch") -> bool:
+        """Steps whose checkpoint stays as `checkpoints/step_<N>.pt`, where `switch` can start:
+        every `every` steps, and the SWITCH_POINTS fractions of nominal training; none with
+        `keep_checkpoints=last` (its checkpoints only resume)."""
+        if policy == "last":
+            return False
         switch_steps = {round(f * self.total_steps) for f in SWITCH_POINTS}
         return (bool(every) and done % every == 0) or done in switch_steps
 
@@ -381,8 +384,9 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
             if snapshots:
                 log.snapshot(done, outputs)
 
-            keep = plan.keeps_checkpoint(done, config.checkpoint_every)
-            if keep or stop or (evaluates and done < total):  # a finished run needs none
+            keep = plan.keeps_checkpoint(done, config.checkpoint_every, config.keep_checkpoints)
+            periodic = bool(config.checkpoint_every) and done % config.checkpoint_every == 0
+            if keep or stop or ((evaluates or periodic) and done < total):  # a finished run needs none
                 state = TrainState.capture(done, model, optimizer, order_rng, augment_rng, order, running, seen)
                 log.checkpoint(done, state.as_dict(), keep)
             if stop:

@@ -63,21 +63,28 @@ def check_memory(arch: str, input_shape: tuple[int, ...], num_classes: int, widt
                         f"machine has {available / 2**30:.1f} GiB; allowed: a smaller {prefix}width or {prefix}depth")
 
 
+def portable(model: nn.Module) -> nn.Module:
+    """The module logged as the run's model (exported by MLflow): random features draw their
+    projection again from the seed instead of storing it."""
+    return model.portable() if isinstance(model, RandomFeatures) else model
+
+
 def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int, width: int = 0, depth: int = 0,
-                vocab_size: int = 0, pad_id: int = 1, pretrained: str = "") -> nn.Module:
+                vocab_size: int = 0, pad_id: int = 1, pretrained: str = "", seed: int = 0) -> nn.Module:
     """A freshly initialized model (or `pretrained`'s weights, text only); width/depth 0 take the
-    defaults above. Text models take `vocab_size` and `pad_id` from the tokenizer."""
+    defaults above. Text models take `vocab_size` and `pad_id` from the tokenizer; random features
+    draw their fixed projection from `seed` (the rest from torch's global generator)."""
     check_fits(arch, depth, input_shape, width=width, num_classes=0 if pretrained else num_classes,
-               vocab_size=vocab_size, pad_id=pad_id)
-    return _build(arch, input_shape, num_classes, width, depth, vocab_size, pad_id, pretrained)
+               vocab_size=vocab_size, pad_id=pad_id, seed=seed)
+    return _build(arch, input_shape, num_classes, width, depth, vocab_size, pad_id, pretrained, seed)
 
 
 def _build(arch: str, input_shape: tuple[int, ...], num_classes: int, width: int = 0, depth: int = 0,
-           vocab_size: int = 0, pad_id: int = 1, pretrained: str = "") -> nn.Module:
+           vocab_size: int = 0, pad_id: int = 1, pretrained: str = "", seed: int = 0) -> nn.Module:
     default_width, default_depth = SIZES[arch]
     width, depth = width or default_width or 0, depth or default_depth or 0
     if arch == "random_features":
-        return RandomFeatures(math.prod(input_shape), num_classes, width)
+        return RandomFeatures(math.prod(input_shape), num_classes, width, seed)
     if arch == "mlp":
         return mlp(math.prod(input_shape), num_classes, width, depth)
     if arch == "cnn":

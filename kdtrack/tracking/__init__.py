@@ -22,6 +22,7 @@ from kdtrack.tracking.store import (
                                    artifact_paths,
                                    check_store,
                                    client,
+                                   delete_artifacts,
                                    download,
                                    experiment_id,
                                    experiment_name,
@@ -45,9 +46,9 @@ from kdtrack.tracking.uploader import Uploader
 
 __all__ = [
     "RunContext", "TrackedRun", "Uploader", "annotate", "artifact_bytes", "artifact_paths", "check_store",
-    "claim_launcher", "client", "download", "elect", "experiment_id", "experiment_name", "experiment_names",
-    "find_finished", "find_live", "find_resumable", "follow_launcher", "get_run", "has_artifact", "holder",
-    "load_state", "load_table", "metric_history", "now_ms", "quoted", "reap_experiments", "reopen", "require_run",
-    "resolve_experiment", "run", "run_key", "search_all", "study_run", "take_over", "tracking_uri",
-    "use_tracking_uri", "wait", "withdraw",
+    "claim_launcher", "client", "delete_artifacts", "download", "elect", "experiment_id", "experiment_name",
+    "experiment_names", "find_finished", "find_live", "find_resumable", "follow_launcher", "get_run",
+    "has_artifact", "holder", "load_state", "load_table", "metric_history", "now_ms", "quoted", "reap_experiments",
+    "reopen", "require_run", "resolve_experiment", "run", "run_key", "search_all", "study_run", "take_over",
+    "tracking_uri", "use_tracking_uri", "wait", "withdraw",
 ]

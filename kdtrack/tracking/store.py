@@ -170,6 +170,21 @@ def artifact_bytes(artifact_uri: str) -> int:
             else:
                 total += entry.file_size or 0
     return total
+def delete_artifacts(run_id: str, paths: list[str]) -> list[str]:
+    """Delete artifacts of a run, each with its `.sha256`; returns those the store refused.
+    MLflow's client has no call for it; its artifact repositories can, for local folders, a
+    server's proxied artifacts, S3, GCS and Azure, but not every backend."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repository = get_artifact_repository(get_run(run_id).info.artifact_uri)
+    refused = []
+    for path in paths:
+        for name in (path, f"{path}.sha256"):
+            try:
+                repository.delete_artifacts(name)
+            except Exception:  # NotImplementedError, or the backend's own error type
+                refused.append(name)
+    return refused
 
 
 def has_artifact(run_id: str, path: str) -> bool:
