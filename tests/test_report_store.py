@@ -93,7 +93,7 @@ def test_a_filter_that_leaves_out_the_analyses_renders_with_them(reanalyzed, tmp
     html = report(tmp_path, "--experiment", "reanalyzed", "--filter", "params.preset = 'mnist_mlp'")
     assert "student (distilled) test mean" in html  # the analyses followed their student
     teachers = fetch(["reanalyzed"], "tags.`kdtrack.role` = 'teacher'")
-    assert build(teachers, ["reanalyzed"], "", load("paper"))[0].count("<table") == 1  # runs only
+    assert build(teachers, ["reanalyzed"], "", load("paper"))[0].count("<table") == 2  # claims, runs
 
 
 def test_an_experiment_of_teachers_only_renders(store, tmp_path):

@@ -72,7 +72,9 @@ class RandomFeatures(nn.Module):
         projection, offset = random_layer(seed, input_dim, width)
         self.register_buffer("projection", projection, persistent=False)
         self.register_buffer("offset", offset, persistent=False)
-        self.register_buffer("features_digest", digest(projection, offset))
+        # Built on the meta device to size it (models.check_memory), it has no bytes to hash.
+        hashed = torch.zeros(32, dtype=torch.uint8) if projection.is_meta else digest(projection, offset)
+        self.register_buffer("features_digest", hashed)
         self.head = nn.Linear(width, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
