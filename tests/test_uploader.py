@@ -71,6 +71,13 @@ def test_the_retry_budget_bounds_the_whole_run_not_each_call():
     assert attempts.count("failing") <= 20 + 5 and uploader.budget_left == 0
 
 
+def test_both_lanes_waiting_out_one_outage_pay_for_it_once():
+    uploader = Uploader(budget=1.5)
+    assert uploader._allowance(1.0) == 1.0  # the metrics lane waits a second
+    assert uploader._allowance(1.0) == pytest.approx(1.0, abs=0.2)  # the artifacts lane, in the same second
+    assert uploader.budget_left > 0.25  # about 0.5 left, not -0.5
+
+
 @pytest.mark.parametrize("how", ["stopping", "leaving"])
 def test_a_stop_cuts_retries_and_the_wait(monkeypatch, how):
     monkeypatch.setattr(Uploader, "STOP_SECONDS", 1.0)

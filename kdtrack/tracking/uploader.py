@@ -33,6 +33,7 @@ class Uploader:
     def __init__(self, budget: float | None = None) -> None:
         self.budget = self.BUDGET_SECONDS if budget is None else budget
         self.budget_left = self.budget
+        self.waits_until = 0.0  # the end of the latest wait granted (time.monotonic)
         self.lost: list[str] = []
         self.pending: dict[int, str] = {}  # what was submitted and is neither sent nor given up
         self.changed = threading.Condition()
@@ -76,11 +77,17 @@ class Uploader:
                 delay = min(2 * delay, self.LONGEST_DELAY)
 
     def _allowance(self, delay: float) -> float:
-        """Up to `delay` seconds taken from the budget; none once it is spent or the run stops.
-        Both lanes draw on it, so retries never wait longer than the budget in all."""
+        """A wait of up to `delay` seconds; none once the budget is spent or the run stops. The
+        budget pays for the time during which some lane waits: both lanes waiting out one outage
+        pay for it once, and the waits of the run never last longer than the budget in all."""
         with self.changed:
-            pause = 0.0 if self.no_retries.is_set() else min(delay, self.budget_left)
-            self.budget_left -= pause
+            if self.no_retries.is_set():
+                return 0.0
+            now = time.monotonic()
+            paid_until = max(now, self.waits_until)
+            pause = min(delay, paid_until - now + self.budget_left)
+            self.budget_left -= max(0.0, now + pause - paid_until)
+            self.waits_until = max(self.waits_until, now + pause)
             return pause
 
     def drain(self, stopping: Callable[[], bool] = lambda: False,
