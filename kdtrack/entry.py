@@ -36,7 +36,8 @@ def _interrupt(signum, frame):
 def exit_on_user_error(work: Callable[[], object]) -> object:
     """Run `work`; a UserError becomes one line on stderr and exit status 2, no traceback.
     SIGTERM is made an interrupt like Ctrl-C, so a run being logged is marked KILLED either way
-    (inside the training loop, `interrupts.stop_requests` turns both into a checkpoint first)."""
+    (inside the training loop, `interrupts.stop_requests` turns both into a checkpoint first; a
+    second signal while the run is being stopped makes the process leave, see kdtrack.interrupts)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     try:

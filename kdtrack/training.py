@@ -15,7 +15,7 @@ from kdtrack.data import FolderImages, Splits
 from kdtrack.data.augment import augment
 from kdtrack.data.splits import stratified_subset
 from kdtrack.errors import RunFailure, UserError
-from kdtrack.interrupts import stop_requests
+from kdtrack.interrupts import leaving, stop_requests
 from kdtrack.losses import combined_loss
 from kdtrack.schedules import LearningRates, LossWeights
 
@@ -386,6 +386,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
 
             keep = plan.keeps_checkpoint(done, config.checkpoint_every, config.keep_checkpoints)
             periodic = bool(config.checkpoint_every) and done % config.checkpoint_every == 0
+            if stop and leaving():  # a second signal: the run is marked KILLED now, without a last checkpoint
+                raise KeyboardInterrupt(f"stopped by a second signal after step {done}")
             if keep or stop or ((evaluates or periodic) and done < total):  # a finished run needs none
                 state = TrainState.capture(done, model, optimizer, order_rng, augment_rng, order, running, seen)
                 log.checkpoint(done, state.as_dict(), keep)

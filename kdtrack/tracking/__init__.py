@@ -1,6 +1,6 @@
 """The thin layer that knows MLflow. Nothing else in kdtrack calls MLflow's run APIs: runs are
 created and ended here (`runs`: one lifecycle, a `with` block that owns the run's status),
-written on a background thread (`uploader`), and read back through `store`. The training loop
+written on background threads (`uploader`), and read back through `store`. The training loop
 sees only the `RunLog` methods of `TrackedRun`.
 
 Store: whatever MLFLOW_TRACKING_URI says, else MLflow's own default (sqlite `mlflow.db` and

@@ -21,7 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, PARENT, RESULT, RESUME, ROLE, STUDY
 from kdtrack.errors import RunFailure, UserError
-from kdtrack.interrupts import shielded, stop_requests
+from kdtrack.interrupts import leaving, shielded, stop_requests
 from kdtrack.tracking.lease import hold, lease_tags
 from kdtrack.tracking.store import client, get_run, now_ms, parquet_bytes, quoted, search_all, torch_bytes
 from kdtrack.tracking.uploader import Uploader
@@ -119,7 +119,7 @@ def _lifetime(open_run: Callable[[], "TrackedRun"]) -> Iterator["TrackedRun"]:
             raise KeyboardInterrupt(f"stopped by signal {stop[0]} as run {tracked.run_id} began")
         yield tracked
     except BaseException as error:
-        tracked.end(status_of(error), failure_of(error))
+        tracked.end(status_of(error), failure_of(error), stopped=isinstance(error, KeyboardInterrupt))
         raise
     tracked.end("FINISHED")  # outside the try: a signal it defers is raised once the run is FINISHED
 
@@ -223,13 +223,14 @@ class TrackedRun:
         self.buffer += [Metric(k, float(v), now, step) for k, v in values.items()]
         if time.monotonic() - self.flushed_at > self.FLUSH_SECONDS:
             self.flush()
+            self._fail_if_lost()
 
     def flush(self) -> None:
         batch, self.buffer, self.flushed_at = self.buffer, [], time.monotonic()
         for start in range(0, len(batch), 1000):  # MLflow's limit per log_batch
             chunk = batch[start:start + 1000]
             self.uploader.submit(f"metrics up to step {chunk[-1].step}",
-                                 lambda chunk=chunk: client().log_batch(self.run_id, metrics=chunk))
+                                 lambda chunk=chunk: client().log_batch(self.run_id, metrics=chunk), "metrics")
 
     def observe(self, step: int, model) -> None:
         for path, probe in self.probes.items():
@@ -275,15 +276,18 @@ class TrackedRun:
         state = {**state, "probes": self.rows}  # the probe rows so far resume with the weights
         # Serialized now (the tensors change with the next step), straight to a file: no second
         # in-memory copy of a large model's checkpoint while it waits for the uploader.
-        handle, local = tempfile.mkstemp(prefix="kdtrack-checkpoint-", suffix=".pt")
+        handle, local = tempfile.mkstemp(prefix="checkpoint-", suffix=".pt", dir=self.uploader.scratch())
         os.close(handle)
         torch.save(state, local)
         self.last_checkpoint = (path, local)
+        self._fail_if_lost()  # after the save: `end` keeps this newest state on local disk
 
         def upload_then_point():
             self._upload_file(Path(local), path)
-            Path(local).unlink()  # kept where the upload failed: `end` saves it
-            client().set_tag(self.run_id, RESUME, path)
+            Path(local).unlink()  # kept where the upload failed: `end` saves the newest
+            # Behind the metrics flushed above, on their lane: a resume after this tag never skips
+            # metrics that did not reach the store.
+            self.uploader.submit(f"tag {RESUME}={path}", lambda: client().set_tag(self.run_id, RESUME, path), "metrics")
 
         self.uploader.submit(f"artifact {path}", upload_then_point)
 
@@ -291,8 +295,15 @@ class TrackedRun:
     def log_bytes(self, payload: bytes, artifact_path: str) -> None:
         self.uploader.submit(f"artifact {artifact_path}", lambda: self._upload(payload, artifact_path))
 
+    def _fail_if_lost(self) -> None:
+        """Stop training once a record is lost for good: the run can only end FAILED, and `end`
+        says what was lost."""
+        if self.uploader.lost:
+            raise RunFailure(f"the tracking store refused records for the whole retry budget "
+                             f"({self.uploader.budget:g} s)")
+
     def _upload(self, payload: bytes, artifact_path: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=self.uploader.scratch()) as tmp:
             local = Path(tmp) / os.path.basename(artifact_path)
             local.write_bytes(payload)
             self._upload_file(local, artifact_path)
@@ -300,7 +311,7 @@ class TrackedRun:
     def _upload_file(self, local: Path, artifact_path: str) -> None:
         """The file, then `<path>.sha256` beside it: readers verify what they load."""
         folder, name = os.path.split(artifact_path)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=self.uploader.scratch()) as tmp:
             named = Path(tmp) / name
             shutil.copyfile(local, named)
             (Path(tmp) / f"{name}.sha256").write_text(hashlib.sha256(named.read_bytes()).hexdigest())
@@ -345,21 +356,27 @@ class TrackedRun:
         for key, value in tags.items():
             client().set_tag(self.run_id, key, value)
 
-    def end(self, status: str, failure: str = "") -> None:
+    def end(self, status: str, failure: str = "", stopped: bool = False) -> None:
         """End the run with `status` (called by the `with` block only); a Ctrl-C/SIGTERM
-        meanwhile is raised only once it is ended."""
-        with shielded(f"run {self.run_id} ended"):
+        meanwhile is raised only once it is ended. `stopped`: a signal ends it, so uploads get
+        only Uploader.STOP_SECONDS, and another signal makes the process leave at once."""
+        with shielded(f"run {self.run_id} ended", patience=1 if stopped else 2) as requested:
             try:
-                self._end(status, failure)
+                self._end(status, failure, lambda: stopped or bool(requested))
             finally:
                 self.heartbeat.stop()
+                self.uploader.remove_scratch()  # on every way out; a killed process's goes at the next start
 
-    def _end(self, status: str, failure: str) -> None:
-        self.flush()
-        self.write_probes()
-        failures = self.uploader.drain()
-        if failures:
-            status, failure = "FAILED", f"not recorded: {failures[0]}"[:5000]
+    def _end(self, status: str, failure: str, stopping: Callable[[], bool]) -> None:
+        if not leaving():
+            self.flush()
+            self.write_probes()
+        lost = self.uploader.drain(stopping, leaving)
+        kept = self._keep_last_checkpoint()
+        if lost and status == "FINISHED":
+            status = "KILLED" if stopping() else "FAILED"
+        if lost:
+            failure = "; ".join(filter(None, [failure, f"not recorded: {lost[0]}"]))[:5000]
         try:
             if failure:
                 self.set_tags({FAILURE: failure})
@@ -369,10 +386,10 @@ class TrackedRun:
                 client().set_terminated(self.run_id, status)
             self.context.report(self.run_id)
         except Exception as error:
-            failures.append(f"ending the run: {str(error).splitlines()[0]}")
-        if failures:
-            raise UserError(f"run {self.run_id}: {len(failures)} record(s) could not be written to "
-                            f"the tracking store, the first: {failures[0]}{self._keep_last_checkpoint()}")
+            lost.append(f"ending the run: {str(error).splitlines()[0]}")
+        if lost:
+            raise UserError(f"run {self.run_id}: {len(lost)} record(s) could not be written to "
+                            f"the tracking store, the first: {lost[0]}{kept}")
 
     def _keep_last_checkpoint(self) -> str:
         """Move a checkpoint that never reached the store beside the working directory."""
