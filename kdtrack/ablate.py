@@ -9,7 +9,7 @@ points back), with the runs the trial trained or reused nested under that.
 Storage: Optuna's own database (it cannot share MLflow's): `optuna.db` beside a SQLite MLflow
 store, else in the working directory; or any SQLAlchemy URL, shared by workers on several
 machines. Heartbeats mark trials of dead workers FAILED and `RetryHeartbeatStaleTrialCallback` runs them
-again; `work_loop` stops every worker once the grid or the trial budget is done.
+again (see `StudyStore`); `work_loop` stops every worker once the grid or the trial budget is done.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models  # the heartbeat table: Optuna has no public query for it
 from optuna.trial import TrialState
 
 from kdtrack import tracking
@@ -56,10 +57,44 @@ def default_storage() -> str:
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
-def storage(url: str, heartbeat: int) -> RDBStorage:
+STALE_FLOOR = 60  # seconds: a worker the machine starves (load, swap, a stopped VM) is not taken for dead
+
+
+class StudyStore(RDBStorage):
+    """Optuna's database storage, with a stale check that also sees a worker killed between creating its trial and
+    its first heartbeat. Optuna sends heartbeats from a thread of their own (not waiting on training: torch releases
+    the GIL and Python hands it over every 5 ms), but that thread starts only after `study.ask()` has made the
+    trial RUNNING and Optuna's own check skips a trial with no heartbeat row: such a trial stayed RUNNING forever and
+    the surviving workers waited for it forever (how tests/test_ablate_workers.py once hung: it kills a worker as
+    soon as its trial is RUNNING, and on a loaded machine that moment often comes before the first heartbeat). Here
+    a RUNNING trial without a heartbeat is stale once this process has seen it so for the grace period, timed on
+    its own clock, as no shared clock records when the trial started."""
+
+    def __init__(self, url: str, heartbeat: int) -> None:
+        super().__init__(url, heartbeat_interval=heartbeat, grace_period=max(4 * heartbeat, STALE_FLOOR),
+                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        self.silent_since: dict[int, float] = {}  # trial id: when this process first saw it RUNNING without heartbeat
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        now = time.monotonic()
+        self.silent_since = {i: self.silent_since.get(i, now) for i in self.silent_trial_ids(study_id)}
+        return stale + [i for i, since in self.silent_since.items() if now - since > self.grace_period]
+
+    def silent_trial_ids(self, study_id: int) -> list[int]:
+        running = [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))]
+        session = self.scoped_session()
+        try:
+            beating = {i for (i,) in session.query(models.TrialHeartbeatModel.trial_id)
+                       .filter(models.TrialHeartbeatModel.trial_id.in_(running))}
+        finally:
+            session.close()
+        return [i for i in running if i not in beating]
+
+
+def storage(url: str, heartbeat: int) -> StudyStore:
     try:
-        return RDBStorage(url or default_storage(), heartbeat_interval=heartbeat, grace_period=4 * heartbeat,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        return StudyStore(url or default_storage(), heartbeat)
     except Exception as error:
         raise UserError(f"storage={url or default_storage()!r} cannot be opened as an Optuna study store: "
                         f"{str(error).splitlines()[0]}") from None
@@ -118,6 +153,7 @@ def ablate(config: AblateConfig, experiment: str = "", context: RunContext = Run
                 seed = trial.suggest_categorical("seed", seeds)
             else:
                 value, seed = trial.suggest_categorical("value", values), trial.suggest_categorical("seed", seeds)
+                skip_done_point(trial)
             try:
                 scores = run_trial(trial, config, value, seed, objectives, experiment, experiment_id, trial_context)
             except Pruned:
@@ -180,6 +216,15 @@ def work_loop(study: optuna.Study, objective, grid: list[tuple], n_trials: int, 
             time.sleep(heartbeat)
         else:
             return
+
+
+def skip_done_point(trial: optuna.Trial) -> None:
+    """Stop (as PRUNED, so the point is not queued again) a grid trial whose point another trial has completed.
+    This happens to the retry of a worker killed before its trial chose a point: the grid counted that point as
+    missing and ran it meanwhile, and the retry, queued later by the stale check, takes the same point."""
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if other.params == trial.params:
+            raise optuna.TrialPruned(f"grid point {trial.params} is already done by trial {other.number}")
 
 
 def suggest(trial: optuna.Trial, knob: str, values: list):

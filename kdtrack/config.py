@@ -280,7 +280,7 @@ class AblateConfig(DistillConfig):
     study: str = ""  # Optuna study name; empty = derived from the experiment, preset and knob
     storage: str = ""  # SQLAlchemy URL of the study store; empty = optuna.db beside the MLflow store
     pruner: str = "median"  # median (Optuna's MedianPruner on objectives logged during training) or none
-    heartbeat: int = 30  # seconds between a worker's heartbeats; silent for 4x this = dead, trial retried
+    heartbeat: int = 30  # seconds between a worker's heartbeats; silent for 4x this (at least 60 s) = dead, retried
 
     def __post_init__(self) -> None:
         super().__post_init__()

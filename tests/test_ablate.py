@@ -108,3 +108,33 @@ def test_workers_that_start_together_share_the_experiment_and_the_study_run(stor
         assert study.run_id == first
     monkeypatch.undo()
     assert [r.info.run_id for r in tracking.search_all([winner], "tags.`kdtrack.study` = 's'")] == [first]
+
+
+def test_a_worker_killed_before_its_first_heartbeat_does_not_stall_the_grid(tmp_path, monkeypatch):
+    """`study.ask()` makes a trial RUNNING before Optuna's heartbeat thread starts: a worker killed in between
+    leaves a trial with no heartbeat, which Optuna never marks stale. The other workers used to wait for it forever.
+    Its retry then takes a point the grid ran meanwhile, and must not run it twice."""
+    import threading
+
+    import kdtrack.ablate
+    from kdtrack.ablate import storage, work_loop
+
+    monkeypatch.setattr(kdtrack.ablate, "STALE_FLOOR", 1)  # stale after 4 heartbeats of 1 s, not a minute
+    study = optuna.create_study(study_name="ghost", storage=storage(f"sqlite:///{tmp_path}/optuna.db", 1),
+                                sampler=optuna.samplers.GridSampler({"value": [16, 32], "seed": [0]}, seed=0))
+    study.ask()  # the killed worker's trial: RUNNING, no point chosen yet, no heartbeat
+    ran = []
+
+    def objective(trial):
+        trial.suggest_categorical("value", [16, 32]), trial.suggest_categorical("seed", [0])
+        kdtrack.ablate.skip_done_point(trial)
+        ran.append((trial.params["value"], trial.params["seed"]))
+        return 1.0
+
+    worker = threading.Thread(target=work_loop, args=(study, objective, [(16, 0), (32, 0)], 0, 1), daemon=True)
+    worker.start()
+    worker.join(timeout=300)  # on the old code it never returns
+    assert not worker.is_alive(), "the work loop still waits for the killed worker's trial"
+    assert sorted(ran) == [(16, 0), (32, 0)]  # each point trained exactly once
+    states = sorted(t.state.name for t in study.get_trials())
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "PRUNED"]  # the dead trial, and its retry found done
