@@ -5,6 +5,7 @@ KILLED and resumed. The lease's own logic is tested without subprocesses first.
 Each subprocess test trains in an experiment of its own. Waits last as long as the processes
 waited on live, never a fixed time: the machine running the tests may be loaded."""
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -141,7 +142,7 @@ def test_identical_commands_started_together_train_one_run(store):
 def test_a_live_run_is_refused_then_reaped_once_its_lease_lapses_and_resumed(store):
     experiment = "live-then-dead"
     tracking.resolve_experiment(experiment)
-    long = ("-P", "epochs=150")  # 600 steps: it outlives what this test does while it trains
+    long = ("-P", "epochs=150")  # 600 steps
     first = train(experiment, *long)
     try:
         run_id = refused_while_live(experiment, first, long)
@@ -172,6 +173,10 @@ def refused_while_live(experiment: str, first: subprocess.Popen, long: tuple) ->
         assert first.poll() is None, first.stderr.read()[-2000:]
         time.sleep(0.1)
     run_id = found[0].info.run_id
+    # Frozen, it cannot finish before the second command asks (on an idle machine 600 steps take
+    # less than that command's start-up); its lease is renewed here as its heartbeat would.
+    first.send_signal(signal.SIGSTOP)
+    tracking.client().set_tag(run_id, LEASE_UNTIL, str(tracking.now_ms() + 600_000))
 
     refused = subprocess.run([KDTRACK, "train-teacher", "--experiment", experiment, *SMALL, *long,
                               "-P", "if_running=refuse"], capture_output=True, text=True)
