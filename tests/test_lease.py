@@ -167,16 +167,28 @@ def test_a_live_run_is_refused_then_reaped_once_its_lease_lapses_and_resumed(sto
     assert_no_step_twice(run_id, 600)
 
 
+def freeze(process: subprocess.Popen, run_id: str) -> None:
+    """Stop `process` (SIGSTOP) so that it cannot finish before the next command asks (on an idle
+    machine 600 steps take less than a command's start-up), and renew its lease as its heartbeat
+    would. Frozen inside a SQLite write, it would hold the database's lock: thawed, tried again."""
+    for _ in range(50):
+        process.send_signal(signal.SIGSTOP)
+        try:
+            tracking.client().set_tag(run_id, LEASE_UNTIL, str(tracking.now_ms() + 600_000))
+            return
+        except Exception:  # database is locked
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.2)
+    raise AssertionError(f"the store stayed locked whenever process {process.pid} was stopped")
+
+
 def refused_while_live(experiment: str, first: subprocess.Popen, long: tuple) -> str:
     """The id of the run `first` trains, once it has checkpointed; a second command refuses to join it."""
     while not (found := [r for r in runs_of(experiment) if r.data.tags.get("kdtrack.resume_checkpoint")]):
         assert first.poll() is None, first.stderr.read()[-2000:]
         time.sleep(0.1)
     run_id = found[0].info.run_id
-    # Frozen, it cannot finish before the second command asks (on an idle machine 600 steps take
-    # less than that command's start-up); its lease is renewed here as its heartbeat would.
-    first.send_signal(signal.SIGSTOP)
-    tracking.client().set_tag(run_id, LEASE_UNTIL, str(tracking.now_ms() + 600_000))
+    freeze(first, run_id)
 
     refused = subprocess.run([KDTRACK, "train-teacher", "--experiment", experiment, *SMALL, *long,
                               "-P", "if_running=refuse"], capture_output=True, text=True)

@@ -167,7 +167,7 @@ def test_a_tracking_server_that_restarts_mid_run_loses_nothing(store, tmp_path, 
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    longer = [*LONG[:-4], "-P", "epochs=250", "-P", "log_every=10"]  # 1000 steps: training outlasts the outage
+    longer = [*LONG[:-6], "-P", "epochs=250", "-P", "log_every=10"]  # 1000 steps: training outlasts the outage
     process = subprocess.Popen([KDTRACK, "train-teacher", "--experiment", "outage", *longer], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
