@@ -81,8 +81,11 @@ def test_two_workers_share_a_grid_and_survive_a_killed_worker(postgres, busy_mac
     workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True) for _ in range(2)]
     deadline = time.monotonic() + 300
+    # One storage for the whole loop: each load_study given a URL opens an engine of its own, whose
+    # connections outlive it, and ten polls a second exhausted PostgreSQL's 100 connections.
+    watched = optuna.load_study(study_name="workers", storage=optuna.storages.RDBStorage(storage))
     while time.monotonic() < deadline:  # kill the first worker while both are inside a trial
-        running = optuna.load_study(study_name="workers", storage=storage).get_trials(
+        running = watched.get_trials(
             deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         if len(running) == 2:
             workers[0].send_signal(signal.SIGKILL)

@@ -85,9 +85,11 @@ def test_noisy_cross_architecture_student_gets_a_onehot_baseline(store):
 
 
 def test_a_student_is_refused_as_teacher(store):
-    student_id = distill(from_params(DistillConfig, TINY), "pipeline")
+    # An experiment of its own: snapshot_every is not in the reuse key, so in "pipeline" this
+    # student, without snapshots, would be the one test_distill_then_analyze reuses.
+    student_id = distill(from_params(DistillConfig, TINY), "refused-teacher")
     with pytest.raises(UserError, match="is a student run"):
-        distill(from_params(DistillConfig, {**TINY, "teacher_run_id": student_id}), "pipeline")
+        distill(from_params(DistillConfig, {**TINY, "teacher_run_id": student_id}), "refused-teacher")
 
 
 def test_cifar10_cnn_preset_records_patch_eigen_trajectories(store, tmp_path):
