@@ -174,8 +174,6 @@ def delete_artifacts(run_id: str, paths: list[str]) -> list[str]:
     """Delete artifacts of a run, each with its `.sha256`; returns those the store refused.
     MLflow's client has no call for it; its artifact repositories can, for local folders, a
     server's proxied artifacts, S3, GCS and Azure, but not every backend."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     repository = get_artifact_repository(get_run(run_id).info.artifact_uri)
     refused = []
     for path in paths:
