@@ -116,14 +116,20 @@ for _entry in ENTRY_COMMANDS:
               help="An MLflow search filter, e.g. \"params.preset = 'mnist_mlp'\".")
 @click.option("--dashboard", default="paper", show_default=True, help="A dashboards/ name or a YAML file.")
 @click.option("--out", default="kdtrack-report", show_default=True, type=click.Path(file_okay=False))
+@click.option("--format", "output", type=click.Choice(["both", "html", "md"]), default="both", show_default=True,
+              help="html: one self-contained file; md: report.md with its figures/ beside it, for a repository.")
 @click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
-def report_command(experiments, filter_string, dashboard, out, tracking_uri) -> None:
-    """A self-contained HTML report (and Markdown) comparing the runs of one or more experiments."""
+def report_command(experiments, filter_string, dashboard, out, output, tracking_uri) -> None:
+    """A report comparing the runs of one or more experiments: claims first, then the paper's tables
+    and figures.
+
+    Example: kdtrack report --experiment table7 --format md --out docs/reproduction"""
     from kdtrack.report.dashboard import load
     from kdtrack.report.render import report
 
     _use_tracking_uri(tracking_uri)
-    _run(lambda: report(list(experiments), filter_string, load(dashboard), Path(out)))
+    formats = ("html", "md") if output == "both" else (output,)
+    _run(lambda: report(list(experiments), filter_string, load(dashboard), Path(out), formats))
 
 
 @main.command("claims")

@@ -1,6 +1,7 @@
 """The run contract's tag names: what a kdtrack run carries, and what reports and the analysis
 read back. Spelled once here so that writers and readers cannot drift apart (README, "What runs
 record")."""
+import re
 
 ROLE = "kdtrack.role"  # teacher, student, analysis, theory, study, trial, report, launcher
 KEY = "kdtrack.key"  # reuse key: role, params that shape the result, upstream run, code version
@@ -41,3 +42,25 @@ COPIED_METRICS = ("slope", "underfit", "gap_", "below_frac", "exaggeration")
 
 def copied_to_student(metric: str) -> bool:
     return metric.startswith("eigen/") or any(part in metric for part in COPIED_METRICS)
+
+# Every metric name kdtrack logs, as patterns. Dashboards and claims name metrics, and a misspelt
+# one would otherwise read as "no runs"; tests/test_pipeline.py checks that every metric a real
+# pipeline logs matches one of these, so the list cannot fall behind the code.
+METRIC_PATTERNS = (
+    r"(train|test)/(acc|agreement|kl|student_acc|teacher_acc|underfit_frac|exaggeration_index)",
+    r"train/(loss|ce|kd|batch_acc|batch_agreement|batch_kl|acc_clean_labels|mislabeled_underfit_frac)",
+    r"(timeline/)?(train|test)/(slope_(bottom|top)\d+(_label)?|gap_(bottom|top)\d+|below_frac_bottom\d+)",
+    r"(train|test)/group_frac_(Both|Neither|Only_student|Only_teacher)",
+    r"teacher/(train|test)_acc",
+    r"table2/(teacher|student_distill|student_onehot)_(train|test)_acc",
+    r"eigen/(layer\d+_)?(exaggerated_pair_frac|pairs)",
+    r"theory/(closed_form_holds_frac|closed_form_max_ratio|closed_form_checks|gd_holds_frac|gd_checks"
+    r"|ce_exaggerated_pair_frac|ce_pairs)",
+    r"lr|epoch|distill_weight",
+    r"trials/\w+|best/.+|objective/.+",  # an ablation's own objectives and counts
+)
+_METRIC = re.compile("|".join(f"(?:{p})" for p in METRIC_PATTERNS))
+
+
+def known_metric(name: str) -> bool:
+    return _METRIC.fullmatch(name) is not None

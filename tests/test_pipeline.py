@@ -7,8 +7,15 @@ from conftest import TINY
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
+from kdtrack.contract import known_metric
 from kdtrack.errors import UserError
 from kdtrack.pipeline import distill
+
+
+def _unknown_metrics(experiment: str) -> set[str]:
+    """Metrics the runs of `experiment` logged that contract.METRIC_PATTERNS does not know."""
+    runs = tracking.search_all([tracking.experiment_id(experiment)], "")
+    return {name for run in runs for name in run.data.metrics if not known_metric(name)}
 
 
 def test_distill_then_analyze(store):
@@ -44,6 +51,7 @@ def test_distill_then_analyze(store):
     figures = {f.path for f in tracking.client().list_artifacts(analysis_id, "figures")}
     assert "figures/confidence.png" in figures and "figures/groups_test.png" in figures
     assert "train/slope_bottom25" in tracking.get_run(student_id).data.metrics  # copied for sorting
+    assert _unknown_metrics("pipeline") == set()
 
 
 def test_eigen_trajectories_and_their_analysis(store):
@@ -70,6 +78,7 @@ def test_eigen_trajectories_and_their_analysis(store):
     layer = tracking.load_table(analysis_id, "eigen/layer3_trajectory.parquet")  # mlp depth 2: layer 3
     assert set(layer["model"]) == {"teacher", "student"} and layer.filter(pl.col("model") == "student").height == 9
     assert 0 <= metrics["eigen/layer3_exaggerated_pair_frac"] <= 1
+    assert _unknown_metrics("eigen") == set()
 
 
 def test_noisy_cross_architecture_student_gets_a_onehot_baseline(store):
@@ -82,6 +91,7 @@ def test_noisy_cross_architecture_student_gets_a_onehot_baseline(store):
     metrics = tracking.get_run(analysis_id).data.metrics
     assert 0 <= metrics["train/mislabeled_underfit_frac"] <= 1
     assert "table2/student_onehot_test_acc" in metrics
+    assert _unknown_metrics("pipeline") == set()
 
 
 def test_a_student_is_refused_as_teacher(store):

@@ -59,6 +59,16 @@ def test_every_dashboard_renders_and_the_report_is_logged(studies, tmp_path):
         "report/report.html", "report/report.md"}
 
 
+def test_markdown_report_links_its_figures_beside_it(studies, tmp_path):
+    out = tmp_path / "md"
+    result = CliRunner().invoke(main, ["report", "--experiment", "report-a", "--format", "md", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    markdown = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", markdown)
+    assert links and all((out / link).read_bytes().startswith(b"\x89PNG") for link in links)
+    assert "base64" not in markdown and not (out / "report.html").exists() and "code version: " in markdown
+
+
 def test_runs_lists_the_runs(studies):
     result = CliRunner().invoke(main, ["runs", "--experiment", "report-a"])
     assert result.exit_code == 0 and "student" in result.output and "teacher" in result.output

@@ -17,9 +17,10 @@ import re
 from typing import Literal, Union
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from scipy import stats
 
+from kdtrack.contract import known_metric
 from kdtrack.errors import UserError
 
 TESTS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
@@ -78,6 +79,18 @@ class Claim(Strict):
                 comparison(str(wanted))
         return value
 
+    @model_validator(mode="after")
+    def _known_metrics(self) -> "Claim":
+        named = [("statistic", self.metric)]
+        if isinstance(self.statistic, Paired):
+            named.append(("statistic.minus", self.statistic.minus.metric))
+        named += [(f"select.{c}", c.removeprefix("m:")) for c in self.select if c.startswith("m:")]
+        for key, metric in named:
+            if not known_metric(metric):
+                raise ValueError(f"{key}: {metric!r} is not a metric kdtrack logs (the names are kdtrack/contract.py's "
+                                 "METRIC_PATTERNS, e.g. test/acc, train/slope_bottom25, eigen/exaggerated_pair_frac)")
+        return self
+
     @property
     def comparison(self) -> tuple[str, float]:
         return comparison(self.test)
@@ -97,9 +110,10 @@ def parse(claims: object, source: str) -> tuple[Claim, ...]:
             out.append(Claim.model_validate(spec))
         except ValidationError as error:
             problem = error.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"]) or "claim"
+            where = "".join(f"{part}: " for part in problem["loc"])
             name = spec.get("id", index) if isinstance(spec, dict) else index
-            raise UserError(f"{source}: claim {name!r}: {where}: {problem['msg']}") from None
+            message = problem["msg"].removeprefix("Value error, ")
+            raise UserError(f"{source}: claim {name!r}: {where}{message}") from None
     ids = [claim.id for claim in out]
     if len(set(ids)) != len(ids):
         raise UserError(f"{source}: claim id {next(i for i in ids if ids.count(i) > 1)!r} is declared twice")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,13 +45,13 @@ class Section:
     missing: list[str] = field(default_factory=list)  # what a figure lacks: the artifact and why
 
 
-def png(figure) -> str:
+def png(figure) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
 VERDICT_COLOURS = {"holds": "#c8e6c9", "fails": "#ffcdd2", "inconclusive": "#fff3c4", "no runs": "#eeeeee"}
@@ -252,9 +253,16 @@ def size(count: int) -> str:
     return f"{count} bytes"
 
 
-def build(table: pl.DataFrame, experiments: list[str], filter_string: str, dashboard: Dashboard) -> tuple[str, str]:
-    """The report of the `fetch`ed runs as (HTML, Markdown). Statistics use only the runs that
-    `collect.counted` keeps; the subtitle says what it left out, and the artifacts' size."""
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def build(table: pl.DataFrame, experiments: list[str], filter_string: str,
+          dashboard: Dashboard) -> tuple[str, str, dict[str, bytes]]:
+    """The report of the `fetch`ed runs as (HTML, Markdown, figures). The HTML embeds its figures;
+    the Markdown links them as figures/<name>.png, so that it reads well where it is committed.
+    Statistics use only the runs that `collect.counted` keeps; the subtitle says what it left out,
+    and the artifacts' size."""
     kept, left_out = counted(table, code_version())
     sections = [claims_section(kept, experiments, dashboard.claims)] if dashboard.claims else []
     for name in dashboard.sections:
@@ -262,23 +270,27 @@ def build(table: pl.DataFrame, experiments: list[str], filter_string: str, dashb
         if section:
             sections.append(section)
     subtitle = [f"experiments: {', '.join(experiments)}" + (f"; filter: {filter_string}" if filter_string else ""),
+                f"code version: {code_version()}",
                 f"artifacts: {size(table['artifact_bytes'].sum())} in {table.height} runs",
                 *([f"left out: {', '.join(left_out)}"] if left_out else [])]
-    images = [[png(f) for f in s.figures] for s in sections]
+    figures = [{f"{slug(s.heading)}-{i + 1}": png(f) for i, f in enumerate(s.figures)} for s in sections]
     html = TEMPLATE.render(title=dashboard.title, subtitle=subtitle, sections=[
         {"heading": s.heading, "note": s.note, "missing": s.missing,
-         "tables": [Markup(html_table(f)) for f in s.frames], "images": imgs}
-        for s, imgs in zip(sections, images)])
+         "tables": [Markup(html_table(f)) for f in s.frames],
+         "images": [base64.b64encode(image).decode() for image in images.values()]}
+        for s, images in zip(sections, figures)])
     markdown = "\n\n".join([f"# {dashboard.title}", *subtitle] + [
         "\n\n".join([f"## {s.heading}", s.note, *[f"not shown: {m}" for m in s.missing],
                        *[markdown_table(f) for f in s.frames],
-                       *[f"![{s.heading}](data:image/png;base64,{i})" for i in imgs]])
-        for s, imgs in zip(sections, images)])
-    return html, markdown
+                       *[f"![{s.heading}](figures/{name}.png)" for name in images]])
+        for s, images in zip(sections, figures)]) + "\n"
+    return html, markdown, {name: image for images in figures for name, image in images.items()}
 
 
-def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path) -> str:
-    """Write report.html and report.md to `out`, log both in a `report` run; its id."""
+def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path,
+           formats: tuple[str, ...] = ("html", "md")) -> str:
+    """Write report.html (self-contained) and/or report.md (with its figures/ beside it) to `out`,
+    and log them in a `report` run; its id."""
     from kdtrack.report.collect import experiment_ids
 
     tracking.check_store()
@@ -286,11 +298,15 @@ def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out
     first = experiment_ids(experiments[:1])[experiments[0]]
     with tracking.run(first, f"report-{dashboard.title[:40]}", "report",
                       {"experiments": ",".join(experiments), "filter": filter_string}) as run:
-        html, markdown = build(table, experiments, filter_string, dashboard)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, text in (("report.html", html), ("report.md", markdown)):
-            (out / name).write_text(text)
-            run.log_bytes(text.encode(), f"report/{name}")
-    click.echo(f"kdtrack: report written to {(out / 'report.html').resolve()} and report.md; "
-               f"run {run.run_id} holds a copy", err=True)
+        html, markdown, figures = build(table, experiments, filter_string, dashboard)
+        files = {"report.html": html.encode()} if "html" in formats else {}
+        if "md" in formats:
+            files["report.md"] = markdown.encode()
+            files.update({f"figures/{name}.png": image for name, image in figures.items()})
+        for name, data in files.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes(data)
+            run.log_bytes(data, f"report/{name}")
+    written = " and ".join(str((out / f"report.{f}").resolve()) for f in formats)
+    click.echo(f"kdtrack: report written to {written}; run {run.run_id} holds a copy", err=True)
     return run.run_id
