@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Reruns the reproduction study of docs/reproduction.md from an empty store and regenerates its
+# tables and figures (docs/reproduction/*/report.md). From the repository root, after `make install`:
+#   bash docs/reproduce.sh [STORE]        # STORE defaults to a fresh folder under /tmp
+# About 30 minutes for table7 and 90 for table7-mlp-sensitivity on 2 CPU cores.
+set -euo pipefail
+root=$(pwd)
+store=${1:-$(mktemp -d /tmp/kdtrack-reproduction-XXXX)}
+mkdir -p "$store" && cd "$store"
+export MLFLOW_TRACKING_URI="sqlite:///$store/mlflow.db"
+kdtrack=("$root/.venv/bin/kdtrack")
+for suite in table7 table7-mlp-sensitivity; do
+    "${kdtrack[@]}" suite run "$suite" --workers 2
+    "${kdtrack[@]}" report --experiment "$suite" --format md --out "$root/docs/reproduction/$suite"
+done
+"${kdtrack[@]}" claims --experiment table7 --format md
