@@ -2,7 +2,7 @@
 # Reruns the reproduction study of docs/reproduction.md from an empty store and regenerates its
 # tables and figures (docs/reproduction/*/report.md). From the repository root, after `make install`:
 #   bash docs/reproduce.sh [STORE]        # STORE defaults to a fresh folder under /tmp
-# About 30 minutes for table7 and 90 for table7-mlp-sensitivity on 2 CPU cores.
+# About 30 minutes for table7 and 50 for table7-mlp-sensitivity on 2 idle CPU cores.
 set -euo pipefail
 root=$(pwd)
 store=${1:-$(mktemp -d /tmp/kdtrack-reproduction-XXXX)}
