@@ -9,6 +9,7 @@ store=${1:-$(mktemp -d /tmp/kdtrack-reproduction-XXXX)}
 mkdir -p "$store" && cd "$store"
 export MLFLOW_TRACKING_URI="sqlite:///$store/mlflow.db"
 kdtrack=("$root/.venv/bin/kdtrack")
+"${kdtrack[@]}" theory -P experiment=table7   # Theorem 4.1's closed form, one exact run
 for suite in table7 table7-mlp-sensitivity; do
     "${kdtrack[@]}" suite run "$suite" --workers 2
     "${kdtrack[@]}" report --experiment "$suite" --format md --out "$root/docs/reproduction/$suite"
