@@ -66,7 +66,7 @@ def test_markdown_report_links_its_figures_beside_it(studies, tmp_path):
     markdown = (out / "report.md").read_text()
     links = re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", markdown)
     assert links and all((out / link).read_bytes().startswith(b"\x89PNG") for link in links)
-    assert "base64" not in markdown and not (out / "report.html").exists() and "code version: " in markdown
+    assert "base64" not in markdown and not (out / "report.html").exists() and "**code version**: " in markdown
 
 
 def test_runs_lists_the_runs(studies):
