@@ -66,7 +66,7 @@ def test_markdown_report_links_its_figures_beside_it(studies, tmp_path):
     markdown = (out / "report.md").read_text()
     links = re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", markdown)
     assert links and all((out / link).read_bytes().startswith(b"\x89PNG") for link in links)
-    assert "base64" not in markdown and not (out / "report.html").exists() and "code version: " in markdown
+    assert "base64" not in markdown and not (out / "report.html").exists() and "**code version**: " in markdown
 
 
 def test_runs_lists_the_runs(studies):
@@ -93,15 +93,17 @@ def test_bad_report_input_is_one_clear_line(studies, tmp_path):
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_the_html_loads_in_headless_chromium(studies, tmp_path):
     CliRunner().invoke(main, ["report", "--experiment", "report-a", "--out", str(tmp_path)])
-    # A copy of the page with a probe that writes, once loaded, how many images decoded.
-    probe = ("<script>addEventListener('load', () => { const i = [...document.images]; document.body"
-             ".insertAdjacentHTML('beforeend', `<p id=probe>${i.length}/${i.filter(x => x.complete && "
-             "x.naturalWidth > 0).length}</p>`); });</script>")
+    # A copy of the page with a probe that writes, once loaded, how many images decoded and how many
+    # contents links lead to a section of the page.
+    probe = ("<script>addEventListener('load', () => { const i = [...document.images]; const a = [...document"
+             ".querySelectorAll('nav a')]; document.body.insertAdjacentHTML('beforeend', `<p id=probe>${i.length}/"
+             "${i.filter(x => x.complete && x.naturalWidth > 0).length}/${a.length}/${a.filter(x => document"
+             ".getElementById(x.hash.slice(1))).length}</p>`); });</script>")
     page = tmp_path / "probe.html"
     page.write_text((tmp_path / "report.html").read_text().replace("</body>", probe + "</body>"))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run(["chromium", *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
                          check=True, capture_output=True, text=True, timeout=120).stdout
-    total, decoded = map(int, re.search(r'<p id="probe">(\d+)/(\d+)</p>', dom).groups())
-    assert total >= 1 and decoded == total
+    total, decoded, links, leading = map(int, re.search(r'<p id="probe">(\d+)/(\d+)/(\d+)/(\d+)</p>', dom).groups())
+    assert total >= 1 and decoded == total and links >= 3 and leading == links

@@ -2,6 +2,8 @@
 tags and metrics the entry points write, in every status, with no artifacts unless a test adds
 them. Fast (no training), so it can hold the cases real runs take minutes to reach: re-analyses,
 orphans, old code versions, categorical ablations, hostile names."""
+import re
+
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -11,12 +13,12 @@ from mlflow.entities import Metric, Param
 
 from kdtrack import code_version, tracking
 from kdtrack.cli import main
-from kdtrack.contract import CODE_VERSION, ROLE, STUDENT_RUN, STUDY, SWITCH_STEP, TEACHER_RUN, TRIAL
+from kdtrack.contract import CODE_VERSION, ONEHOT_RUN, ROLE, STUDENT_RUN, STUDY, SWITCH_STEP, TEACHER_RUN, TRIAL
 from kdtrack.errors import UserError
 from kdtrack.report import tables
 from kdtrack.report.collect import counted
 from kdtrack.report.dashboard import load
-from kdtrack.report.render import build, fetch
+from kdtrack.report.render import build, fetch, run_page, without_password
 
 HOSTILE = "<script>alert(document.cookie)</script>"
 STUDENT = {"preset": "mnist_mlp", "dataset": "mnist5k", "arch": "mlp", "teacher_arch": "", "label_noise": "0.0",
@@ -43,10 +45,13 @@ class Store:
             self.client.set_terminated(run_id, status)
         return run_id
 
-    def student(self, seed: str, status: str = "FINISHED", **params) -> str:
+    def student(self, seed: str, status: str = "FINISHED", self_distilled: bool = False, **params) -> str:
+        """A student of a teacher of its own; `self_distilled`: that teacher is its one-hot baseline
+        (pipeline.lineage), else a one-hot run of the student's architecture is."""
         teacher = self.run("teacher", params={**STUDENT, "seed": seed})
+        onehot = teacher if self_distilled else self.run("teacher", params={**STUDENT, "seed": seed})
         return self.run("student", status, {**STUDENT, "seed": seed, **params}, {"test/acc": 0.5},
-                        {TEACHER_RUN: teacher})
+                        {TEACHER_RUN: teacher, ONEHOT_RUN: onehot})
 
     def analysis(self, student: str, accuracy: float, status: str = "FINISHED", version: str | None = None,
                  bins: str = "20") -> str:
@@ -85,13 +90,13 @@ def test_a_student_counts_once_with_its_newest_finished_analysis_of_this_code(re
 
 def test_the_report_says_what_it_left_out(reanalyzed, tmp_path):
     html = report(tmp_path, "--experiment", "reanalyzed")
-    assert "left out: 1 analysis run superseded, 1 analysis run of another code version" in html
+    assert "<dt>left out</dt><dd>1 analysis run superseded, 1 analysis run of another code version" in html
     assert "confidences/train.parquet" in html  # Fig. 5 says which table it lacks instead of failing
 
 
 def test_a_filter_that_leaves_out_the_analyses_renders_with_them(reanalyzed, tmp_path):
     html = report(tmp_path, "--experiment", "reanalyzed", "--filter", "params.preset = 'mnist_mlp'")
-    assert "student (distilled) test mean" in html  # the analyses followed their student
+    assert "student (distilled) test (%)" in html  # the analyses followed their student
     teachers = fetch(["reanalyzed"], "tags.`kdtrack.role` = 'teacher'")
     assert build(teachers, ["reanalyzed"], "", load("paper"))[0].count("<table") == 2  # claims, runs
 
@@ -123,8 +128,8 @@ def test_the_report_states_the_size_of_the_artifacts_it_covers(store, tmp_path):
     fake.client.log_artifact(student, str(tmp_path / "a.txt"))
     fake.client.log_artifact(student, str(tmp_path / "b.txt"), "deep/er")
     assert tracking.artifact_bytes(tracking.get_run(student).info.artifact_uri) == 2000
-    html, markdown = build(fetch(["sized"], ""), ["sized"], "", load("paper"))
-    assert "artifacts: 2.0 kB in 2 runs" in html and "artifacts: 2.0 kB in 2 runs" in markdown
+    html, markdown, _ = build(fetch(["sized"], ""), ["sized"], "", load("paper"))
+    assert "<dt>artifacts</dt><dd>2.0 kB in 3 runs</dd>" in html and "**artifacts**: 2.0 kB in 3 runs" in markdown
 
 
 def test_hostile_names_are_escaped(store, tmp_path):
@@ -186,7 +191,7 @@ def test_any_subset_renders_or_fails_in_one_line(everything, data):
     filter_string = data.draw(filters(everything))
     dashboard = load(data.draw(st.sampled_from(["paper", "ablations", "switch"])))
     try:
-        html, markdown = build(fetch(["everything"], filter_string), ["everything"], filter_string, dashboard)
+        html, markdown, _ = build(fetch(["everything"], filter_string), ["everything"], filter_string, dashboard)
     except UserError as error:
         assert "\n" not in str(error) and str(error)
     else:
@@ -196,3 +201,57 @@ def test_any_subset_renders_or_fails_in_one_line(everything, data):
 def test_the_fixture_store_holds_every_status(everything):
     statuses = pl.Series([tracking.get_run(r).info.status for r in everything])
     assert set(statuses) == {"FINISHED", "KILLED", "FAILED", "RUNNING"}
+
+
+@pytest.fixture(scope="module")
+def two_seeds(store):
+    """Two seeds of a distillation with an own one-hot baseline, one seed of a self-distillation."""
+    fake = Store("two-seeds")
+    for student, accuracy in ((fake.student("0"), 0.5), (fake.student("1"), 0.7),
+                              (fake.student("0", self_distilled=True, preset="self"), 0.9)):
+        fake.run("analysis", params={"student_run_id": student, "bins": "20"}, tags={STUDENT_RUN: student},
+                 metrics={TABLE2: accuracy, "table2/student_onehot_test_acc": 0.4, "test/slope_bottom25": 1.2})
+    return fake
+
+
+def test_report_tables_hold_mean_plus_minus_std_cells_at_their_precision(two_seeds, tmp_path):
+    html = report(tmp_path, "--experiment", "two-seeds")
+    markdown = build(fetch(["two-seeds"], ""), ["two-seeds"], "", load("paper"))[1]
+    table2 = tables.shown(tables.table2(counted(fetch(["two-seeds"], ""), code_version())[0]))
+    row = table2.row(0, named=True)  # mnist_mlp: accuracies 0.5 and 0.7, slopes 1.2 and 1.2
+    assert row["seeds"] == 2 and row["student (distilled) test (%)"] == "60.0 ± 14.1"
+    assert "60.0 ± 14.1" in html and "60.0 ± 14.1" in markdown
+    slopes = tables.shown(tables.slopes(counted(fetch(["two-seeds"], ""), code_version())[0]))
+    assert slopes.row(0, named=True)["test/slope_bottom25"] == "1.20 ± 0.00"
+    assert slopes.row(1, named=True)["test/slope_bottom25"] == "1.20"  # one seed: no std to show
+    assert not any(" mean" in c or " std" in c for c in table2.columns)
+
+
+def test_self_distillation_says_the_one_hot_student_is_the_teacher(two_seeds):
+    table2 = tables.shown(tables.table2(counted(fetch(["two-seeds"], ""), code_version())[0]))
+    onehot = dict(zip(table2["setting"], table2["student (one-hot) test (%)"]))
+    assert onehot == {"mnist_mlp mlp>mlp noise=0.0": "40.0 ± 0.0", "self mlp>mlp noise=0.0": "= teacher"}
+
+
+def test_the_header_counts_runs_by_role_and_links_each_run_to_its_ui_page(two_seeds, monkeypatch):
+    html, markdown, _ = build(fetch(["two-seeds"], ""), ["two-seeds"], "", load("paper"))
+    # two one-hot baselines; and a report run, where the ± test ran before
+    assert re.search(r"<dt>runs</dt><dd>1[12]: 5 teacher, 3 analysis, 3 student(, 1 report)?</dd>", html)
+    for name in ("date", "code version", "tracking store", "experiments"):
+        assert f"<dt>{name}</dt>" in html and f"**{name}**" in markdown
+    assert '<nav>' in html and '<a href="#table-2-accuracy">Table 2: accuracy</a>' in html
+    assert "1. [Claims](#claims)" in markdown and '<section id="table-2-accuracy">' in html
+    assert "#/experiments/" not in html  # a local store has no UI pages to link
+    monkeypatch.setattr(tracking, "tracking_uri", lambda: "https://mlflow.example.org/")
+    served = build(fetch(["two-seeds"], ""), ["two-seeds"], "", load("paper"))[0]
+    student = fetch(["two-seeds"], "tags.`kdtrack.role` = 'student'").row(0, named=True)
+    page = f"https://mlflow.example.org/#/experiments/{student['experiment_id']}/runs/{student['run_id']}"
+    assert f'<a href="{page}">{student["run_id"]}</a>' in served
+
+
+def test_ui_pages_and_store_addresses():
+    assert run_page("http://localhost:5000", "3", "abc") == "http://localhost:5000/#/experiments/3/runs/abc"
+    assert run_page("sqlite:///mlflow.db", "3", "abc") == "" and run_page("file:///tmp/mlruns", "3", "abc") == ""
+    assert without_password("postgresql://kd:s3cret@db:5432/mlflow") == "postgresql://kd:***@db:5432/mlflow"
+    assert without_password("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+

@@ -8,7 +8,7 @@ import polars as pl
 from kdtrack import tracking
 from kdtrack.analysis import figures
 from kdtrack.analysis.eigenspace import exaggerated_fraction, pair_table, sample_pairs, top_k_sweep
-from kdtrack.analysis.evidence import Evidence
+from kdtrack.analysis.evidence import Evidence, caption
 from kdtrack.config import AnalyzeConfig
 from kdtrack.contract import SAME_INIT, TEACHER_RUN
 from kdtrack.eigen import (
@@ -39,7 +39,8 @@ def eigen_evidence(student, config: AnalyzeConfig) -> Evidence:
     pairs = pair_table(teacher, mine, sample_pairs(directions, config.eigen_pairs, seed=0))
     fraction, decided = exaggerated_fraction(pairs)
     same = student.data.tags.get(SAME_INIT) == "teacher"
-    title = "first-layer eigen-trajectories (Fig. 19-21)" + ("" if same else "; NOT the same initialization")
+    title = f"{caption(student)}: first-layer eigen-trajectories (Fig. 19-21)" + (
+        "" if same else "; NOT the same initialization")
     pair_figure = figures.eigen_grid(teacher, mine, sample_pairs(directions, 12, seed=1), title)
 
     data = data_of(student)
@@ -57,7 +58,7 @@ def eigen_evidence(student, config: AnalyzeConfig) -> Evidence:
         tables={"eigen/pairs.parquet": pairs, "eigen/top_k_accuracy.parquet": top_k},
         figures={"figures/eigen_pairs.png": pair_figure,
                  "figures/top_k_accuracy.png": figures.top_k_accuracy(
-                     top_k, "accuracy with the top-K first-layer components (Fig. 17)")})
+                     top_k, f"{caption(student)}: accuracy with the top-K first-layer components (Fig. 17)")})
     return first + hidden_layer_evidence(student, teacher_id, data, config)
 
 
@@ -79,7 +80,7 @@ def hidden_layer_evidence(student, teacher_id: str, data, config: AnalyzeConfig)
     directions = vectors.shape[1]
     pairs = pair_table(tables["teacher"], tables["student"], sample_pairs(directions, config.eigen_pairs, seed=0))
     fraction, decided = exaggerated_fraction(pairs)
-    title = f"layer {number} weights on the teacher's final representation (Fig. 22-23)"
+    title = f"{caption(student)}: layer {number} weights on the teacher's final representation (Fig. 22-23)"
     return Evidence(
         {f"eigen/layer{number}_exaggerated_pair_frac": fraction, f"eigen/layer{number}_pairs": float(decided)},
         tables={f"eigen/layer{number}_trajectory.parquet": both},

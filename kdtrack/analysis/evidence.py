@@ -10,7 +10,7 @@ import polars as pl
 
 from kdtrack import tracking
 from kdtrack.analysis import figures
-from kdtrack.analysis.metrics import quantile_slope, summary
+from kdtrack.analysis.metrics import quantile_lines, quantile_slope, summary
 from kdtrack.config import AnalyzeConfig
 from kdtrack.contract import FROM_RUN, ONEHOT_RUN, ROLE, SWITCH_STEP, TEACHER_RUN
 
@@ -102,31 +102,52 @@ def accuracy_trajectories(student) -> tuple[dict, dict]:
     return {k: v for k, v in curves.items() if v}, marks
 
 
+def caption(student) -> str:
+    """What a figure of `student` is titled with: its setting, as the report groups seeds
+    (preset, teacher > student architecture, label noise), and its seed."""
+    params = student.data.params
+    arch = params.get("arch", "?")
+    noise = params.get("label_noise", "0")
+    noisy = f" noise={noise}" if noise and float(noise) else ""
+    return (f"{params.get('preset') or params.get('dataset', '?')} {params.get('teacher_arch') or arch}>{arch}"
+            f"{noisy}, seed {params.get('seed', '?')}")
+
+
+def fit_lines(tables: dict[str, pl.DataFrame], fraction: float, columns: str = "") -> dict:
+    """Fig. 1a's (`columns=""`) or Fig. 13's (`"_label"`) fit lines per split: the same
+    `quantile_slope` as the logged `<split>/slope_bottom<pct>{columns}` metrics."""
+    return {split: quantile_lines(table, fraction, f"phi_teacher{columns}", f"phi_student{columns}")
+            for split, table in tables.items()}
+
+
 def confidence_evidence(student, config: AnalyzeConfig) -> Evidence:
     """The slopes and underfitting statistics (Tables 3-6, Fig. 4), Table 2's accuracy row, the
     confidence figures (Fig. 1a, 13, 14, 16) and, with snapshots, their course over training
     (Fig. 25-26); the accuracy trajectories beside the teacher's other students (Fig. 24)."""
-    student_id, bins = student.info.run_id, config.bins
+    student_id, bins, fraction = student.info.run_id, config.bins, config.quantile
     tables = {split: tracking.load_table(student_id, f"confidences/{split}.parquet") for split in SPLITS}
-    values = {**summary(tables, config.quantile), **accuracy_row(student)}
+    values = {**summary(tables, fraction), **accuracy_row(student)}
     snapshots = snapshot_tables(student_id)
+    named = caption(student)
     drawn = {
         "figures/confidence.png": figures.confidence_grid(
-            tables, "phi_teacher", "phi_student", "confidence on the teacher's predicted class (Fig. 1a)", bins),
+            tables, fit_lines(tables, fraction), "phi_teacher", "phi_student",
+            f"{named}: confidence on the teacher's predicted class (Fig. 1a)", bins),
         "figures/confidence_label.png": figures.confidence_grid(
-            tables, "phi_teacher_label", "phi_student_label", "confidence on the ground-truth class (Fig. 13)", bins)}
+            tables, fit_lines(tables, fraction, "_label"), "phi_teacher_label", "phi_student_label",
+            f"{named}: confidence on the true class (Fig. 13)", bins)}
     for split in SPLITS:
-        drawn[f"figures/groups_{split}.png"] = figures.groups_grid(tables[split], split, bins)
-        drawn[f"figures/metrics_{split}.png"] = figures.metrics_grid(tables[split], split, bins)
+        drawn[f"figures/groups_{split}.png"] = figures.groups_grid(tables[split], split, named, bins)
+        drawn[f"figures/metrics_{split}.png"] = figures.metrics_grid(tables[split], split, named, bins)
     if snapshots:
-        title = f"{analysis_name(student)}: deviations over training (Fig. 25-26)"
+        title = f"{named}: deviations over training (Fig. 25-26)"
         drawn["figures/timeline.png"] = figures.timeline_grid(snapshots, title, bins // 2)
     curves, marks = accuracy_trajectories(student)
     if len(curves) > 1 or any(len(points) > 1 for points in curves.values()):
         drawn["figures/accuracy_trajectory.png"] = figures.accuracy_curves(
-            curves, marks, "test accuracy over training (Fig. 24)")
+            curves, marks, f"{named}: test accuracy over training (Fig. 24)")
     if tables["train"]["is_noisy"].any():
-        drawn["figures/noisy_train.png"] = figures.noisy_scatter(tables["train"])
+        drawn["figures/noisy_train.png"] = figures.noisy_scatter(tables["train"], named)
     return Evidence(values, tuple(snapshot_slopes(snapshots, config.quantile)), figures=drawn)
 
 

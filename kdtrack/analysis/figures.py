@@ -1,88 +1,136 @@
-"""Figures of the paper's §3 and §C: each takes confidence tables and returns a Figure."""
+"""Figures of the paper's §3 and §C: each takes confidence tables (and what to call them) and
+returns a Figure drawn in kdtrack's one style (`style.styled`). Titles name the setting and seed."""
 from __future__ import annotations
 
-import matplotlib
+import textwrap
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 
-from kdtrack.analysis.metrics import GROUPS, with_groups
+from kdtrack.analysis.metrics import GROUPS, QuantileLine, with_groups
+from kdtrack.analysis.style import FIT_COLOURS, styled
+
+# What the confidence columns are, in the paper's words (phi(p) is the logit margin of §3).
+AXES = {"phi_teacher": "teacher φ(p) on its predicted class", "phi_student": "student φ(p)",
+        "phi_teacher_label": "teacher φ(p) on the true class", "phi_student_label": "student φ(p) on the true class"}
 
 
-def _density(ax, x, y, bins: int, diagonal: bool = True) -> None:
-    """2-D histogram with log colour (Fig. 1a style) and the dashed X = Y line."""
+def wrapped(text: str, width: int) -> str:
+    """`text` broken into lines of at most `width` characters: long titles wrap, never clip."""
+    return "\n".join(textwrap.wrap(text, width, break_long_words=True)) or text
+
+
+def density(ax, x, y, bins: int, diagonal: bool = True, colorbar: bool = True):
+    """A hexbin 2-D histogram with log colour (Fig. 1a style), its colorbar, and the dashed
+    y = x line; non-finite points are left out."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    if len(x):
-        ax.hexbin(x, y, gridsize=bins, bins="log", cmap="viridis", mincnt=1)
-    if diagonal and len(x):
+    if not len(x):
+        return
+    cells = ax.hexbin(x, y, gridsize=bins, norm=LogNorm(), mincnt=1, linewidths=0.1)
+    if colorbar:
+        bar = ax.figure.colorbar(cells, ax=ax, label="points per bin", pad=0.02, fraction=0.05)
+        bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 3, not 3×10⁰
+        bar.ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    if diagonal:
         low, high = min(x.min(), y.min()), max(x.max(), y.max())
-        ax.plot([low, high], [low, high], "k--", lw=1)
+        ax.plot([low, high], [low, high], color="black", ls="--", lw=1, label="y = x")
 
 
-def confidence_grid(tables: dict[str, pl.DataFrame], x: str, y: str, title: str, bins: int = 60) -> Figure:
-    """One panel per split of teacher (X) versus student (Y) confidence."""
-    figure, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 4.2), squeeze=False)
+def draw_line(ax, line: QuantileLine) -> None:
+    """`line` over its own quantile's range, its slope in the legend."""
+    xs = np.array([line.x_low, line.x_high])
+    ax.plot(xs, line.intercept + line.slope * xs, color=FIT_COLOURS[line.part], lw=2,
+            label=f"{line.part} {round(line.fraction * 100)}% fit: slope {line.slope:.2f}")
+
+
+@styled
+def confidence_grid(tables: dict[str, pl.DataFrame], lines: dict[str, tuple[QuantileLine, ...]], x: str, y: str,
+                    title: str, bins: int = 60) -> Figure:
+    """Fig. 1a / Fig. 13: one panel per split of teacher (X) versus student (Y) confidence, with
+    the fit `lines` of each split (metrics.quantile_lines: the logged slopes) drawn on it."""
+    figure, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 4.4), squeeze=False)
     for ax, (split, table) in zip(axes[0], tables.items()):
-        _density(ax, table[x], table[y], bins)
-        ax.set(title=f"{split}", xlabel=f"teacher {x}", ylabel=f"student {y}")
-    figure.suptitle(title)
-    figure.tight_layout()
+        density(ax, table[x], table[y], bins)
+        for line in lines.get(split, ()):
+            draw_line(ax, line)
+        ax.set(title=f"{split} (n={table.height})", xlabel=AXES.get(x, x), ylabel=AXES.get(y, y))
+        ax.legend(loc="upper left")
+    figure.suptitle(wrapped(title, 110))
     return figure
 
 
-def groups_grid(table: pl.DataFrame, split: str, bins: int = 40) -> Figure:
+@styled
+def setting_grid(columns: list[tuple[str, dict[str, pl.DataFrame]]], bins: int = 40) -> Figure:
+    """Fig. 5: one column per setting, one row per split, each panel titled with its setting,
+    split and the seeds it pools."""
+    splits = list(columns[0][1])
+    figure, axes = plt.subplots(len(splits), len(columns), figsize=(3.9 * len(columns), 3.6 * len(splits)),
+                                squeeze=False)
+    for column, (title, tables) in enumerate(columns):
+        for row, split in enumerate(splits):
+            ax = axes[row, column]
+            density(ax, tables[split]["phi_teacher"], tables[split]["phi_student"], bins)
+            ax.set(title=wrapped(f"{title}: {split}", 42), xlabel="teacher φ(p) on its predicted class",
+                   ylabel="student φ(p)")
+    return figure
+
+
+@styled
+def groups_grid(table: pl.DataFrame, split: str, caption: str, bins: int = 40) -> Figure:
     """Fig. 14: the scatter split by which model classifies the point correctly."""
     grouped = with_groups(table)
-    figure, axes = plt.subplots(1, 4, figsize=(16, 4), sharex=True, sharey=True)
+    figure, axes = plt.subplots(1, 4, figsize=(17, 4.2), sharex=True, sharey=True)
     for ax, group in zip(axes, GROUPS):
         part = grouped.filter(pl.col("group") == group)
-        _density(ax, part["phi_teacher"], part["phi_student"], bins)
-        ax.set(title=f"{group} (n={part.height})", xlabel="teacher phi")
-    axes[0].set_ylabel("student phi")
-    figure.suptitle(f"{split}: points by correctness (Fig. 14)")
-    figure.tight_layout()
+        density(ax, part["phi_teacher"], part["phi_student"], bins)
+        ax.set(title=f"{group.replace('_', ' ')} correct (n={part.height})", xlabel=AXES["phi_teacher"])
+    axes[0].set_ylabel(AXES["phi_student"])
+    figure.suptitle(f"{caption}, {split}: points by which model is correct (Fig. 14)")
     return figure
 
 
-def metrics_grid(table: pl.DataFrame, split: str, bins: int = 40) -> Figure:
+@styled
+def metrics_grid(table: pl.DataFrame, split: str, caption: str, bins: int = 40) -> Figure:
     """Fig. 16: phi, probability and entropy scatters (top) and KL against each (bottom)."""
     def prob(column):
         return 1 / (1 + np.exp(-np.asarray(table[column], dtype=float)))
 
-    pairs = [("phi", table["phi_teacher"], table["phi_student"]),
+    pairs = [("φ(p)", table["phi_teacher"], table["phi_student"]),
              ("probability", prob("phi_teacher"), prob("phi_student")),
              ("entropy", table["entropy_teacher"], table["entropy_student"])]
-    figure, axes = plt.subplots(2, 3, figsize=(13.5, 8.4))
+    figure, axes = plt.subplots(2, 3, figsize=(14.5, 8.6))
     for column, (name, teacher, student) in enumerate(pairs):
-        _density(axes[0, column], teacher, student, bins)
-        axes[0, column].set(title=f"{name}", xlabel=f"teacher {name}", ylabel=f"student {name}")
-        _density(axes[1, column], teacher, table["kl"], bins, diagonal=False)
-        axes[1, column].set(xlabel=f"teacher {name}", ylabel="KL(teacher || student)")
-    figure.suptitle(f"{split}: other deviation metrics (Fig. 16)")
-    figure.tight_layout()
+        density(axes[0, column], teacher, student, bins)
+        axes[0, column].set(title=name, xlabel=f"teacher {name}", ylabel=f"student {name}")
+        density(axes[1, column], teacher, table["kl"], bins, diagonal=False)
+        axes[1, column].set(xlabel=f"teacher {name}", ylabel="KL(teacher ‖ student)")
+    figure.suptitle(f"{caption}, {split}: other deviation metrics (Fig. 16)")
     return figure
 
 
-def noisy_scatter(table: pl.DataFrame) -> Figure:
+@styled
+def noisy_scatter(table: pl.DataFrame, caption: str) -> Figure:
     """Fig. 4 / Fig. 18 (left): clean and mislabeled training points in two colours."""
-    figure, ax = plt.subplots(figsize=(5, 4.5))
-    for noisy, colour, label in ((False, "tab:blue", "clean"), (True, "tab:red", "mislabeled")):
+    figure, ax = plt.subplots(figsize=(5.4, 4.8))
+    for noisy, colour, label in ((False, "#0072B2", "clean"), (True, "#D55E00", "mislabeled")):
         part = table.filter(pl.col("is_noisy") == noisy)
-        ax.scatter(part["phi_teacher"], part["phi_student"], s=10, c=colour, alpha=0.7,
+        ax.scatter(part["phi_teacher"], part["phi_student"], s=8, c=colour, alpha=0.6, linewidths=0,
                    label=f"{label} (n={part.height})")
     values = np.concatenate([table["phi_teacher"].to_numpy(), table["phi_student"].to_numpy()])
-    ax.plot([values.min(), values.max()], [values.min(), values.max()], "k--", lw=1)
-    ax.set(xlabel="teacher phi", ylabel="student phi", title="train: clean vs mislabeled")
-    ax.legend()
-    figure.tight_layout()
+    ax.plot([values.min(), values.max()], [values.min(), values.max()], color="black", ls="--", lw=1, label="y = x")
+    ax.set(xlabel=AXES["phi_teacher"], ylabel=AXES["phi_student"],
+           title=wrapped(f"{caption}, train: clean vs mislabeled (Fig. 4)", 60))
+    ax.legend(loc="upper left")
     return figure
 
 
+@styled
 def timeline_grid(snapshots: list[tuple[int, dict[str, pl.DataFrame]]], title: str, bins: int = 40,
                   most: int = 8) -> Figure:
     """Fig. 25-26: the logit-logit plot at successive training steps, train on top, test below."""
@@ -93,30 +141,31 @@ def timeline_grid(snapshots: list[tuple[int, dict[str, pl.DataFrame]]], title: s
                                 squeeze=False, sharex="row", sharey="row")
     for column, (step, tables) in enumerate(snapshots):
         for row, split in enumerate(splits):
-            _density(axes[row, column], tables[split]["phi_teacher"], tables[split]["phi_student"], bins)
-            axes[row, column].set_title(f"{split}, step {step}", fontsize=9)
-        axes[-1, column].set_xlabel("teacher phi")
+            density(axes[row, column], tables[split]["phi_teacher"], tables[split]["phi_student"], bins,
+                    colorbar=False)  # one per panel would crowd a row of eight
+            axes[row, column].set_title(f"{split}, step {step}")
+        axes[-1, column].set_xlabel("teacher φ(p)")
     for row in range(len(splits)):
-        axes[row, 0].set_ylabel("student phi")
-    figure.suptitle(title)
-    figure.tight_layout()
+        axes[row, 0].set_ylabel("student φ(p)")
+    figure.suptitle(wrapped(title, 140))
     return figure
 
 
+@styled
 def accuracy_curves(curves: dict[str, list[tuple[int, float]]], marks: dict[str, int], title: str) -> Figure:
     """Fig. 24: test accuracy against step for related runs; a dotted line at each switch."""
-    figure, ax = plt.subplots(figsize=(7, 4.5))
+    figure, ax = plt.subplots(figsize=(7.5, 4.6))
     for label, points in curves.items():
         steps, values = zip(*sorted(points))
         line, = ax.plot(steps, values, marker="." if len(points) < 30 else None, label=label)
         if label in marks:
             ax.axvline(marks[label], color=line.get_color(), ls=":", lw=1)
-    ax.set(xlabel="step", ylabel="test accuracy", title=title)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
+    ax.set(xlabel="training step", ylabel="test accuracy", title=wrapped(title, 80))
+    ax.legend()
     return figure
 
 
+@styled
 def eigen_grid(teacher: pl.DataFrame, student: pl.DataFrame, pairs: list[tuple[int, int]], title: str) -> Figure:
     """Fig. 19-21: ||W^T v_i|| (top direction, X) against ||W^T v_j|| (bottom, Y) over training,
     teacher and student on the same axes, a star at each final point."""
@@ -124,25 +173,24 @@ def eigen_grid(teacher: pl.DataFrame, student: pl.DataFrame, pairs: list[tuple[i
     rows = -(-len(pairs) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.1 * rows), squeeze=False)
     for ax, (i, j) in zip(axes.flat, pairs):
-        for table, colour, label in ((teacher, "tab:blue", "teacher"), (student, "tab:orange", "student")):
+        for table, colour, label in ((teacher, "#0072B2", "teacher"), (student, "#E69F00", "student")):
             x, y = table[f"v{i}"].to_numpy(), table[f"v{j}"].to_numpy()
             ax.plot(x, y, color=colour, lw=1.2, label=label)
             ax.plot(x[-1], y[-1], marker="*", ms=12, color=colour)
-        ax.set_title(f"v{i} (X) vs v{j} (Y)", fontsize=9)
+        ax.set(title=f"v{i} (X) vs v{j} (Y)", xlabel=rf"$\|W^\top v_{{{i}}}\|$", ylabel=rf"$\|W^\top v_{{{j}}}\|$")
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
-    axes[0, 0].legend(fontsize=8)
-    figure.suptitle(title)
-    figure.tight_layout()
+    axes[0, 0].legend()
+    figure.suptitle(wrapped(title, 120))
     return figure
 
 
+@styled
 def top_k_accuracy(table: pl.DataFrame, title: str) -> Figure:
     """Fig. 17: accuracy when the first layer keeps only its top-K eigencomponents."""
-    figure, ax = plt.subplots(figsize=(6, 4.2))
+    figure, ax = plt.subplots(figsize=(6.2, 4.4))
     for group, part in table.group_by("points", maintain_order=True):
         ax.plot(part["k"], part["accuracy"], marker="o", label=group[0])
-    ax.set(xscale="log", xlabel="K (top eigendirections kept)", ylabel="train accuracy", title=title)
+    ax.set(xscale="log", xlabel="K (top eigendirections kept)", ylabel="train accuracy", title=wrapped(title, 70))
     ax.legend()
-    figure.tight_layout()
     return figure

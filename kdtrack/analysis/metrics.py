@@ -1,6 +1,8 @@
 """The paper's confidence-exaggeration statistics as pure functions of confidence tables."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -25,6 +27,34 @@ def quantile_slope(table: pl.DataFrame, part: str, fraction: float = 0.25,
     (Tables 3-6: bottom 25% for images, top 25% for text). Slope > 1 = exaggeration."""
     ordered = quantile_rows(table, part, fraction, x)
     return fit_slope(ordered[x], ordered[y])
+
+
+@dataclass(frozen=True)
+class QuantileLine:
+    """A least-squares line over one quantile of the points, as Fig. 1a draws it."""
+    part: str  # "bottom" or "top"
+    fraction: float
+    slope: float
+    intercept: float
+    x_low: float  # the quantile's range of teacher confidence, where the line is drawn
+    x_high: float
+
+
+def quantile_line(table: pl.DataFrame, part: str, fraction: float = 0.25,
+                  x: str = "phi_teacher", y: str = "phi_student") -> QuantileLine:
+    """The line fitted to the bottom (or top) `fraction` of points: its slope is `quantile_slope`'s,
+    the number the analysis logs, and its intercept mean(y) - slope * mean(x), since a
+    least-squares line passes through the mean point."""
+    rows = quantile_rows(table, part, fraction, x)
+    slope = quantile_slope(table, part, fraction, x, y)
+    intercept = float(rows[y].mean() - slope * rows[x].mean())
+    return QuantileLine(part, fraction, slope, intercept, float(rows[x].min()), float(rows[x].max()))
+
+
+def quantile_lines(table: pl.DataFrame, fraction: float = 0.25,
+                   x: str = "phi_teacher", y: str = "phi_student") -> tuple[QuantileLine, QuantileLine]:
+    """Fig. 1a's bottom and top fit lines."""
+    return tuple(quantile_line(table, part, fraction, x, y) for part in ("bottom", "top"))
 
 
 def quantile_gap(table: pl.DataFrame, part: str, fraction: float = 0.25) -> float:

@@ -23,7 +23,7 @@ PARAMS = ("preset", "dataset", "arch", "teacher_arch", "width", "depth", "seed",
 TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION)
 # Every column but the metrics is text, even where no run has a value: a column that polars would
 # infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
-TEXT = ("experiment", "run_id", "run_name", "status", "artifact_uri", *PARAMS,
+TEXT = ("experiment", "experiment_id", "run_id", "run_name", "status", "artifact_uri", *PARAMS,
         *(t.removeprefix("kdtrack.") for t in TAGS))
 
 
@@ -66,8 +66,8 @@ def runs_table(names: list[str], filter_string: str = "") -> pl.DataFrame:
         if filter_string:
             runs += _analyses_of_students(experiment_id, runs)
         for run in runs:
-            row = {"experiment": name, "run_id": run.info.run_id, "run_name": run.info.run_name,
-                   "status": run.info.status, "start_time": run.info.start_time,
+            row = {"experiment": name, "experiment_id": experiment_id, "run_id": run.info.run_id,
+                   "run_name": run.info.run_name, "status": run.info.status, "start_time": run.info.start_time,
                    "artifact_uri": run.info.artifact_uri}
             row.update({p: run.data.params.get(p) for p in PARAMS})
             row.update({t.removeprefix("kdtrack."): run.data.tags.get(t) for t in TAGS})

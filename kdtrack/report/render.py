@@ -7,31 +7,51 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 import jinja2
 import polars as pl
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from kdtrack import code_version, tracking
+from kdtrack.analysis.style import styled
 from kdtrack.errors import UserError
 from kdtrack.report import tables
 from kdtrack.report.collect import counted, runs_table, setting_of, with_analyses
 from kdtrack.report.dashboard import Dashboard
 
 # Autoescaped: experiment, run and dashboard names and the filter are the user's text, and a report
-# is shared and shown as an MLflow artifact. Only the tables, which pandas escapes itself, are
-# marked safe (`build`); images are base64 text.
+# is shared and shown as an MLflow artifact. Only the tables, which pandas' Styler escapes itself,
+# are marked safe (`build`); images are base64 text. No external resource: the page works offline.
 TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
-<html><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:13px}
-td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} img{max-width:100%}</style></head>
-<body><h1>{{ title }}</h1>{% for line in subtitle %}<p>{{ line }}</p>{% endfor %}
-{% for section in sections %}<h2>{{ section.heading }}</h2><p>{{ section.note }}</p>
-{% for line in section.missing %}<p>not shown: {{ line }}</p>{% endfor %}
-{% for table in section.tables %}{{ table }}{% endfor %}
-{% for image in section.images %}<img alt="{{ section.heading }}" src="data:image/png;base64,{{ image }}">{% endfor %}
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0 auto;padding:1.5em 2em;
+max-width:1280px}
+h1{font-size:1.6em;margin-bottom:.3em} h2{font-size:1.25em;margin-top:2em;padding-top:.4em;border-top:1px solid #ddd}
+a{color:#0b5cad} .note{color:#555;margin:.2em 0 .8em} .missing{color:#8a4b00}
+dl.header{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;margin:0 0 1em}
+dl.header dt{color:#666} dl.header dd{margin:0} nav ol{margin:.2em 0;padding-left:1.4em}
+.table{overflow-x:auto;margin:.6em 0 1.2em}
+table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
+th{background:#f4f5f7;font-weight:600;text-align:center} td,th{border:1px solid #d9dce1;padding:3px 8px}
+td{text-align:right;white-space:nowrap} tbody tr:nth-child(even){background:#fafbfc}
+figure{margin:1em 0} img{max-width:100%;height:auto;border:1px solid #eee}
+</style></head>
+<body><h1>{{ title }}</h1>
+<dl class="header">{% for name, value in header %}<dt>{{ name }}</dt><dd>{{ value }}</dd>{% endfor %}</dl>
+<nav><strong>Contents</strong><ol>{% for section in sections %}<li><a href="#{{ section.anchor }}">
+{{- section.heading }}</a></li>{% endfor %}</ol></nav>
+{% for section in sections %}<section id="{{ section.anchor }}"><h2>{{ section.heading }}</h2>
+{% if section.note %}<p class="note">{{ section.note }}</p>{% endif %}
+{% for line in section.missing %}<p class="missing">not shown: {{ line }}</p>{% endfor %}
+{% for table in section.tables %}<div class="table">{{ table }}</div>{% endfor %}
+{% for image in section.images %}<figure><img alt="{{ section.heading }}" src="data:image/png;base64,{{ image }}">
+</figure>{% endfor %}</section>
 {% endfor %}</body></html>
 """)
 
@@ -48,8 +68,10 @@ class Section:
 def png(figure) -> bytes:
     import matplotlib.pyplot as plt
 
+    from kdtrack.analysis.style import DPI
+
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
+    figure.savefig(buffer, format="png", dpi=DPI)
     plt.close(figure)
     return buffer.getvalue()
 
@@ -57,12 +79,24 @@ def png(figure) -> bytes:
 VERDICT_COLOURS = {"holds": "#c8e6c9", "fails": "#ffcdd2", "inconclusive": "#fff3c4", "no runs": "#eeeeee"}
 
 
-def html_table(frame: pl.DataFrame) -> str:
-    if "verdict" in frame.columns:  # the claims table: verdicts in colour; Styler escapes the text
-        styled = frame.to_pandas().style.hide(axis="index").format(precision=4, na_rep="", escape="html")
+def run_page(store: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI of an http(s) tracking server; "" for any other store."""
+    if not store.startswith(("http://", "https://")):
+        return ""
+    return f"{store.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def html_table(frame: pl.DataFrame, pages: dict[str, str] | None = None) -> str:
+    """`frame` as an HTML table, its text escaped; run ids link to their `pages`, and a claims
+    table's verdicts are in colour."""
+    styled = frame.to_pandas().style.hide(axis="index").format(precision=4, na_rep="", escape="html")
+    if pages and "run_id" in frame.columns:  # Styler escapes before it formats: the link stays a link
+        styled = styled.format(lambda r: f'<a href="{escape(pages[r])}">{escape(r)}</a>' if pages.get(r)
+                               else escape(r or ""), subset=["run_id"])
+    if "verdict" in frame.columns:
         colour = lambda verdict: f"background-color: {VERDICT_COLOURS.get(verdict, 'white')}"  # noqa: E731
-        return styled.map(colour, subset=["verdict"]).to_html()
-    return frame.to_pandas().to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+        styled = styled.map(colour, subset=["verdict"])
+    return styled.to_html()
 
 
 def claim_table(kept: pl.DataFrame, experiments: list[str], claims) -> pl.DataFrame:
@@ -77,7 +111,8 @@ def claim_table(kept: pl.DataFrame, experiments: list[str], claims) -> pl.DataFr
 
 def claims_section(kept: pl.DataFrame, experiments: list[str], claims) -> Section:
     results = claim_table(kept, experiments, claims)
-    shown = results.select(*(["experiment"] if len(experiments) > 1 else []), "id", "setting", "n", "estimate",
+    shown = results.select(*(["experiment"] if len(experiments) > 1 else []), "id", "setting", "n",
+                           pl.col("estimate").round_sig_figs(3).cast(pl.String),
                            pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3),
                                      pl.col("ci_high").round_sig_figs(3)).alias("95% CI"),
                            "test", "verdict", pl.col("expect").alias("paper"), "source")
@@ -92,16 +127,24 @@ def markdown_table(frame: pl.DataFrame) -> str:
         return str(frame)
 
 
-def confidence_grid(table: pl.DataFrame, most: int = 6):
-    """Fig. 5: per setting (its first seed's student), teacher vs student phi, train above test;
-    and the per-sample tables that could not be read (a figure without them, not a failed report)."""
-    import matplotlib.pyplot as plt
+def seeds_phrase(seeds, pooled: bool = False) -> str:
+    """"seed 0", "seeds 0, 1, 2" ("... pooled"): which runs a figure draws."""
+    seeds = sorted({str(s) for s in seeds if s is not None}, key=lambda s: (len(s), s))
+    if len(seeds) < 2:
+        return f"seed {seeds[0]}" if seeds else "no seed recorded"
+    return f"seeds {', '.join(seeds)}" + (" pooled" if pooled else "")
 
-    from kdtrack.analysis.figures import _density
+
+def confidence_grid(table: pl.DataFrame, most: int = 6):
+    """Fig. 5: per setting (the first `most`), teacher vs student phi of every seed's student
+    pooled, train above test; and the per-sample tables that could not be read (a figure
+    without them, not a failed report)."""
+    from kdtrack.analysis.figures import setting_grid
 
     students = table.filter(pl.col("role") == "student").sort("setting", "seed")
-    chosen = students.unique("setting", keep="first", maintain_order=True).head(most)
-    loaded, missing = [], []
+    settings = students["setting"].unique(maintain_order=True).head(most)
+    chosen = students.filter(pl.col("setting").is_in(settings.implode()))
+    loaded, missing = {}, []
     with click.progressbar(chosen.iter_rows(named=True), length=chosen.height, label="confidence tables",
                            file=click.get_text_stream("stderr")) as rows:
         for row in rows:
@@ -111,16 +154,13 @@ def confidence_grid(table: pl.DataFrame, most: int = 6):
             except UserError as error:
                 missing.append(str(error))
                 continue
-            loaded.append((row["setting"], splits))
+            loaded.setdefault(row["setting"], []).append((row["seed"], splits))
     if not loaded:
         return None, missing
-    figure, axes = plt.subplots(2, len(loaded), figsize=(3.6 * len(loaded), 6.4), squeeze=False)
-    for column, (setting, splits) in enumerate(loaded):
-        for line, (split, data) in enumerate(splits.items()):
-            _density(axes[line, column], data["phi_teacher"], data["phi_student"], 40)
-            axes[line, column].set_title(f"{setting}\n{split}", fontsize=8)
-    figure.tight_layout()
-    return figure, missing
+    columns = [(f"{setting}, {seeds_phrase((seed for seed, _ in runs), pooled=True)}",
+                {split: pl.concat([splits[split] for _, splits in runs], how="diagonal_relaxed")
+                 for split in ("train", "test")}) for setting, runs in loaded.items()]
+    return setting_grid(columns), missing
 
 
 def switch_curves(table: pl.DataFrame):
@@ -133,7 +173,9 @@ def switch_curves(table: pl.DataFrame):
     labelled = {f"{r['run_name']} ({r['run_id'][:6]})": r for r in runs.iter_rows(named=True)}
     curves = {label: test_accuracy(r["run_id"]) for label, r in labelled.items()}
     marks = {label: int(r["switch_step"]) for label, r in labelled.items()}
-    return accuracy_curves({k: v for k, v in curves.items() if v}, marks, "switch runs: test accuracy (Fig. 24)")
+    settings = ", ".join(runs["setting"].drop_nulls().unique(maintain_order=True))
+    title = f"{settings} ({seeds_phrase(runs['seed'])}): switch runs' test accuracy (Fig. 24)"
+    return accuracy_curves({k: v for k, v in curves.items() if v}, marks, title)
 
 
 # Section builders: each takes the runs table and the experiments compared (every builder gets both,
@@ -150,12 +192,14 @@ def _per_experiment(table: pl.DataFrame, experiments: list[str], tabulate) -> li
 
 
 def table2_section(table: pl.DataFrame, experiments: list[str]) -> Section:
-    return Section("Table 2: accuracy", "mean and std over seeds, per setting",
+    return Section("Table 2: accuracy", "test and train accuracy in %, mean ± std over the seeds of each setting; "
+                   "'= teacher': a self-distillation, whose one-hot student is the teacher itself",
                    _per_experiment(table, experiments, tables.table2))
 
 
 def slopes_section(table: pl.DataFrame, experiments: list[str]) -> Section:
-    return Section("Tables 3-6: slopes of the bottom and top 25%", "> 1 at the bottom: exaggerated confidence",
+    return Section("Tables 3-6: slopes of the bottom and top 25%", "mean ± std over the seeds of each setting; "
+                   "> 1 at the bottom: the student exaggerates the teacher's low confidence",
                    _per_experiment(table, experiments, tables.slopes))
 
 
@@ -186,8 +230,6 @@ def numbers(values: list[str]) -> list[float] | None:
 
 
 def ablation_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
-    import matplotlib.pyplot as plt
-
     trials = table.filter(pl.col("role") == "trial")
     if trials.is_empty():
         return None
@@ -203,16 +245,24 @@ def ablation_section(table: pl.DataFrame, experiments: list[str]) -> Section | N
             section.missing.append(f"study {study}: its trials have no knob param or no objective metric")
             continue
         labels = [r.data.params.get(knob, "") for r in runs]
-        values = numbers(labels)
-        figure, axes = plt.subplots(1, len(objectives), figsize=(5 * len(objectives), 3.6), squeeze=False)
-        for ax, column in zip(axes[0], objectives):
-            points = [(x, y) for x, y in zip(values or labels, part[column].to_list()) if y is not None]
-            ax.scatter(*zip(*points))  # strings plot as categories, in order of appearance
-            ax.set(xlabel=knob, ylabel=column.removeprefix("m:objective/"), title=f"study {study}",
-                   xscale="log" if (knob == "lr" and values and min(values) > 0) else "linear")
-        figure.tight_layout()
-        section.figures.append(figure)
+        seeds = seeds_phrase(r.data.params.get("seed") for r in runs)
+        section.figures.append(ablation_figure(part, objectives, knob, labels, f"study {study} ({seeds})"))
     return section
+
+
+@styled
+def ablation_figure(trials: pl.DataFrame, objectives: list[str], knob: str, labels: list[str], title: str):
+    """Each objective of the finished `trials` against the ablated `knob`'s values (`labels`)."""
+    import matplotlib.pyplot as plt
+
+    values = numbers(labels)
+    figure, axes = plt.subplots(1, len(objectives), figsize=(5 * len(objectives), 3.8), squeeze=False)
+    for ax, column in zip(axes[0], objectives):
+        points = [(x, y) for x, y in zip(values or labels, trials[column].to_list()) if y is not None]
+        ax.scatter(*zip(*points))  # strings plot as categories, in order of appearance
+        ax.set(xlabel=knob, ylabel=column.removeprefix("m:objective/"), title=title,
+               xscale="log" if (knob == "lr" and values and min(values) > 0) else "linear")
+    return figure
 
 
 # The sections a dashboard may name; dashboard.load checks names against these keys and lists them,
@@ -261,30 +311,53 @@ def build(table: pl.DataFrame, experiments: list[str], filter_string: str,
           dashboard: Dashboard) -> tuple[str, str, dict[str, bytes]]:
     """The report of the `fetch`ed runs as (HTML, Markdown, figures). The HTML embeds its figures;
     the Markdown links them as figures/<name>.png, so that it reads well where it is committed.
-    Statistics use only the runs that `collect.counted` keeps; the subtitle says what it left out,
-    and the artifacts' size."""
+    Statistics use only the runs that `collect.counted` keeps; the header says what it left out,
+    and the artifacts' size; with a tracking server, run ids link to their pages in its UI."""
     kept, left_out = counted(table, code_version())
     sections = [claims_section(kept, experiments, dashboard.claims)] if dashboard.claims else []
     for name in dashboard.sections:
         section = _shown(SECTIONS[name](kept, experiments))
         if section:
             sections.append(section)
-    subtitle = [f"experiments: {', '.join(experiments)}" + (f"; filter: {filter_string}" if filter_string else ""),
-                f"code version: {code_version()}",
-                f"artifacts: {size(table['artifact_bytes'].sum())} in {table.height} runs",
-                *([f"left out: {', '.join(left_out)}"] if left_out else [])]
+    store = tracking.tracking_uri()
+    header = header_lines(table, experiments, filter_string, left_out, store)
+    pages = {r: run_page(store, e, r) for e, r in table.select("experiment_id", "run_id").iter_rows()}
     figures = [{f"{slug(s.heading)}-{i + 1}": png(f) for i, f in enumerate(s.figures)} for s in sections]
-    html = TEMPLATE.render(title=dashboard.title, subtitle=subtitle, sections=[
-        {"heading": s.heading, "note": s.note, "missing": s.missing,
-         "tables": [Markup(html_table(f)) for f in s.frames],
+    html = TEMPLATE.render(title=dashboard.title, header=header, sections=[
+        {"heading": s.heading, "anchor": slug(s.heading), "note": s.note, "missing": s.missing,
+         "tables": [Markup(html_table(tables.shown(f), pages)) for f in s.frames],
          "images": [base64.b64encode(image).decode() for image in images.values()]}
         for s, images in zip(sections, figures)])
-    markdown = "\n\n".join([f"# {dashboard.title}", *subtitle] + [
+    contents = "\n".join(f"{i + 1}. [{s.heading}](#{slug(s.heading)})" for i, s in enumerate(sections))
+    markdown = "\n\n".join([f"# {dashboard.title}", "\n".join(f"- **{name}**: {value}" for name, value in header),
+                             f"**Contents**\n\n{contents}"] + [
         "\n\n".join([f"## {s.heading}", s.note, *[f"not shown: {m}" for m in s.missing],
-                       *[markdown_table(f) for f in s.frames],
+                       *[markdown_table(tables.shown(f)) for f in s.frames],
                        *[f"![{s.heading}](figures/{name}.png)" for name in images]])
         for s, images in zip(sections, figures)]) + "\n"
     return html, markdown, {name: image for images in figures for name, image in images.items()}
+
+
+def without_password(uri: str) -> str:
+    """`uri` as a report may show it: a database or server password replaced by ***."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def header_lines(table: pl.DataFrame, experiments: list[str], filter_string: str, left_out: list[str],
+                 store: str) -> list[tuple[str, str]]:
+    """What the report covers, as (name, value) rows: experiments, runs by role, date, code
+    version, tracking store, artifacts' size, and the runs left out of the statistics."""
+    roles = table["role"].fill_null("non-kdtrack").value_counts().sort("count", "role", descending=[True, False]).rows()
+    return [("experiments", ", ".join(experiments) + (f" (filter: {filter_string})" if filter_string else "")),
+            ("runs", f"{table.height}: " + ", ".join(f"{count} {role}" for role, count in roles)),
+            ("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+            ("code version", code_version()),
+            ("tracking store", without_password(store)),
+            ("artifacts", f"{size(table['artifact_bytes'].sum())} in {table.height} runs"),
+            *([("left out", ", ".join(left_out))] if left_out else [])]
 
 
 def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path,

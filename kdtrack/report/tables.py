@@ -1,4 +1,6 @@
-"""The report's tables, as pure polars transformations of `collect.runs_table` output."""
+"""The report's tables, as pure polars transformations of `collect.runs_table` output: numbers
+first (`table2`, `slopes`, `eigen`: a mean and a std column per quantity), then `shown`, which
+writes each quantity as one "mean ± std" cell at the precision its kind of number deserves."""
 from __future__ import annotations
 
 import polars as pl
@@ -6,6 +8,15 @@ import polars as pl
 TABLE2 = [("teacher", "table2/teacher"), ("student (one-hot)", "table2/student_onehot"),
           ("student (distilled)", "table2/student_distill")]
 SLOPES = ["train/slope_bottom25", "test/slope_bottom25", "train/slope_top25", "test/slope_top25"]
+SELF = "one-hot student is the teacher"  # a setting's flag: self-distillation (pipeline.lineage)
+ONEHOT = "student (one-hot)"
+
+# How a quantity is shown, by the start of its column label: (scale, decimals, unit in the header).
+PERCENT, SLOPE, FRACTION, COUNT = (100.0, 1, " (%)"), (1.0, 2, ""), (1.0, 2, ""), (1.0, 0, "")
+FORMATS = {**{who: PERCENT for who, _ in TABLE2}, **{name: SLOPE for name in SLOPES},
+           "exaggerated pair fraction": FRACTION, "pairs": COUNT, "train/acc": PERCENT, "test/acc": PERCENT,
+           "trials/": COUNT, "best/trial": COUNT}
+OTHER = (1.0, 3, "")
 
 
 def mean_std(column: str, label: str) -> list[pl.Expr]:
@@ -14,20 +25,22 @@ def mean_std(column: str, label: str) -> list[pl.Expr]:
 
 
 def analyses(table: pl.DataFrame) -> pl.DataFrame:
-    """Analysis runs with their student's setting and seed."""
+    """Analysis runs with their student's setting, seed, and whether its one-hot baseline is its
+    teacher (self-distillation)."""
     students = table.filter(pl.col("role") == "student").select(
-        pl.col("run_id").alias("student_run_id"), "setting", "seed")
-    found = table.filter(pl.col("role") == "analysis").drop("setting", "seed").join(students, on="student_run_id")
-    return found
+        pl.col("run_id").alias("student_run_id"), "setting", "seed",
+        (pl.col("onehot_run_id") == pl.col("teacher_run_id")).fill_null(False).alias(SELF))
+    return table.filter(pl.col("role") == "analysis").drop("setting", "seed").join(students, on="student_run_id")
 
 
 def metric_table(table: pl.DataFrame, columns: list[tuple[str, str]]) -> pl.DataFrame:
-    """Mean and std over seeds per setting (std is empty for one seed), and the seed count."""
+    """Mean and std over seeds per setting (std is empty for one seed), the seed count, and
+    whether every student of the setting is a self-distillation."""
     rows = analyses(table)
     present = [(label, m) for label, m in columns if f"m:{m}" in rows.columns]
     exprs = [e for label, m in present for e in mean_std(m, label)]
     return (rows.group_by("setting", maintain_order=True)
-            .agg(pl.len().alias("seeds"), *exprs).sort("setting"))
+            .agg(pl.len().alias("seeds"), pl.col(SELF).all(), *exprs).sort("setting"))
 
 
 def table2(table: pl.DataFrame) -> pl.DataFrame:
@@ -51,7 +64,50 @@ def runs_summary(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def difference(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
-    """The same table of two experiments side by side, with `right - left` per mean column."""
+    """The same table of two experiments side by side: each mean of A, of B, and `B - A`."""
     means = [c for c in left.columns if c.endswith(" mean") and c in right.columns]
     joined = left.select("setting", *means).join(right.select("setting", *means), on="setting", suffix=" (B)")
-    return joined.with_columns([(pl.col(f"{c} (B)") - pl.col(c)).alias(f"{c} diff") for c in means])
+    return joined.select("setting", *[e for c in means for e in (
+        pl.col(c).alias(f"{c.removesuffix(' mean')} A"), pl.col(f"{c} (B)").alias(f"{c.removesuffix(' mean')} B"),
+        (pl.col(f"{c} (B)") - pl.col(c)).alias(f"{c.removesuffix(' mean')} diff"))])
+
+
+def number_format(column: str) -> tuple[float, int, str]:
+    """The (scale, decimals, unit) of the longest FORMATS label that starts `column`."""
+    label = column.removeprefix("m:")
+    known = [name for name in FORMATS if label.startswith(name)]
+    return FORMATS[max(known, key=len)] if known else OTHER
+
+
+def padded(expr: pl.Expr, decimals: int, sign: str = "") -> pl.Expr:
+    """Polars drops trailing zeros when casting floats ("0.5"): written out as "0.50" ("+0.50"
+    with `sign="+"`)."""
+    return expr.map_elements(lambda v: f"{v:{sign}.{decimals}f}", return_dtype=pl.String)
+
+
+def shown(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` as the report prints it: "<label> mean" and "<label> std" merged into one
+    "mean ± std" cell; every number at its column's precision (accuracies as percentages with
+    one decimal, slopes with two); in a self-distillation, the one-hot student's cells say it is
+    the teacher instead of repeating the teacher's numbers."""
+    columns = []
+    for name in frame.columns:
+        if name.endswith(" std") and f"{name.removesuffix(' std')} mean" in frame.columns:
+            continue
+        if name == SELF:
+            continue
+        scale, decimals, unit = number_format(name)
+        if name.endswith(" mean"):
+            label = name.removesuffix(" mean")
+            mean, std = (padded(pl.col(f"{label} {part}") * scale, decimals) for part in ("mean", "std"))
+            expr = pl.when(pl.col(f"{label} std").is_null() | pl.col(f"{label} std").is_nan()).then(mean).otherwise(
+                pl.format("{} ± {}", mean, std))
+            if label.startswith(ONEHOT) and SELF in frame.columns:
+                expr = pl.when(pl.col(SELF)).then(pl.lit("= teacher")).otherwise(expr)
+            columns.append(expr.alias(f"{label}{unit}"))
+        elif frame.schema[name].is_float():
+            sign = "+" if name.endswith(" diff") else ""
+            columns.append(padded(pl.col(name) * scale, decimals, sign).alias(f"{name.removeprefix('m:')}{unit}"))
+        else:
+            columns.append(pl.col(name))
+    return frame.select(columns)
