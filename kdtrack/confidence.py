@@ -33,7 +33,7 @@ def phi_quantiles(logits) -> torch.Tensor:
     ordered = confidence.sort().values
     below = torch.searchsorted(ordered, confidence, right=False)
     through = torch.searchsorted(ordered, confidence, right=True)
-    return (below + through - 1) / 2 / (len(confidence) - 1)
+    return (below + through - 1).to(torch.float64) / 2 / (len(confidence) - 1)
 
 
 def entropy(logits) -> torch.Tensor:

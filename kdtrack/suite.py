@@ -97,11 +97,12 @@ class Task:
 
     @property
     def label(self) -> str:
-        # a KD target other than standard tells the students of one setting and seed apart
-        target = self.params.get("kd_target", "standard")
+        # the KD target, where the suite names one, tells the students of one setting and seed apart
+        target = self.params.get("kd_target", "")
         strength = self.params.get(KD_STRENGTHS.get(target, ""), "")
-        kd = f" {target}={strength}" if target != "standard" else ""
-        return f"{self.setting} seed {self.seed} {self.loss} {self.params.get('arch', '')}{kd}".strip()
+        kd = f"{target}={strength}" if strength else target
+        return " ".join(part for part in (self.setting, "seed", str(self.seed), self.loss, self.params.get("arch", ""),
+                                          kd) if part)
 
     def config(self):
         cls = SwitchConfig if self.loss == "switch" else DistillConfig
