@@ -93,7 +93,8 @@ CASES = [
     # issue 20: the confidence-aware KD targets (paper §7)
     ("distill", {"kd_target": "soft"}, ["kd_target='soft'", "confidence_weighted"]),
     ("distill", {"kd_target": "confidence_weighted", "confidence_power": "-1"}, ["confidence_power=-1.0", ">= 0"]),
-    ("distill", {"kd_target": "confidence_tempered", "confidence_spread": "inf"}, ["confidence_spread='inf'", "finite"]),
+    ("distill", {"kd_target": "confidence_tempered", "confidence_spread": "inf"},
+     ["confidence_spread='inf'", "finite"]),
     ("distill", {"confidence_power": "2"}, ["confidence_power=2.0", "kd_target=confidence_weighted"]),
     ("distill", {"kd_target": "confidence_weighted", "confidence_spread": "1"},
      ["confidence_spread=1.0", "kd_target=confidence_tempered"]),
