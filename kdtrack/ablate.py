@@ -25,7 +25,7 @@ from optuna.storages._rdb import models  # the heartbeat table: Optuna has no pu
 from optuna.trial import TrialState
 
 from kdtrack import tracking
-from kdtrack.config import AblateConfig, AnalyzeConfig, DistillConfig, to_params
+from kdtrack.config import AblateConfig, AnalyzeConfig, DistillConfig, target_of, to_params
 from kdtrack.contract import ANALYSIS_RUN, BEST_RUNS, BEST_TRIALS, PRUNED, STUDENT_RUN, STUDY, TRIAL
 from kdtrack.errors import StopRun, UserError
 from kdtrack.say import say
@@ -101,7 +101,8 @@ def storage(url: str, heartbeat: int) -> StudyStore:
 
 
 def trial_setting(config: AblateConfig, value, seed: int) -> DistillConfig:
-    """The base setting with the knob at `value` and the given seed."""
+    """The base setting with the knob at `value` and the given seed; a KD target's strength
+    (confidence_power, confidence_spread) comes with its target."""
     base = {f.name: getattr(config, f.name) for f in dataclasses.fields(DistillConfig)}
     if config.knob == "length":
         if config.steps:
@@ -110,6 +111,8 @@ def trial_setting(config: AblateConfig, value, seed: int) -> DistillConfig:
             base["epochs"] = config.epochs * value
     else:
         base[config.knob] = value
+    if target_of(config.knob):
+        base["kd_target"] = target_of(config.knob)
     return DistillConfig(**{**base, "seed": seed})
 
 

@@ -22,6 +22,20 @@ def phi(logits, classes) -> torch.Tensor:
     return chosen - torch.logsumexp(others, dim=1)
 
 
+def phi_quantiles(logits) -> torch.Tensor:
+    """q_n in [0, 1]: where the phi of row n on its own predicted class ranks among all rows, by
+    mid-rank (ties share the mean of their ranks), scaled so that the least confident row has 0
+    and the most confident 1; a single row has 1. The confidence_tempered KD target's input."""
+    logits = _as64(logits)
+    confidence = phi(logits, logits.argmax(1))
+    if len(confidence) < 2:
+        return torch.ones_like(confidence)
+    ordered = confidence.sort().values
+    below = torch.searchsorted(ordered, confidence, right=False)
+    through = torch.searchsorted(ordered, confidence, right=True)
+    return (below + through - 1).to(torch.float64) / 2 / (len(confidence) - 1)
+
+
 def entropy(logits) -> torch.Tensor:
     log_p = torch.log_softmax(_as64(logits), dim=1)
     return -(log_p.exp() * log_p).sum(1)

@@ -61,6 +61,31 @@ def check_model(dataset: str, arch: str, width: int, depth: int, prefix: str) ->
                         "allowed: a multiple of 64, or up to 64 (one head)")
 
 
+KD_STRENGTHS = {"confidence_weighted": "confidence_power", "confidence_tempered": "confidence_spread"}
+
+
+def target_of(strength: str) -> str | None:
+    """The KD target that a strength field (confidence_power, confidence_spread) belongs to."""
+    return next((target for target, name in KD_STRENGTHS.items() if name == strength), None)
+
+
+def check_kd_target(kd_target: str, power: float, spread: float, distill_weight: float) -> None:
+    """The KD target exists, its strength is a finite number >= 0, a strength is given only to
+    the target that uses it (else it would be silently ignored), and there is a KD term to change."""
+    from kdtrack.losses import KD_TARGETS
+
+    _choice("kd_target", kd_target, KD_TARGETS)
+    for name, value in (("confidence_power", power), ("confidence_spread", spread)):
+        _check(name, value, math.isfinite(value) and value >= 0, "a finite number >= 0")
+        if value and KD_STRENGTHS.get(kd_target) != name:
+            owner = target_of(name)
+            raise UserError(f"{name}={value!r} is used only by kd_target={owner}, not kd_target={kd_target}; "
+                            f"pass kd_target={owner}, or {name}=0")
+    if kd_target != "standard" and distill_weight == 0:
+        raise UserError(f"kd_target={kd_target} changes the KD term, which distill_weight=0 leaves out; "
+                        "allowed: distill_weight > 0, or kd_target=standard")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """`train_teacher`: one-hot (cross-entropy) training of a teacher or a one-hot student."""
@@ -172,6 +197,10 @@ class DistillConfig(TrainConfig):
     temperature: float = 4.0
     distill_weight: float = 1.0
     same_init: bool = True  # start from the teacher's exact initial weights (paper §D.3)
+    # §7's proposal (README "Beyond the paper"): standard (Eq. 2), confidence_weighted, confidence_tempered
+    kd_target: str = "standard"
+    confidence_power: float = 0.0  # confidence_weighted: gamma >= 0 of the weights c^gamma (0 = standard)
+    confidence_spread: float = 0.0  # confidence_tempered: beta >= 0, tau * (1 + beta * (1 - quantile)) (0 = standard)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -185,6 +214,13 @@ class DistillConfig(TrainConfig):
         _check("temperature", self.temperature, math.isfinite(self.temperature) and self.temperature > 0,
                "a finite number > 0")
         _check("distill_weight", self.distill_weight, 0 <= self.distill_weight <= 1, "0 <= distill_weight <= 1")
+        check_kd_target(self.kd_target, self.confidence_power, self.confidence_spread, self.distill_weight)
+
+    @property
+    def kd_strength(self) -> float:
+        """The KD target's strength: gamma, beta, or 0 for standard."""
+        name = KD_STRENGTHS.get(self.kd_target)
+        return getattr(self, name) if name else 0.0
 
     @property
     def tokenizer_folder(self) -> str:
@@ -260,6 +296,9 @@ KNOB_DEFAULTS = {  # paper §C.5: smaller batch size and learning rate, 2-2.3x l
     "batch_size": lambda base: [base, max(1, base // 2), max(1, base // 4)],
     "lr": lambda base: [base, base / 3, base / 10],
     "length": lambda base: [1.0, 2.0, 2.3],
+    # §7 (README "Beyond the paper"): 0 is plain KD exactly, so each study holds its own baseline
+    "confidence_power": lambda base: [0.0, 0.5, 1.0, 2.0],
+    "confidence_spread": lambda base: [0.0, 0.5, 1.0, 2.0],
 }
 DIRECTIONS = ("maximize", "minimize")
 
@@ -298,6 +337,10 @@ class AblateConfig(DistillConfig):
         if self.knob not in KNOB_DEFAULTS and not self.values:
             raise UserError(f"knob={self.knob!r} has no default values; pass values=v1,v2,... "
                             f"(defaults exist for {', '.join(KNOB_DEFAULTS)})")
+        implied = target_of(self.knob)
+        if implied and self.kd_target not in ("standard", implied):
+            raise UserError(f"knob={self.knob} sets kd_target={implied}; kd_target={self.kd_target} does not take it "
+                            f"(pass kd_target={implied}, or leave it standard)")
         if self.values and not self.values.replace(",", "").strip():  # "" is the default grid; ",,," is none
             raise UserError(f"values={self.values!r} holds no value; pass comma-separated values, e.g. values=1,2")
 

@@ -1,6 +1,15 @@
-"""Training losses as pure functions of logits (paper §2, Eq. 1 and Eq. 2)."""
+"""Training losses as pure functions of logits (paper §2, Eq. 1 and Eq. 2), and the
+confidence-aware distillation targets of §7's proposal (not tested in the paper)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+# What the KD term matches: the teacher as is (Eq. 2), or §7, point 1: "encouraging underfitting
+# of teachers' low-confidence points" by pulling less toward them, or toward flatter targets there.
+KD_TARGETS = ("standard", "confidence_weighted", "confidence_tempered")
 
 
 def onehot_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -21,13 +30,77 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return -(teacher * log_student).sum(-1).mean() * temperature**2
 
 
+def confidence_weights(teacher_logits: torch.Tensor, power: float) -> torch.Tensor:
+    """w_n = c_n^gamma / mean_batch(c^gamma), c_n the teacher's probability on its predicted class
+    at temperature 1; the mean weight is 1. Computed as (c_n / max c)^gamma over its mean, which is
+    the same ratio but cannot underflow to 0/0 (the largest term is 1); gamma = 0 gives exactly 1."""
+    confidence = F.softmax(teacher_logits.detach(), dim=-1).amax(-1)
+    raised = (confidence / confidence.amax()) ** power
+    return raised / raised.mean()
+
+
+def confidence_weighted_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+                             power: float) -> torch.Tensor:
+    """tau^2 * mean_n[ w_n * (-sum_k p^te_k(x_n / tau) log p^st_k(x_n / tau)) ], w = `confidence_weights`.
+
+    The weights are the teacher's, constants to the student, so the gradient with respect to the
+    student's logits is w_n * tau * (p^st_tau - p^te_tau) / N: plain KD's, scaled per sample. With
+    gamma = 0 every w_n is exactly 1 and the loss and its gradient are bit-identical to
+    `distillation_loss` (tests/test_losses.py).
+    """
+    log_student = F.log_softmax(student_logits / temperature, dim=-1)
+    teacher = F.softmax(teacher_logits / temperature, dim=-1)
+    weights = confidence_weights(teacher_logits, power).to(log_student.dtype)
+    return (-(teacher * log_student).sum(-1) * weights).mean() * temperature**2
+
+
+def confidence_tempered_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+                             spread: float, quantiles: torch.Tensor) -> torch.Tensor:
+    """mean_n[ tau_n^2 * (-sum_k p^te_k(x_n / tau_n) log p^st_k(x_n / tau_n)) ] with a per-sample
+    temperature tau_n = tau * s_n, s_n = 1 + beta * (1 - q_n), q_n in [0, 1] the quantile of the
+    teacher's confidence phi on sample n over the training set (`confidence.phi_quantiles`).
+
+    The teacher's least confident point (q = 0) is matched at tau * (1 + beta), its most confident
+    (q = 1) at tau. Each sample keeps its own tau_n^2, so the gradient with respect to the student's
+    logits is tau_n * (p^st_{tau_n} - p^te_{tau_n}) / N: plain KD's per sample at that sample's
+    temperature. Written as logits / tau / s_n and (s_n^2 * CE_n) averaged then times tau^2, so that
+    beta = 0 (every s_n exactly 1) is bit-identical to `distillation_loss` (tests/test_losses.py).
+    """
+    scale = (1 + spread * (1 - quantiles)).to(student_logits.dtype)
+    log_student = F.log_softmax(student_logits / temperature / scale[:, None], dim=-1)
+    teacher = F.softmax(teacher_logits / temperature / scale[:, None], dim=-1)
+    return (-(teacher * log_student).sum(-1) * scale**2).mean() * temperature**2
+
+
+@dataclass(frozen=True, eq=False)
+class KDTarget:
+    """What a batch's KD term matches: the target kind, its strength (gamma for
+    confidence_weighted, beta for confidence_tempered) and, for confidence_tempered, the batch's
+    teacher-confidence quantiles."""
+
+    kind: str = "standard"
+    strength: float = 0.0
+    quantiles: torch.Tensor | None = None
+
+    def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+        if self.kind == "confidence_weighted":
+            return confidence_weighted_loss(student_logits, teacher_logits, temperature, self.strength)
+        if self.kind == "confidence_tempered":
+            return confidence_tempered_loss(student_logits, teacher_logits, temperature, self.strength,
+                                            self.quantiles)
+        return distillation_loss(student_logits, teacher_logits, temperature)
+
+
+STANDARD = KDTarget()
+
+
 def combined_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
-                  distill_weight: float, temperature: float) -> dict[str, torch.Tensor]:
+                  distill_weight: float, temperature: float, target: KDTarget = STANDARD) -> dict[str, torch.Tensor]:
     """`distill_weight * KD + (1 - distill_weight) * CE`, with each term for logging."""
     terms = {"ce": onehot_loss(logits, labels)}
     total = (1 - distill_weight) * terms["ce"]
     if teacher_logits is not None and distill_weight > 0:
-        terms["kd"] = distillation_loss(logits, teacher_logits, temperature)
+        terms["kd"] = target.loss(logits, teacher_logits, temperature)
         total = total + distill_weight * terms["kd"]
     terms["loss"] = total
     return terms

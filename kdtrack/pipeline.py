@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from kdtrack import tracking
-from kdtrack.confidence import student_table, teacher_table
+from kdtrack.confidence import phi_quantiles, student_table, teacher_table
 from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, to_params
 from kdtrack.contract import (
     FROM_RUN,
@@ -131,11 +131,14 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
         return model
 
     logits = predict_splits(teacher, data)
+    quantiles = None
+    if config.kd_target == "confidence_tempered":  # each training point ranked by the teacher's phi, once
+        quantiles = phi_quantiles(logits["train"]).to(logits["train"].device, torch.float32)
     accuracy = {f"teacher/{split}_acc": (logits[split].argmax(1) == split_labels(data, split)[0])
                 .float().mean().item() for split in logits}
     tags = {TEACHER_RUN: teacher_id, NUM_CLASSES: str(data.num_classes), ONEHOT_RUN: onehot_id, SAME_INIT: same_init}
-    return Lineage(teacher_id, teacher_params["arch"], Teacher(logits, teacher, config.temperature), tags, make_model,
-                   accuracy)
+    distiller = Teacher(logits, teacher, config.temperature, config.kd_target, config.kd_strength, quantiles)
+    return Lineage(teacher_id, teacher_params["arch"], distiller, tags, make_model, accuracy)
 
 
 def student_job(config: DistillConfig, data: Splits, parents: Lineage, weights: LossWeights, kind: str = "student",
@@ -145,7 +148,9 @@ def student_job(config: DistillConfig, data: Splits, parents: Lineage, weights: 
     def tables(logits):
         return {s: student_table(logits[s], parents.teacher.logits[s], *split_labels(data, s)) for s in logits}
 
-    return Job("student", config, run_name(kind, config, f"{parents.teacher_arch}>{config.arch}"),
+    # a confidence-aware KD target names itself: "...-mlp>mlp-confidence_weighted0.5-seed0"
+    target = f"-{config.kd_target}{config.kd_strength}" if config.kd_target != "standard" else ""
+    return Job("student", config, run_name(kind, config, f"{parents.teacher_arch}>{config.arch}{target}"),
                {**parents.tags, **(tags or {})}, weights, parents.make_model, tables,
                upstream=parents.teacher_id, teacher=parents.teacher, start=start, snapshot_at=snapshot_at,
                first_metrics=parents.first_metrics)
@@ -169,7 +174,8 @@ def switch_step(config: SwitchConfig, nominal_steps: int) -> int:
 # switch run's own state at the switch step.
 def _must_match(config: SwitchConfig, role: str) -> tuple[str, ...]:
     shared = tuple(k for k in key_params(TrainConfig()) if k not in ("arch", "width", "depth"))
-    return shared + (("temperature", "distill_weight", "same_init") if role == "student" else ())
+    distilled = ("temperature", "distill_weight", "same_init", "kd_target", "confidence_power", "confidence_spread")
+    return shared + (distilled if role == "student" else ())
 
 
 def from_run(config: SwitchConfig):
@@ -187,8 +193,9 @@ def starting_checkpoint(config: SwitchConfig, run, step: int, teacher_id: str) -
         raise UserError(f"from_run_id={config.from_run_id!r} distilled from teacher "
                         f"{run.data.tags.get(TEACHER_RUN)!r}, not from {teacher_id!r}")
     ours = to_params(config)
+    before = to_params(SwitchConfig())  # a param the run lacks is a field added since: it trained with its default
     for name in ("arch", "width", "depth") + _must_match(config, role):
-        if run.data.params.get(name) != ours[name]:
+        if run.data.params.get(name, before[name]) != ours[name]:
             raise UserError(f"from_run_id={config.from_run_id!r} has {name}={run.data.params.get(name)!r}; "
                             f"this switch run needs {name}={ours[name]!r}")
     steps = sorted(int(path.split("_")[-1][:-3]) for path, _ in tracking.artifact_paths(run_id, "checkpoints")

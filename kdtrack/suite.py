@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema, StringCons
 from pydantic_core import core_schema
 
 from kdtrack import specfile
-from kdtrack.config import DistillConfig, SwitchConfig, from_params
+from kdtrack.config import KD_STRENGTHS, DistillConfig, SwitchConfig, from_params
 from kdtrack.errors import UserError
 
 SHIPPED = Path(__file__).parent / "suites"
@@ -97,7 +97,12 @@ class Task:
 
     @property
     def label(self) -> str:
-        return f"{self.setting} seed {self.seed} {self.loss} {self.params.get('arch', '')}".strip()
+        # the KD target, where the suite names one, tells the students of one setting and seed apart
+        target = self.params.get("kd_target", "")
+        strength = self.params.get(KD_STRENGTHS.get(target, ""), "")
+        kd = f"{target}={strength}" if strength else target
+        return " ".join(part for part in (self.setting, "seed", str(self.seed), self.loss, self.params.get("arch", ""),
+                                          kd) if part)
 
     def config(self):
         cls = SwitchConfig if self.loss == "switch" else DistillConfig

@@ -16,7 +16,7 @@ from kdtrack.data.augment import augment
 from kdtrack.data.splits import stratified_subset
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, stop_requests
-from kdtrack.losses import combined_loss
+from kdtrack.losses import STANDARD, KDTarget, combined_loss
 from kdtrack.schedules import LearningRates, LossWeights
 
 # Full-set evaluation (both splits, forward only) is budgeted at this fraction of the training
@@ -48,11 +48,21 @@ class Teacher:
     """What a student distills from (paper Eq. 2, at `temperature`). `logits` are the teacher's
     logits on the fixed, unaugmented train and test sets, computed once: the teacher is frozen, so
     recomputing them per batch would be wasted work. With `config.augment` the inputs differ per
-    batch, and `module`, when given, is run on each augmented batch instead."""
+    batch, and `module`, when given, is run on each augmented batch instead. `kd_target` and
+    `strength` choose the KD term (losses.KD_TARGETS); `quantiles`, the teacher's confidence
+    quantile per training point (confidence.phi_quantiles), is what confidence_tempered needs."""
 
     logits: dict[str, torch.Tensor]
     module: nn.Module | None = None
     temperature: float = 1.0
+    kd_target: str = "standard"
+    strength: float = 0.0
+    quantiles: torch.Tensor | None = None
+
+    def target(self, batch: torch.Tensor) -> KDTarget:
+        """The KD target of a training batch (`batch` indexes the train set)."""
+        quantiles = self.quantiles[batch] if self.quantiles is not None else None
+        return KDTarget(self.kd_target, self.strength, quantiles)
 
     def targets(self, batch: torch.Tensor, inputs: torch.Tensor, augmented: bool,
                 device: torch.device) -> torch.Tensor:
@@ -293,11 +303,12 @@ def batches(data: Splits, pool: torch.Tensor, plan: Plan, config: TrainConfig, o
 
 def train_step(forward: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
                labels: torch.Tensor, targets: torch.Tensor | None, distill_weight: float,
-               temperature: float, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               temperature: float, step: int,
+               target: KDTarget = STANDARD) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimizer step on a batch; its logits and loss terms. Stops on a non-finite loss."""
     with autocast(labels.device):
         logits = forward(inputs).float()
-    terms = combined_loss(logits, labels, targets, distill_weight, temperature)
+    terms = combined_loss(logits, labels, targets, distill_weight, temperature, target)
     if not torch.isfinite(terms["loss"]):
         raise NonFiniteLoss(step + 1, {k: v.item() for k, v in terms.items()})
     optimizer.zero_grad(set_to_none=True)
@@ -365,8 +376,9 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
                 group["lr"] = rates(step)
             labels = data.y_train[batch]
             targets = teacher.targets(batch, inputs, config.augment, device) if teacher is not None else None
+            target = teacher.target(batch) if teacher is not None else STANDARD
             logits, terms = train_step(forward, optimizer, inputs, labels, targets, distill_weights(step),
-                                       temperature, step)
+                                       temperature, step, target)
             done = step + 1
             if log is None:
                 continue

@@ -90,6 +90,19 @@ CASES = [
     ("distill", {"width": "100000000"}, ["width=100000000", "GiB to train"]),
     ("distill", {"teacher_arch": "mlp", "teacher_width": "100000000"}, ["teacher_width=100000000", "GiB"]),
     ("ablate", {"knob": "lr", "values": ",,,"}, ["values=',,,'", "no value"]),
+    # issue 20: the confidence-aware KD targets (paper §7)
+    ("distill", {"kd_target": "soft"}, ["kd_target='soft'", "confidence_weighted"]),
+    ("distill", {"kd_target": "confidence_weighted", "confidence_power": "-1"}, ["confidence_power=-1.0", ">= 0"]),
+    ("distill", {"kd_target": "confidence_tempered", "confidence_spread": "inf"},
+     ["confidence_spread='inf'", "finite"]),
+    ("distill", {"confidence_power": "2"}, ["confidence_power=2.0", "kd_target=confidence_weighted"]),
+    ("distill", {"kd_target": "confidence_weighted", "confidence_spread": "1"},
+     ["confidence_spread=1.0", "kd_target=confidence_tempered"]),
+    ("distill", {"kd_target": "confidence_tempered", "confidence_spread": "1", "distill_weight": "0"},
+     ["kd_target=confidence_tempered", "distill_weight=0"]),
+    ("switch", {"kd_target": "confidence_weighted", "confidence_power": "-0.5"}, ["confidence_power=-0.5"]),
+    ("ablate", {"knob": "confidence_power", "kd_target": "confidence_tempered"},
+     ["knob=confidence_power", "kd_target=confidence_weighted"]),
 ]
 
 

@@ -51,3 +51,12 @@ def test_tables_have_the_documented_schema():
     assert s["teacher_pred"].to_list() == [0, 1, 0]
     assert s["phi_teacher"][2] == 2.0 and s["phi_student"][2] == -1.0
     assert s["phi_student_label"][2] == 1.0
+
+
+def test_phi_quantiles_rank_by_mid_rank_from_zero_to_one():
+    from kdtrack.confidence import phi_quantiles
+
+    # margins on the predicted class: 3, 1, 1, 5 -> ranks 2, 0.5 (a tie of ranks 0 and 1), 0.5, 3 of 0..3
+    logits = torch.tensor([[3.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 5.0]])
+    assert torch.allclose(phi_quantiles(logits), torch.tensor([2 / 3, 1 / 6, 1 / 6, 1.0], dtype=torch.float64))
+    assert phi_quantiles(torch.tensor([[0.0, 2.0]])).tolist() == [1.0]

@@ -19,7 +19,8 @@ from kdtrack.contract import (
 from kdtrack.errors import UserError
 
 PARAMS = ("preset", "dataset", "arch", "teacher_arch", "width", "depth", "seed", "label_noise", "train_size",
-          "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at")
+          "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at", "kd_target", "confidence_power",
+          "confidence_spread")
 TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION)
 # Every column but the metrics is text, even where no run has a value: a column that polars would
 # infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
@@ -122,7 +123,8 @@ def with_analyses(kept: pl.DataFrame) -> pl.DataFrame:
                                 for c in copied]).select(kept.columns)
 
 
-VARYING = ("width", "depth", "train_size", "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at")
+VARYING = ("width", "depth", "train_size", "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at",
+           "kd_target", "confidence_power", "confidence_spread")
 
 
 def setting_of(table: pl.DataFrame) -> pl.DataFrame:
