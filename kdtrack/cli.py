@@ -34,7 +34,7 @@ def _use_tracking_uri(uri: str | None) -> None:
 
 def _run(work) -> None:
     result = exit_on_user_error(work)
-    if result is not None:
+    if result not in (None, ""):  # no result (nothing left to analyze) is no line
         click.echo(result)
 
 
@@ -107,11 +107,13 @@ PARAMS_HINT = "\n\n`kdtrack params {name}` lists every -P field with its default
 
 
 def entry_command(command: EntryCommand) -> click.Command:
-    def callback(params, experiment="", **options) -> None:
+    def callback(params, **options) -> None:
         from kdtrack.config import ENTRY_POINTS, from_params
 
         module, _, name = command.work.partition(":")
         work = getattr(importlib.import_module(module), name)
+        # --experiment is the work's argument, or (analyze, theory) a config field like the other options
+        experiment = options.pop("experiment") if command.takes_experiment else ""
         given = {field: str(value) for field, value in options.items() if value is not None}
 
         def configure_and_work():
