@@ -28,6 +28,7 @@ from kdtrack import tracking
 from kdtrack.config import AblateConfig, AnalyzeConfig, DistillConfig, target_of, to_params
 from kdtrack.contract import ANALYSIS_RUN, BEST_RUNS, BEST_TRIALS, PRUNED, STUDENT_RUN, STUDY, TRIAL
 from kdtrack.errors import StopRun, UserError
+from kdtrack.progress import Progress
 from kdtrack.say import say
 from kdtrack.tracking import RunContext
 
@@ -168,7 +169,9 @@ def ablate(config: AblateConfig, experiment: str = "", context: RunContext = Run
                 raise UserError(f"objective is not finite: {scores}")
             return scores[0] if len(scores) == 1 else tuple(scores)
 
-        work_loop(study, objective, [(v, sd) for v in values for sd in seeds], config.n_trials, config.heartbeat)
+        with Progress(total, f"study {name!r}", "trials") as progress:
+            work_loop(study, objective, [(v, sd) for v in values for sd in seeds], config.n_trials, config.heartbeat,
+                      progress)
         record_best(study, study_run, objectives)
     return study_run.run_id
 
@@ -198,16 +201,20 @@ def run_trial(trial: optuna.Trial, config: AblateConfig, value, seed: int, objec
     return scores
 
 
-def work_loop(study: optuna.Study, objective, grid: list[tuple], n_trials: int, heartbeat: int) -> None:
+def work_loop(study: optuna.Study, objective, grid: list[tuple], n_trials: int, heartbeat: int,
+              progress: Progress | None = None) -> None:
     """Run trials until the study is done, one at a time, so that any number of workers share it:
     a grid is done when every point has a finished trial (a genuine failure counts; a trial whose
     worker died does not: the heartbeat marks it FAILED and its retry is queued); a search when
     `n_trials` trials have finished or run. While only other workers' trials run, wait and look
-    for stale ones."""
+    for stale ones. `progress` counts the trials that ended, this worker's or others'."""
     while True:
         trials = study.get_trials(deepcopy=False)
         counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
                                                     TrialState.WAITING) or "failure" in t.user_attrs]
+        if progress is not None:
+            ended = [t for t in counted if t.state not in (TrialState.RUNNING, TrialState.WAITING)]
+            progress.update(min(len(ended), progress.total))
         if n_trials:
             todo = n_trials - len(counted)
         else:

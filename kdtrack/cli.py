@@ -1,6 +1,7 @@
 """The `kdtrack` command: the entry points in-process, and the embedded demo."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,19 +34,26 @@ def _use_tracking_uri(uri: str | None) -> None:
 
 def _run(work) -> None:
     result = exit_on_user_error(work)
-    if result is not None:
+    if result not in (None, ""):  # no result (nothing left to analyze) is no line
         click.echo(result)
 
 
 @click.group()
 def main() -> None:
-    """Experiment tracking for knowledge-distillation research on MLflow."""
+    """Experiment tracking for knowledge-distillation research on MLflow.
+
+    Results (run ids, tables) go to stdout; progress and status to stderr. Wherever a run id is
+    taken, a unique prefix of it (the 8 characters the MLflow UI shows) is enough.
+
+    Example: kdtrack distill -P preset=mnist_mlp --experiment demo"""
 
 
 PARAM = click.option("-P", "params", multiple=True, metavar="KEY=VALUE",
                      help="A config field, as in `mlflow run -P`.")
 EXPERIMENT = click.option("--experiment", default="",
                           help="MLflow experiment name (default: MLFLOW_EXPERIMENT_NAME or Default).")
+# analyze and theory name their experiment in the config: the option sets that field.
+EXPERIMENT_FIELD = click.option("--experiment", default=None, help="MLflow experiment name (-P experiment=NAME).")
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,8 @@ class EntryCommand:
     work function with it (and the experiment, when the command takes one)."""
     entry_point: str  # a key of kdtrack.config.ENTRY_POINTS; the command's name has dashes for underscores
     work: str  # "module:function", imported only when the command runs: importing torch takes seconds
-    help: str
-    takes_experiment: bool = True  # analyze and theory name theirs in the config (-P experiment=NAME)
+    help: str  # what it does, then an example
+    takes_experiment: bool = True  # analyze and theory name theirs in the config (--experiment sets it)
     options: tuple = ()  # more click options; each one given sets the config field of its name
 
 
@@ -70,27 +78,42 @@ ABLATE_OPTIONS = (
 )
 ENTRY_COMMANDS = (
     EntryCommand("train_teacher", "kdtrack.pipeline:train_teacher",
-                 "One-hot training of a teacher (the `train_teacher` entry point)."),
-    EntryCommand("distill", "kdtrack.pipeline:distill", "Distill a student (the `distill` entry point)."),
+                 "One-hot training of a teacher (the `train_teacher` entry point), or the reuse of a finished "
+                 "identical run; prints its run id.\n\nExample: kdtrack train-teacher -P preset=mnist_mlp "
+                 "--experiment demo"),
+    EntryCommand("distill", "kdtrack.pipeline:distill",
+                 "Distill a student (the `distill` entry point), training or reusing its teacher first; prints "
+                 "the student's run id.\n\nExample: kdtrack distill -P preset=noisy_mnist_rf -P seed=1 "
+                 "--experiment demo"),
     EntryCommand("switch", "kdtrack.pipeline:switch",
-                 "A student that switches between distillation and one-hot loss (the `switch` entry point)."),
+                 "A student that switches between distillation and one-hot loss (the `switch` entry point); "
+                 "prints its run id.\n\nExample: kdtrack switch -P preset=mnist_mlp -P switch_to=onehot "
+                 "-P switch_at=0.5 --experiment demo"),
     EntryCommand("analyze", "kdtrack.analysis.analyze:analyze",
-                 "Analyze a student, or every unanalyzed student of `-P experiment=NAME`.", takes_experiment=False),
+                 "Analyze a student, or every unanalyzed student of an experiment; prints the analysis run "
+                 "ids.\n\nExample: kdtrack analyze -P student_run_id=3f2a9c1b   (or: kdtrack analyze "
+                 "--experiment demo)", takes_experiment=False, options=(EXPERIMENT_FIELD,)),
     EntryCommand("ablate", "kdtrack.ablate:ablate",
                  "An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the "
-                 "same command on several machines against one storage.", options=ABLATE_OPTIONS),
+                 "same command on several machines against one storage. Prints the study run's id.\n\n"
+                 "Example: kdtrack ablate -P preset=mnist_mlp --knob lr --seeds 3 --experiment ablations",
+                 options=ABLATE_OPTIONS),
     EntryCommand("theory", "kdtrack.theory:theory",
-                 "Check Theorem 4.1 on a random instance (`-P n=32 -P p=256 -P experiment=NAME`).",
-                 takes_experiment=False),
+                 "Check Theorem 4.1 on a random linear-regression instance; prints the theory run's id."
+                 "\n\nExample: kdtrack theory -P n=32 -P p=256 --experiment theory",
+                 takes_experiment=False, options=(EXPERIMENT_FIELD,)),
 )
+PARAMS_HINT = "\n\n`kdtrack params {name}` lists every -P field with its default and allowed values."
 
 
 def entry_command(command: EntryCommand) -> click.Command:
-    def callback(params, experiment="", **options) -> None:
+    def callback(params, **options) -> None:
         from kdtrack.config import ENTRY_POINTS, from_params
 
         module, _, name = command.work.partition(":")
         work = getattr(importlib.import_module(module), name)
+        # --experiment is the work's argument, or (analyze, theory) a config field like the other options
+        experiment = options.pop("experiment") if command.takes_experiment else ""
         given = {field: str(value) for field, value in options.items() if value is not None}
 
         def configure_and_work():
@@ -103,7 +126,8 @@ def entry_command(command: EntryCommand) -> click.Command:
     decorators = [PARAM, *([EXPERIMENT] if command.takes_experiment else []), *command.options]
     for decorator in reversed(decorators):  # innermost first, so that --help lists them in this order
         callback = decorator(callback)
-    return click.command(command.entry_point.replace("_", "-"), help=command.help)(callback)
+    return click.command(command.entry_point.replace("_", "-"),
+                         help=command.help + PARAMS_HINT.format(name=command.entry_point))(callback)
 
 
 for _entry in ENTRY_COMMANDS:
@@ -186,14 +210,18 @@ def claims_command(experiments, dashboard, filter_string, output, strict, tracki
 
 
 @main.command("runs")
-@click.option("--experiment", "experiments", multiple=True, required=True)
-@click.option("--filter", "filter_string", default="")
-@click.option("--tracking-uri", default=None)
-def runs_command(experiments, filter_string, tracking_uri) -> None:
-    """The runs of an experiment, one line each: role, preset, data, architecture, seed, key metrics."""
-    import polars as pl
+@click.option("--experiment", "experiments", multiple=True, required=True, help="Repeat to list several.")
+@click.option("--filter", "filter_string", default="", help="An MLflow search filter, as for `report`.")
+@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table: 100 columns, 8-character ids; csv and json: whole ids, for pipes.")
+@click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
+def runs_command(experiments, filter_string, output, tracking_uri) -> None:
+    """The runs of experiments, one line each: role, status, preset, data, architecture, seed, id
+    and key metrics.
 
+    Example: kdtrack runs --experiment demo --format csv > runs.csv"""
     from kdtrack import tracking
+    from kdtrack.report import listing
     from kdtrack.report.collect import runs_table
     from kdtrack.report.tables import runs_summary
 
@@ -203,27 +231,56 @@ def runs_command(experiments, filter_string, tracking_uri) -> None:
         tracking.check_store()  # one line within seconds, not MLflow's minutes of retries
         # Runs whose process died (RUNNING, their lease lapsed) are marked KILLED before they are listed.
         tracking.reap_experiments([i for i in map(tracking.experiment_id, experiments) if i is not None])
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
-            return str(runs_summary(runs_table(list(experiments), filter_string)))
+        summary = runs_summary(runs_table(list(experiments), filter_string))
+        return {"table": listing.as_table, "csv": listing.as_csv, "json": listing.as_json}[output](summary).rstrip("\n")
 
     _run(show)
 
 
+@main.command("params")
+@click.argument("entry", required=False, default="")
+def params_command(entry) -> None:
+    """Every parameter of an entry point (all of them without ENTRY): type, default, allowed
+    values and meaning; then the presets and the fields each sets. Generated from
+    kdtrack/config.py, like MLproject.
+
+    Example: kdtrack params distill"""
+    from kdtrack.paramdoc import render
+
+    _run(lambda: render(entry))
+
+
 @main.group("suite")
 def suite_group() -> None:
-    """Declarative suites: a YAML file (or a shipped name: table7) declares settings x seeds."""
+    """Declarative suites: a YAML file (or a shipped name: table7) declares settings x seeds.
+
+    Example: kdtrack suite status table7"""
+
+
+SUITE_EXPERIMENT = click.option("--experiment", default="", help="Instead of the experiment the suite file names.")
+
+
+def _suite(name: str, experiment: str):
+    from kdtrack import suite as suites
+
+    loaded = suites.load(name)
+    return dataclasses.replace(loaded, experiment=experiment) if experiment else loaded
 
 
 @suite_group.command("run")
 @click.argument("suite")
 @click.option("--dry-run", is_flag=True, help="Print the plan; train nothing.")
 @click.option("--workers", default=1, show_default=True, help="Settings trained in parallel processes.")
-def suite_run(suite, dry_run, workers) -> None:
-    """Train and analyze what the suite declares and the store lacks, then write its report."""
+@SUITE_EXPERIMENT
+def suite_run(suite, dry_run, workers, experiment) -> None:
+    """Train and analyze what the suite declares and the store lacks, then write its report;
+    prints the run ids.
+
+    Example: kdtrack suite run table7 --dry-run"""
     from kdtrack import suite as suites
 
     def work():
-        loaded = suites.load(suite)
+        loaded = _suite(suite, experiment)
         ids = suites.run(loaded, dry_run, workers)
         if ids and not dry_run:
             from kdtrack.report.dashboard import load
@@ -237,13 +294,16 @@ def suite_run(suite, dry_run, workers) -> None:
 
 @suite_group.command("status")
 @click.argument("suite")
-def suite_status(suite) -> None:
-    """What is done and what is missing."""
+@SUITE_EXPERIMENT
+def suite_status(suite, experiment) -> None:
+    """What is done and what is missing, one task a line.
+
+    Example: kdtrack suite status table7"""
     from kdtrack import suite as suites
     from kdtrack import tracking
 
     def show():
-        loaded = suites.load(suite)  # a bad file is refused before the store is asked
+        loaded = _suite(suite, experiment)  # a bad file is refused before the store is asked
         tracking.check_store()
         return "\n".join(f"{state:<8} {task.label}" for task, state in suites.status(loaded))
 
@@ -258,7 +318,10 @@ def suite_status(suite) -> None:
 @click.option("--keep-checkpoints", default="last", show_default=True,
               help="The runs' keep_checkpoints; `switch` keeps what `switch -P from_run_id=...` starts from.")
 def demo_command(experiment, out, presets, keep_checkpoints) -> None:
-    """The main job on the embedded data: teacher, distilled student and analysis per preset."""
+    """The main job on the embedded data: teacher, distilled student and analysis per preset;
+    prints the run ids, slopes, figures and the paper's claims on them.
+
+    Example: kdtrack demo --experiment kdtrack-demo --out kdtrack-out"""
     from kdtrack.demo import demo
 
     _run(lambda: demo(experiment, Path(out), presets, keep_checkpoints))

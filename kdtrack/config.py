@@ -91,9 +91,9 @@ class TrainConfig:
     """`train_teacher`: one-hot (cross-entropy) training of a teacher or a one-hot student."""
 
     preset: str = "mnist_mlp"  # empty (the MLproject default) = the dataset's preset, else mnist_mlp
-    dataset: str = "mnist5k"
-    data_dir: str = "data"
-    download: bool = False
+    dataset: str = "mnist5k"  # see README "The paper's data sets"; a bare dataset picks its preset
+    data_dir: str = "data"  # where data sets on disk are read from (and downloaded to)
+    download: bool = False  # fetch a missing data set that can be downloaded (torchvision, Hugging Face)
     image_size: int = 0  # Tiny-ImageNet / ImageNet only: side of the input images; 0 = 64 / 224
     workers: int = 0  # DataLoader processes decoding Tiny-ImageNet / ImageNet; 0 = min(8, CPUs)
     tokenizer: str = ""  # text: local directory of a transformers tokenizer; empty = `pretrained`'s (or the teacher's)
@@ -102,23 +102,23 @@ class TrainConfig:
     train_size: int = 128  # training points drawn (stratified); 0 = the whole training split
     label_noise: float = 0.0  # fraction of training labels flipped uniformly to another class
     fit_fraction: float = 1.0  # train on this stratified fraction of the training set only (1 = all)
-    arch: str = "mlp"
+    arch: str = "mlp"  # the student's (and, unless teacher_arch, the teacher's) architecture
     width: int = 0  # 0 = the architecture's default (random_features 5000, mlp 1000, cnn 100)
     depth: int = 0  # 0 = the architecture's default (random_features 1, mlp 2, cnn 3)
     seed: int = 0  # seeds the data split, label noise, initialization, batch order and augmentation
     # random crop (zero padding of 1/8 the side) and horizontal flip; ImageNet: random-resized crop
     augment: bool = False
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # Adam, or SGD with `momentum` and `nesterov`
     lr: float = 1e-4  # peak learning rate
     momentum: float = 0.9  # SGD only (Nesterov when `nesterov`)
-    nesterov: bool = True
-    weight_decay: float = 0.0
+    nesterov: bool = True  # SGD only: Nesterov momentum
+    weight_decay: float = 0.0  # L2 penalty, as the optimizer applies it
     warmup: float = 0.0  # linear warmup, in the unit of the training length (epochs or steps)
-    schedule: str = "constant"
+    schedule: str = "constant"  # learning rate after warmup: constant, step decay, cosine or linear to 0
     decay_factor: float = 0.1  # `step` schedule: multiply by this at each milestone
     decay_milestones: str = "0.5,0.75"  # `step` schedule: fractions of training
-    batch_size: int = 32
-    epochs: float = 20.0
+    batch_size: int = 32  # training points per step
+    epochs: float = 20.0  # training length in passes over the training set (fractions allowed)
     steps: int = 0  # when > 0, the training length in steps (epochs is then ignored)
     log_every: int = 0  # loss terms and running batch metrics every N steps; 0 = once per epoch
     eval_every: int = 0  # full-set train/test evaluation every N steps; 0 = within a 5% compute budget
@@ -192,10 +192,10 @@ class DistillConfig(TrainConfig):
     teacher_width: int = 0  # 0 = `width` when the architectures match, else the teacher arch's default
     teacher_depth: int = 0  # 0 = `depth` when the architectures match, else the teacher arch's default
     teacher_pretrained: str = ""  # text: local checkpoint the teacher fine-tunes; empty = `pretrained`
-    teacher_run_id: str = ""  # empty = reuse a matching finished teacher, else train one
+    teacher_run_id: str = ""  # empty = reuse a matching finished teacher, else train one; a unique id prefix works
     teacher_fit_fraction: float = 1.0  # the teacher trains on this fraction only (< 1: it cannot interpolate)
-    temperature: float = 4.0
-    distill_weight: float = 1.0
+    temperature: float = 4.0  # softmax temperature of the distillation loss (paper Eq. 2)
+    distill_weight: float = 1.0  # weight of the distillation term; the one-hot term gets 1 - this
     same_init: bool = True  # start from the teacher's exact initial weights (paper §D.3)
     # §7's proposal (README "Beyond the paper"): standard (Eq. 2), confidence_weighted, confidence_tempered
     kd_target: str = "standard"
@@ -257,11 +257,11 @@ class SwitchConfig(DistillConfig):
     end weight once t > switch step + `switch_window`, and linearly in between.
     """
 
-    switch_to: str = "onehot"
+    switch_to: str = "onehot"  # the loss the run switches to (see above)
     switch_at: float = 0.5  # <= 1: fraction of the nominal training length; > 1: an absolute step
     switch_window: int = 0  # steps of a gradual linear switch (Table 1: 1k or 10k); 0 = at once
     extend_to: int = 0  # train until this step, past the nominal end (the paper: 21k -> 30k); 0 = no
-    from_run_id: str = ""  # start from this run's checkpoint at the switch step instead of retraining
+    from_run_id: str = ""  # start from this run's checkpoint at the switch step instead of retraining (id or prefix)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -278,7 +278,7 @@ class SwitchConfig(DistillConfig):
 class AnalyzeConfig:
     """`analyze`: confidence-exaggeration analysis of one student, or of every unanalyzed one."""
 
-    student_run_id: str = ""
+    student_run_id: str = ""  # the student to analyze (a unique prefix of its id is enough)
     experiment: str = ""  # with no student_run_id: analyze every student here lacking an analysis;
     # with one: the experiment it must belong to
     quantile: float = 0.25  # slopes over the bottom / top this fraction by teacher confidence
@@ -314,8 +314,8 @@ class AblateConfig(DistillConfig):
     n_trials: int = 0  # 0 = the whole grid (values x seeds); > 0 = a TPE search of this many trials
     objective: str = "test/slope_bottom25"  # a metric of the analysis or student run
     second_objective: str = ""  # optional, e.g. test/acc: a two-objective study
-    direction: str = "maximize"
-    second_direction: str = "maximize"
+    direction: str = "maximize"  # of the objective
+    second_direction: str = "maximize"  # of the second objective
     study: str = ""  # Optuna study name; empty = derived from the experiment, preset and knob
     storage: str = ""  # SQLAlchemy URL of the study store; empty = optuna.db beside the MLflow store
     pruner: str = "median"  # median (Optuna's MedianPruner on objectives logged during training) or none
@@ -359,12 +359,12 @@ class TheoryConfig:
 
     n: int = 32  # samples
     p: int = 256  # parameters (> n)
-    seed: int = 0
+    seed: int = 0  # draws the random instance
     teacher_time: float = 5.0  # T_te, in units of 1 / (top eigenvalue of X X^T)
     steps: int = 200  # gradient-descent steps to T_te (cross-entropy runs 5 times as many)
     pairs: int = 32  # direction pairs sampled for the finite-step and cross-entropy checks
     classes: int = 4  # classes of the cross-entropy check
-    experiment: str = ""
+    experiment: str = ""  # MLflow experiment of the theory run; empty = MLFLOW_EXPERIMENT_NAME, else Default
 
     def __post_init__(self) -> None:
         _check("n", self.n, self.n >= 2, "an integer >= 2")

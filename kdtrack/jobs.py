@@ -1,6 +1,7 @@
 """`run_job`: find, resume or start the run a `Job` describes, train it, and record it."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -15,9 +16,10 @@ from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
 from kdtrack.data import Splits
 from kdtrack.errors import StopRun, UserError
 from kdtrack.models import portable
+from kdtrack.progress import duration
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights
-from kdtrack.training import NonFiniteLoss, Teacher, TrainState, fit, predict_splits
+from kdtrack.training import NonFiniteLoss, Teacher, TrainState, evaluate, fit, predict_splits
 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
@@ -139,7 +141,7 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
     else:
         opened = tracking.run(experiment_id, job.name, job.role, to_params(config), context,
                               {**job.tags, KEY: key, **probes.tags}, **recording)
-    run_id = ""
+    run_id, started = "", time.monotonic()
     try:
         with opened as run:
             run_id = run.run_id
@@ -153,8 +155,9 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
                 say(f"training {job.name} (run {run_id})")
                 record_start(run, job, probes, data)
             start = TrainState.from_dict(saved) if paused else job.start
-            fit(model, data, config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at)
-            record_end(run, model, data)
+            fit(model, data, config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at,
+                progress=f"training {job.name}")
+            final = record_end(run, model, data, job.teacher)
     except Outrun:
         tracking.withdraw(run_id)
         return ""
@@ -162,7 +165,18 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
         raise UserError(f"run {run_id} stopped: {error}") from None
     if config.keep_checkpoints != "all":
         drop_resume_checkpoints(run_id)
+    say(summary(job, run_id, final, time.monotonic() - started, tracking.run_address(experiment_id, run_id)))
     return run_id
+
+
+def summary(job: Job, run_id: str, final: dict[str, float], seconds: float, address: str) -> str:
+    """The one line a finished training run ends with."""
+    parts = [f"train acc {final['train/acc']:.1%}", f"test acc {final['test/acc']:.1%}"]
+    if "test/agreement" in final:
+        parts.append(f"agreement with the teacher {final['train/agreement']:.1%} train, "
+                     f"{final['test/agreement']:.1%} test")
+    parts.append(f"wall time {duration(seconds)}")
+    return f"{job.role} run {run_id} ({job.name}) finished: {', '.join(parts)}" + (f"; {address}" if address else "")
 
 
 def drop_resume_checkpoints(run_id: str) -> None:
@@ -188,9 +202,11 @@ def record_start(run: tracking.TrackedRun, job: Job, probes: Probes, data: Split
     run.log_dataset(inputs, data.y_train.cpu().numpy(), data.source, f"{data.name}-train", "training")
 
 
-def record_end(run: tracking.TrackedRun, model: nn.Module, data: Splits) -> None:
-    """A trained run's final confidences, weights and model."""
-    for split, table in run.confidence_tables(predict_splits(model, data)).items():
+def record_end(run: tracking.TrackedRun, model: nn.Module, data: Splits, teacher: Teacher | None) -> dict[str, float]:
+    """A trained run's final confidences, weights and model; its final accuracies (and agreement)."""
+    logits = predict_splits(model, data)
+    for split, table in run.confidence_tables(logits).items():
         run.log_table(table, f"confidences/{split}.parquet")
     run.log_state(model.state_dict(), "checkpoints/final.pt")
     run.log_model(portable(model).cpu(), data.x_train[:2])
+    return evaluate(logits, data, teacher.logits if teacher is not None else None)

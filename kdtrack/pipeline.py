@@ -156,10 +156,18 @@ def student_job(config: DistillConfig, data: Splits, parents: Lineage, weights: 
                first_metrics=parents.first_metrics)
 
 
+def whole_ids(config: DistillConfig) -> DistillConfig:
+    """`config` with the run ids it names given in full where a prefix was given: the params,
+    and a switch run's reuse key, record whole ids."""
+    named = {name: getattr(config, name) for name in ("teacher_run_id", "from_run_id") if getattr(config, name, "")}
+    return dataclasses.replace(config, **{name: tracking.resolve_run_id(value) for name, value in named.items()})
+
+
 def distill(config: DistillConfig, experiment: str = "", context: RunContext = NO_CONTEXT) -> str:
     """Train a student on `distill_weight * KD + (1 - distill_weight) * CE` against a teacher that
     is given, reused or trained first."""
     tracking.check_store()
+    config = whole_ids(config)
     data = load_data(config)
     weights = constant_weights(Plan.of(config, len(data.y_train)).total_steps, config.distill_weight)
     job = student_job(config, data, lineage(config, experiment, data, context), weights)
@@ -210,6 +218,7 @@ def starting_checkpoint(config: SwitchConfig, run, step: int, teacher_id: str) -
 def switch(config: SwitchConfig, experiment: str = "", context: RunContext = NO_CONTEXT) -> str:
     """A student whose loss switches between distillation and one-hot (see SwitchConfig)."""
     tracking.check_store()
+    config = whole_ids(config)
     data = load_data(config)
     nominal = Plan.of(config, len(data.y_train)).total_steps
     at, total = switch_step(config, nominal), config.extend_to or nominal

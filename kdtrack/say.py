@@ -1,6 +1,6 @@
-"""kdtrack's progress lines, on stderr so that stdout carries only results."""
-import sys
+"""kdtrack's status lines, on stderr so that stdout carries only results."""
+from kdtrack.progress import write
 
 
 def say(message: str) -> None:
-    print(f"kdtrack: {message}", file=sys.stderr, flush=True)
+    write(f"kdtrack: {message}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -23,6 +23,7 @@ from pydantic_core import core_schema
 from kdtrack import specfile
 from kdtrack.config import KD_STRENGTHS, DistillConfig, SwitchConfig, from_params
 from kdtrack.errors import UserError
+from kdtrack.progress import Progress
 
 SHIPPED = Path(__file__).parent / "suites"
 MAX_TASKS = 10_000  # a suite is what one `suite run` trains; a bigger matrix is a typo, or should be split
@@ -175,9 +176,10 @@ def status(suite: Suite) -> list[tuple[Task, str]]:
     return [(task, task_state(students, task)) for task in suite.tasks]
 
 
-def run_setting(suite: Suite, setting: str) -> list[str]:
+def run_setting(suite: Suite, setting: str, progress: Progress | None = None, before: int = 0) -> list[str]:
     """Train (or reuse) and analyze every task of one setting, in order; a setting whose data is
-    missing is skipped with its reason."""
+    missing is skipped with its reason. `progress` counts the suite's tasks, `before` of them
+    done before this setting."""
     from kdtrack.analysis.analyze import analyze
     from kdtrack.config import AnalyzeConfig
     from kdtrack.contract import SUITE
@@ -189,11 +191,15 @@ def run_setting(suite: Suite, setting: str) -> list[str]:
     tasks = [t for t in suite.tasks if t.setting == setting]
     for number, task in enumerate(tasks, 1):
         say(f"suite {suite.name}: [{number}/{len(tasks)} of setting {setting!r}] {task.label}")
+        if progress is not None:
+            progress.update(before + number - 1, lambda: {"setting": setting})
         context = RunContext(tags={SUITE: f"{suite.name}/{task.setting}"})
         try:
             config = task.config()
             student = (switch if task.loss == "switch" else distill)(config, suite.experiment, context)
             out += [student, *analyze(AnalyzeConfig(student_run_id=student), context)]
+            if progress is not None:
+                progress.update(before + number, lambda: {"setting": setting})
         except UserError as error:
             say(f"suite {suite.name}: skipping setting {setting!r}: {error}")
             return out
@@ -214,7 +220,22 @@ def run(suite: Suite, dry_run: bool = False, workers: int = 1) -> list[str]:
         say(f"suite {suite.name}: {sum(s == 'done' for _, s in plan)} of {len(plan)} done"
             + (" (dry run: nothing trained)" if dry_run else ""))
         return []
-    if workers > 1:  # settings are independent: teachers are per setting
-        with ProcessPoolExecutor(workers) as pool:
-            return [i for ids in pool.map(run_setting, [suite] * len(missing), missing) for i in ids]
-    return [i for setting in missing for i in run_setting(suite, setting)]
+    sizes = {setting: sum(t.setting == setting for t in suite.tasks) for setting in missing}
+    with Progress(sum(sizes.values()), f"suite {suite.name}", "tasks") as progress:
+        if workers > 1:  # settings are independent: teachers are per setting
+            return run_parallel(suite, missing, sizes, workers, progress)
+        before = [sum(sizes[s] for s in missing[:k]) for k in range(len(missing))]
+        return [i for setting, done in zip(missing, before) for i in run_setting(suite, setting, progress, done)]
+
+
+def run_parallel(suite: Suite, settings: list[str], sizes: dict[str, int], workers: int,
+                 progress: Progress) -> list[str]:
+    """The settings in `workers` processes; `progress` advances as each setting ends."""
+    ids, done = {}, 0
+    with ProcessPoolExecutor(workers) as pool:
+        futures = {pool.submit(run_setting, suite, setting): setting for setting in settings}
+        for future in as_completed(futures):
+            setting = futures[future]
+            ids[setting], done = future.result(), done + sizes[setting]
+            progress.update(done, lambda setting=setting: {"finished": setting})
+    return [i for setting in settings for i in ids[setting]]

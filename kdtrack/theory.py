@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from kdtrack.analysis.eigenspace import exaggerated_fraction, pair_table, sample_pairs
+from kdtrack.say import say
 
 
 @dataclass(frozen=True)
@@ -189,5 +190,5 @@ def theory(config, context=None) -> str:
         run.metrics(metrics, 0)
         run.log_figure(trajectories_figure(detail["instance"], config.teacher_time, detail["pairs"]),
                        "figures/theorem41.png")
-    print("kdtrack: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    say(", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return run.run_id

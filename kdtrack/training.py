@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Collection, Protocol
 
 import torch
@@ -17,6 +18,7 @@ from kdtrack.data.splits import stratified_subset
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, stop_requests
 from kdtrack.losses import STANDARD, KDTarget, combined_loss
+from kdtrack.progress import Progress
 from kdtrack.schedules import LearningRates, LossWeights
 
 # Full-set evaluation (both splits, forward only) is budgeted at this fraction of the training
@@ -24,6 +26,7 @@ from kdtrack.schedules import LearningRates, LossWeights
 EVAL_BUDGET = 0.05
 # Fractions of training at which every run keeps a checkpoint, so that `switch` can start there.
 SWITCH_POINTS = (0.25, 0.5, 0.75)
+EVAL_PROGRESS_DELAY = 2.0  # seconds: an evaluation pass shows progress only when it takes longer
 
 
 class NonFiniteLoss(RunFailure):
@@ -222,8 +225,9 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs, batch: int = 1024) -> torch.Tensor:
-    """Logits of `inputs` (a tensor, or FolderImages read by the DataLoader), in batches."""
+def predict(model: nn.Module, inputs, batch: int = 1024, description: str = "predicting") -> torch.Tensor:
+    """Logits of `inputs` (a tensor, or FolderImages read by the DataLoader), in batches, with
+    progress named `description` when the pass takes over EVAL_PROGRESS_DELAY."""
     was_training = model.training
     model.eval()
     if isinstance(inputs, FolderImages):
@@ -231,9 +235,13 @@ def predict(model: nn.Module, inputs, batch: int = 1024) -> torch.Tensor:
         chunks = inputs.batches([order[i:i + batch] for i in range(0, len(order), batch)], train=False)
     else:
         chunks = (inputs[i:i + batch] for i in range(0, len(inputs), batch))
-    logits = torch.cat([model(on_device(x)).float() for x in chunks])
+    outputs = []
+    with Progress(math.ceil(len(inputs) / batch), description, "batches", delay=EVAL_PROGRESS_DELAY) as progress:
+        for x in chunks:
+            outputs.append(model(on_device(x)).float())
+            progress.update(len(outputs))
     model.train(was_training)
-    return logits
+    return torch.cat(outputs)
 
 
 def train_inputs(data: Splits, order: torch.Tensor, first: int, per_epoch: int, config: TrainConfig,
@@ -254,7 +262,8 @@ def train_inputs(data: Splits, order: torch.Tensor, first: int, per_epoch: int, 
 
 def predict_splits(model: nn.Module, data: Splits) -> dict[str, torch.Tensor]:
     """Logits on the whole train and test sets, keyed by split."""
-    return {"train": predict(model, data.x_train), "test": predict(model, data.x_test)}
+    return {split: predict(model, inputs, description=f"evaluating on the {split} set")
+            for split, inputs in (("train", data.x_train), ("test", data.x_test))}
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -336,9 +345,14 @@ def log_values(running: dict[str, torch.Tensor], seen: int, evaluation: dict[str
     return {**means, **evaluation, "lr": rate, "distill_weight": float(distill_weight), "epoch": epoch}
 
 
+def running_status(running: dict[str, torch.Tensor], seen: int) -> dict[str, float]:
+    """What a progress bar shows besides the rate: loss and batch accuracy since the last log step."""
+    return {name: round((running[name] / seen).item(), 4) for name in ("loss", "batch_acc")}
+
+
 def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: LossWeights,
         teacher: Teacher | None = None, log: RunLog | None = None, resume: TrainState | None = None,
-        snapshot_at: Collection[int] = ()) -> nn.Module:
+        snapshot_at: Collection[int] = (), progress: str = "") -> nn.Module:
     """Train `model` in place for `distill_weights.total_steps` steps and return it.
 
     The learning-rate schedule spans the config's nominal length; steps past it (a `switch`
@@ -347,7 +361,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
     Without a `teacher` the distillation term is absent (a teacher's own training). With `log`,
     each step adds to running means; at the steps `Plan` names the loop evaluates on both full sets,
     takes confidence snapshots (every `config.snapshot_every` steps and at `snapshot_at`) and
-    checkpoints; Ctrl-C and SIGTERM stop it after a checkpoint.
+    checkpoints; Ctrl-C and SIGTERM stop it after a checkpoint. With `progress` (and `log`), a
+    progress bar of that name shows the running loss and batch accuracy (kdtrack.progress).
     """
     total = distill_weights.total_steps
     plan = Plan.of(config, len(data.y_train), len(data.y_train) + len(data.y_test), total, snapshot_at)
@@ -370,7 +385,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
     model.train()
     steps = batches(data, fit_indices(data.y_train, config.fit_fraction, config.seed), plan, config,
                     order_rng, augment_rng, start, order)
-    with stop_requests() if log is not None else nullcontext([]) as stop:
+    shown = Progress(total, progress, initial=start) if progress and log is not None else nullcontext()
+    with stop_requests() if log is not None else nullcontext([]) as stop, shown as bar:
         for step, (order, batch, inputs) in zip(range(start, total), steps):
             for group in optimizer.param_groups:
                 group["lr"] = rates(step)
@@ -384,6 +400,8 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
                 continue
 
             running, seen = accumulate(running, terms, logits, labels, targets), seen + 1
+            if bar is not None:
+                bar.update(done, partial(running_status, running, seen))
             evaluates, snapshots = plan.evaluates(done), plan.snapshots(done)
             # One forward pass over both sets serves the evaluation and the snapshot of this step.
             outputs = predict_splits(model, data) if evaluates or snapshots else None

@@ -7,6 +7,7 @@ from kdtrack.analysis.evidence import analysis_name, gather, record
 from kdtrack.config import AnalyzeConfig, TheoryConfig, to_params
 from kdtrack.contract import ANALYSIS_RUN, KEY, ROLE, STUDENT_RUN, TEACHER_RUN, copied_to_student
 from kdtrack.errors import UserError
+from kdtrack.say import say
 from kdtrack.tracking import RunContext
 
 
@@ -38,7 +39,7 @@ def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunCon
     key = tracking.run_key("analysis", params)
     found = tracking.find_finished(student.info.experiment_id, "analysis", key, params)
     if found:
-        print(f"kdtrack: reusing finished analysis run {found.info.run_id} of student {student_id}")
+        say(f"reusing finished analysis run {found.info.run_id} of student {student_id}")
         context.report(found.info.run_id)
         return found.info.run_id
     evidence = gather(student, config)
@@ -47,7 +48,7 @@ def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunCon
         record(run, evidence)
     copied = {k: v for k, v in evidence.metrics.items() if copied_to_student(k)}
     tracking.annotate(student_id, copied, {ANALYSIS_RUN: run.run_id})  # for sorting students in the UI
-    print(f"kdtrack: analysis run {run.run_id} of student {student_id}: "
+    say(f"analysis run {run.run_id} of student {student_id}: "
           + ", ".join(f"{k}={v:.3f}" for k, v in copied.items() if "slope_bottom" in k and "label" not in k))
     return run.run_id
 
@@ -56,7 +57,7 @@ def analyze(config: AnalyzeConfig, context: RunContext = RunContext()) -> list[s
     tracking.check_store()
     students = _students(config)
     if not students:
-        print(f"kdtrack: every finished student in experiment {config.experiment!r} is already analyzed")
+        say(f"every finished student in experiment {config.experiment!r} is already analyzed")
     ids = [analyze_student(student, config, context) for student in students]
     if config.theory:  # Theorem 4.1 beside the empirical evidence, in the same experiment
         from kdtrack.theory import theory

@@ -37,6 +37,8 @@ from kdtrack.tracking.store import (
                                    now_ms,
                                    quoted,
                                    require_run,
+                                   resolve_run_id,
+                                   run_address,
                                    run_key,
                                    search_all,
                                    tracking_uri,
@@ -51,4 +53,5 @@ __all__ = [
     "has_artifact", "holder", "load_state", "load_table", "metric_history", "now_ms", "quoted", "reap_experiments",
     "reopen", "require_run", "resolve_experiment", "run", "run_key", "search_all", "study_run", "take_over",
     "tracking_uri", "use_tracking_uri", "wait", "withdraw",
+    "resolve_run_id", "run_address",
 ]

@@ -23,6 +23,9 @@ from kdtrack.errors import UserError
 
 # Progress bars per tiny artifact drown the log; kdtrack prints its own progress.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints "View run ... at: <url>" on stdout as a server's run ends; stdout carries only
+# kdtrack's results, and each training run's summary line on stderr gives the address.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def client() -> MlflowClient:
@@ -36,6 +39,14 @@ def tracking_uri() -> str:
 def use_tracking_uri(uri: str) -> None:
     """Read and write runs at `uri` from now on (the CLI's --tracking-uri)."""
     mlflow.set_tracking_uri(uri)
+
+
+def run_address(experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI when the store is a server (http or https), else ""."""
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return ""
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def now_ms() -> int:
@@ -75,9 +86,35 @@ def experiment_names() -> list[str]:
     return [e.name for e in client().search_experiments()]
 
 
+RUN_ID_LENGTH = 32  # MLflow's run ids: 32 lowercase hex digits (a UUID4)
+MATCHES_SHOWN = 5
+
+
+def resolve_run_id(run_id: str) -> str:
+    """The whole id of the run `run_id` names: a unique prefix of it, such as the 8 characters
+    the MLflow UI shows, is completed; anything else is returned as it is. An ambiguous or
+    unmatched prefix is refused in one line."""
+    text = run_id.strip().lower()
+    if not text or len(text) >= RUN_ID_LENGTH or text.strip("0123456789abcdef"):
+        return run_id
+    experiments = [e.experiment_id for e in client().search_experiments()]
+    found = [r.info.run_id for r in client().search_runs(experiments, f"attributes.run_id LIKE '{text}%'",
+                                                         max_results=MATCHES_SHOWN + 1)] if experiments else []
+    if not found:
+        raise UserError(f"run id {run_id!r} does not exist in tracking store {tracking_uri()!r}, "
+                        "nor does a run whose id starts with it")
+    if len(found) > 1:
+        more = ", ..." if len(found) > MATCHES_SHOWN else ""
+        raise UserError(f"run id prefix {run_id!r} is ambiguous: it starts {', '.join(found[:MATCHES_SHOWN])}{more}; "
+                        "give more of the id")
+    return found[0]
+
+
 def get_run(run_id: str):
-    """The run `run_id`; one that was deleted (`mlflow runs delete`) is refused like a missing one,
-    since MLflow still returns it by id while every search leaves it out."""
+    """The run `run_id` (or a unique prefix of it, `resolve_run_id`); one that was deleted
+    (`mlflow runs delete`) is refused like a missing one, since MLflow still returns it by id
+    while every search leaves it out."""
+    run_id = resolve_run_id(run_id)
     try:
         run = client().get_run(run_id)
     except Exception:
@@ -91,7 +128,7 @@ def get_run(run_id: str):
 def follow_launcher(run_id: str) -> str:
     """Accept the id `mlflow run` printed where the id of the run it launched is meant."""
     run = get_run(run_id)
-    return run.data.tags.get(RESULT, run_id) if run.data.tags.get(ROLE) == "launcher" else run_id
+    return run.data.tags.get(RESULT, run.info.run_id) if run.data.tags.get(ROLE) == "launcher" else run.info.run_id
 
 
 def require_run(run_id: str, role: str, param: str, needs: str, finished: bool = True):
