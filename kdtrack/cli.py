@@ -57,6 +57,7 @@ class EntryCommand:
     help: str
     takes_experiment: bool = True  # analyze and theory name theirs in the config (-P experiment=NAME)
     options: tuple = ()  # more click options; each one given sets the config field of its name
+    parallel: bool = False  # trains on `-P nproc_per_node=N` processes (kdtrack.replicas)
 
 
 # Shorthands for the fields an ablation is mostly about (`--knob lr` is `-P knob=lr`); they win over -P.
@@ -70,10 +71,12 @@ ABLATE_OPTIONS = (
 )
 ENTRY_COMMANDS = (
     EntryCommand("train_teacher", "kdtrack.pipeline:train_teacher",
-                 "One-hot training of a teacher (the `train_teacher` entry point)."),
-    EntryCommand("distill", "kdtrack.pipeline:distill", "Distill a student (the `distill` entry point)."),
+                 "One-hot training of a teacher (the `train_teacher` entry point).", parallel=True),
+    EntryCommand("distill", "kdtrack.pipeline:distill", "Distill a student (the `distill` entry point).",
+                 parallel=True),
     EntryCommand("switch", "kdtrack.pipeline:switch",
-                 "A student that switches between distillation and one-hot loss (the `switch` entry point)."),
+                 "A student that switches between distillation and one-hot loss (the `switch` entry point).",
+                 parallel=True),
     EntryCommand("analyze", "kdtrack.analysis.analyze:analyze",
                  "Analyze a student, or every unanalyzed student of `-P experiment=NAME`.", takes_experiment=False),
     EntryCommand("ablate", "kdtrack.ablate:ablate",
@@ -95,7 +98,10 @@ def entry_command(command: EntryCommand) -> click.Command:
 
         def configure_and_work():
             config = from_params(ENTRY_POINTS[command.entry_point], {**_pairs(params), **given})
-            result = work(config, experiment) if command.takes_experiment else work(config)
+            if command.parallel:
+                result = on_ranks(command, config, work, params, experiment)
+            else:
+                result = work(config, experiment) if command.takes_experiment else work(config)
             return " ".join(result) if isinstance(result, (list, tuple)) else result  # analyze's run ids
 
         _run(configure_and_work)
@@ -104,6 +110,17 @@ def entry_command(command: EntryCommand) -> click.Command:
     for decorator in reversed(decorators):  # innermost first, so that --help lists them in this order
         callback = decorator(callback)
     return click.command(command.entry_point.replace("_", "-"), help=command.help)(callback)
+
+
+def on_ranks(command: EntryCommand, config, work, params: tuple[str, ...], experiment: str):
+    """`work` on `nproc_per_node` processes (kdtrack.replicas), torchrun's or started here by
+    running this command again under torch.distributed.run."""
+    from kdtrack import replicas
+    from kdtrack.tracking import RunContext
+
+    again = ["-m", "kdtrack", command.entry_point.replace("_", "-"), *(f"-P{pair}" for pair in params)]
+    return replicas.command(config, lambda world: work(config, experiment, RunContext(world=world)),
+                            again + (["--experiment", experiment] if experiment else []))
 
 
 for _entry in ENTRY_COMMANDS:
