@@ -84,11 +84,12 @@ def test_two_ranks_train_one_run_with_the_artifacts_and_weights_of_one_process(o
     reference = tracking.get_run(single)
     assert reference.data.params["world_size"] == "1" and reference.data.params["backend"] == "none"
     assert artifacts(parallel) == artifacts(single)
-    ours, theirs = tracking.load_state(parallel, "checkpoints/final.pt"), tracking.load_state(single, "checkpoints/final.pt")
+    ours, theirs = (tracking.load_state(run, "checkpoints/final.pt") for run in (parallel, single))
     for name in theirs:
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-5)
     data = data_of(reference)
-    predicted = [predict(rebuild_model(tracking.get_run(run), data), data.x_test).argmax(1) for run in (single, parallel)]
+    predicted = [predict(rebuild_model(tracking.get_run(run), data), data.x_test).argmax(1)
+                 for run in (single, parallel)]
     assert (predicted[0] == predicted[1]).float().mean().item() >= 0.99
     for split in ("train", "test"):  # the per-sample Parquet: same rows and columns, same values up to float
         table, expected = (tracking.load_table(run, f"confidences/{split}.parquet") for run in (parallel, single))
