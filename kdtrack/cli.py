@@ -119,7 +119,7 @@ def on_ranks(command: EntryCommand, config, work, params: tuple[str, ...], exper
     from kdtrack.tracking import RunContext
 
     again = ["-m", "kdtrack", command.entry_point.replace("_", "-"), *(f"-P{pair}" for pair in params)]
-    return replicas.command(config, lambda world: work(config, experiment, RunContext(world=world)),
+    return replicas.command(config, lambda world: work(config, experiment, context=RunContext(world=world)),
                             again + (["--experiment", experiment] if experiment else []))
 
 
