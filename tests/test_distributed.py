@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,20 +116,34 @@ def checkpointed_runs(experiment: str) -> list:
     return tracking.search_all([found], "tags.`kdtrack.resume_checkpoint` != ''") if found else []
 
 
-def test_a_killed_two_rank_job_resumes_the_same_run_on_another_number_of_ranks(store):
-    experiment = "killed-two-ranks"
+def rank_process(job: int, rank: int) -> int:
+    """The pid of the process torchrun started as `rank` under `job` (its environment says)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    agents = [pid for pid, parent in parents.items() if parent == job]
+    for pid in (pid for pid, parent in parents.items() if parent in agents):
+        if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            return pid
+    raise AssertionError(f"no process of rank {rank} under {job}")
+
+
+def test_a_killed_rank_stops_the_job_and_the_run_resumes_on_another_number_of_ranks(store):
+    experiment = "killed-rank"
     job = subprocess.Popen([*KDTRACK, "train-teacher", *LONG, "-P", "nproc_per_node=2", "--experiment", experiment],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        while not (checkpointed := checkpointed_runs(experiment)):
-            assert job.poll() is None, job.stderr.read()[-2000:]
-            time.sleep(0.05)
-    finally:
-        os.killpg(job.pid, signal.SIGKILL)  # torchrun and both ranks, at once
-        job.communicate()
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (checkpointed := checkpointed_runs(experiment)):
+        assert job.poll() is None, job.stderr.read()[-2000:]
+        time.sleep(0.05)
+    os.kill(rank_process(job.pid, 1), signal.SIGKILL)
+    _, err = job.communicate(timeout=3600)  # torchrun stops rank 0 too, and fails
     run_id = checkpointed[0].info.run_id
-    assert tracking.get_run(run_id).info.status == "RUNNING"
-    tracking.client().set_tag(run_id, "kdtrack.lease_until", "0")  # its lease would lapse in 90 s: now
+    assert job.returncode != 0 and tracking.get_run(run_id).info.status != "FINISHED", err[-2000:]
+    if tracking.get_run(run_id).info.status == "RUNNING":  # rank 0 was killed before it could end the run
+        tracking.client().set_tag(run_id, "kdtrack.lease_until", "0")  # its lease would lapse in 90 s: now
 
     again = subprocess.run([*KDTRACK, "train-teacher", *LONG, "--experiment", experiment],  # 1 process now
                            capture_output=True, text=True, timeout=3600)
