@@ -1,7 +1,9 @@
 """The CUDA path end to end, for a lent GPU (one script, a few minutes): distillation on
 generated CIFAR-100 and Tiny-ImageNet data in the published layouts through the pipeline (bf16
 autocast, channels_last, on-device crop/flip, pinned DataLoader workers, the teacher on each
-augmented batch), then benchmarks/resnet_step.py at full size. Runs on CPU too, slowly.
+augmented batch), then, on a machine with several GPUs, the CIFAR-100 distillation on all of them
+(`-P nproc_per_node=N`: NCCL, SyncBatchNorm) against its one-GPU run, then benchmarks/resnet_step.py
+at full size. Runs on CPU too, slowly.
 
     .venv/bin/python benchmarks/gpu_smoke.py [--per-class 20] [--epochs 2]
 """
@@ -47,6 +49,23 @@ for name, params in settings.items():
     print(f"[{device}] {name}: teacher {config.teacher_arch} -> student {config.arch}, "
           f"{time.perf_counter() - start:.1f} s with the teacher, train/acc {metrics['train/acc']:.3f}, "
           f"test/acc {metrics['test/acc']:.3f}, train/agreement {metrics['train/agreement']:.3f}")
+gpus = torch.cuda.device_count()
+if gpus >= 2:  # the same CIFAR-100 setting on every GPU: one run, as the one-GPU one
+    import subprocess
+
+    params = {**settings["cifar100"], "data_dir": str(root / "data"), "epochs": args.epochs, "warmup": "0",
+              "lr": "0.05", "nproc_per_node": str(gpus)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "kdtrack", "distill", *(f"-P{k}={v}" for k, v in params.items()),
+                           "--experiment", "gpu-smoke-ddp"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    student = tracking.get_run(done.stdout.split()[-1])
+    single = tracking.search_all([tracking.experiment_id("gpu-smoke-cifar100")], "tags.`kdtrack.role` = 'student'")[0]
+    print(f"[{device} x{gpus}] cifar100 DDP: {time.perf_counter() - start:.1f} s with the teacher, "
+          f"world_size {student.data.params['world_size']}, backend {student.data.params['backend']}, "
+          f"test/acc {student.data.metrics['test/acc']:.3f} (one GPU: {single.data.metrics['test/acc']:.3f})")
+else:
+    print(f"[{device}] DDP case skipped: {gpus} GPU(s); it needs 2 or more")
 if not args.skip_benchmark:
     sys.argv = [sys.argv[0]]
     runpy.run_path(str(Path(__file__).with_name("resnet_step.py")), run_name="__main__")

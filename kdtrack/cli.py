@@ -65,6 +65,7 @@ class EntryCommand:
     help: str  # what it does, then an example
     takes_experiment: bool = True  # analyze and theory name theirs in the config (--experiment sets it)
     options: tuple = ()  # more click options; each one given sets the config field of its name
+    parallel: bool = False  # trains on `-P nproc_per_node=N` processes (kdtrack.replicas)
 
 
 # Shorthands for the fields an ablation is mostly about (`--knob lr` is `-P knob=lr`); they win over -P.
@@ -80,15 +81,15 @@ ENTRY_COMMANDS = (
     EntryCommand("train_teacher", "kdtrack.pipeline:train_teacher",
                  "One-hot training of a teacher (the `train_teacher` entry point), or the reuse of a finished "
                  "identical run; prints its run id.\n\nExample: kdtrack train-teacher -P preset=mnist_mlp "
-                 "--experiment demo"),
+                 "--experiment demo", parallel=True),
     EntryCommand("distill", "kdtrack.pipeline:distill",
                  "Distill a student (the `distill` entry point), training or reusing its teacher first; prints "
                  "the student's run id.\n\nExample: kdtrack distill -P preset=noisy_mnist_rf -P seed=1 "
-                 "--experiment demo"),
+                 "--experiment demo", parallel=True),
     EntryCommand("switch", "kdtrack.pipeline:switch",
                  "A student that switches between distillation and one-hot loss (the `switch` entry point); "
                  "prints its run id.\n\nExample: kdtrack switch -P preset=mnist_mlp -P switch_to=onehot "
-                 "-P switch_at=0.5 --experiment demo"),
+                 "-P switch_at=0.5 --experiment demo", parallel=True),
     EntryCommand("analyze", "kdtrack.analysis.analyze:analyze",
                  "Analyze a student, or every unanalyzed student of an experiment; prints the analysis run "
                  "ids.\n\nExample: kdtrack analyze -P student_run_id=3f2a9c1b   (or: kdtrack analyze "
@@ -118,7 +119,10 @@ def entry_command(command: EntryCommand) -> click.Command:
 
         def configure_and_work():
             config = from_params(ENTRY_POINTS[command.entry_point], {**_pairs(params), **given})
-            result = work(config, experiment) if command.takes_experiment else work(config)
+            if command.parallel:
+                result = on_ranks(command, config, work, params, experiment)
+            else:
+                result = work(config, experiment) if command.takes_experiment else work(config)
             return " ".join(result) if isinstance(result, (list, tuple)) else result  # analyze's run ids
 
         _run(configure_and_work)
@@ -128,6 +132,17 @@ def entry_command(command: EntryCommand) -> click.Command:
         callback = decorator(callback)
     return click.command(command.entry_point.replace("_", "-"),
                          help=command.help + PARAMS_HINT.format(name=command.entry_point))(callback)
+
+
+def on_ranks(command: EntryCommand, config, work, params: tuple[str, ...], experiment: str):
+    """`work` on `nproc_per_node` processes (kdtrack.replicas), torchrun's or started here by
+    running this command again under torch.distributed.run."""
+    from kdtrack import replicas
+    from kdtrack.tracking import RunContext
+
+    again = ["-m", "kdtrack", command.entry_point.replace("_", "-"), *(f"-P{pair}" for pair in params)]
+    return replicas.command(config, lambda world: work(config, experiment, context=RunContext(world=world)),
+                            again + (["--experiment", experiment] if experiment else []))
 
 
 for _entry in ENTRY_COMMANDS:

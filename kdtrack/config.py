@@ -125,6 +125,9 @@ class TrainConfig:
     snapshot_every: int = 0  # per-sample confidence snapshots every N steps; 0 = only at the end
     checkpoint_every: int = 0  # kept checkpoints every N steps; 0 = only at 25/50/75% and the end
     compile: bool = False  # torch.compile the training forward pass
+    # processes training the run together, batch_size / N points of each batch apiece (torch.distributed,
+    # one per GPU); the result does not depend on it, up to float reassociation (README "Scaling out")
+    nproc_per_node: int = 1  # processes that train this run together (torch.distributed), one per GPU
     eigen: bool = True  # record first-layer eigen-trajectories (eigen/trajectory.parquet); image models only
     eigen_k: int = 0  # directions recorded, top first; 0 = every direction with a nonzero eigenvalue
     force: bool = False  # train anew even when a finished run with the same parameters exists
@@ -167,6 +170,10 @@ class TrainConfig:
         _check("decay_milestones", self.decay_milestones, all(0 < m < 1 for m in milestones),
                "comma-separated fractions of training in (0, 1), e.g. 0.5,0.75")
         _check("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1")
+        _check("nproc_per_node", self.nproc_per_node, self.nproc_per_node >= 1, "an integer >= 1 (1 = this process)")
+        if self.batch_size % self.nproc_per_node:
+            raise UserError(f"batch_size={self.batch_size} does not divide over nproc_per_node={self.nproc_per_node} "
+                            f"processes; allowed: a batch_size that is a multiple of {self.nproc_per_node}")
         _check("epochs", self.epochs, math.isfinite(self.epochs) and (self.epochs > 0 or self.steps > 0),
                "a number > 0 (or set steps)")
         _check("steps", self.steps, 0 <= self.steps <= MAX_STEPS, f"an integer in 0..{MAX_STEPS} (0 = use epochs)")
@@ -198,7 +205,7 @@ class DistillConfig(TrainConfig):
     distill_weight: float = 1.0  # weight of the distillation term; the one-hot term gets 1 - this
     same_init: bool = True  # start from the teacher's exact initial weights (paper §D.3)
     # §7's proposal (README "Beyond the paper"): standard (Eq. 2), confidence_weighted, confidence_tempered
-    kd_target: str = "standard"
+    kd_target: str = "standard"  # what the KD term matches: standard, confidence_weighted, confidence_tempered
     confidence_power: float = 0.0  # confidence_weighted: gamma >= 0 of the weights c^gamma (0 = standard)
     confidence_spread: float = 0.0  # confidence_tempered: beta >= 0, tau * (1 + beta * (1 - quantile)) (0 = standard)
 
@@ -329,6 +336,8 @@ class AblateConfig(DistillConfig):
                f"an integer >= 1 whose last seed (seed + seeds - 1) is {SEEDS}")
         _check("n_trials", self.n_trials, self.n_trials >= 0, "an integer >= 0 (0 = the grid)")
         _check("heartbeat", self.heartbeat, self.heartbeat >= 1, "an integer >= 1 (seconds)")
+        _check("nproc_per_node", self.nproc_per_node, self.nproc_per_node == 1,
+               "1 (a study's trials train in one process each; spread them with workers instead)")
         _choice("direction", self.direction, DIRECTIONS)
         _choice("second_direction", self.second_direction, DIRECTIONS)
         _choice("pruner", self.pruner, ("median", "none"))
@@ -377,6 +386,8 @@ class TheoryConfig:
         _check("seed", self.seed, 0 <= self.seed < 2**32, SEEDS)
 
 
+# Entry points whose runs train on `nproc_per_node` processes (kdtrack.replicas).
+PARALLEL = (TrainConfig, DistillConfig, SwitchConfig)
 ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "switch": SwitchConfig,
                 "analyze": AnalyzeConfig, "ablate": AblateConfig, "theory": TheoryConfig}
 Config = TypeVar("Config", TrainConfig, DistillConfig, SwitchConfig, AnalyzeConfig, AblateConfig, TheoryConfig)

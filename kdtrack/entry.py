@@ -48,12 +48,20 @@ def exit_on_user_error(work: Callable[[], object]) -> object:
 
 
 def run_entrypoint(config_class, work: Callable, argv: list[str] | None = None) -> None:
-    from kdtrack import tracking
-    from kdtrack.config import from_params
+    """Training entry points run on `nproc_per_node` processes (kdtrack.replicas): this one, or
+    the ranks torchrun starts; rank 0 alone claims the `mlflow run` launcher and prints the result."""
+    from kdtrack import replicas, tracking
+    from kdtrack.config import PARALLEL, from_params
+
+    args = sys.argv[1:] if argv is None else argv
 
     def parse_and_work():
-        config = from_params(config_class, parse_args(config_class, sys.argv[1:] if argv is None else argv))
-        return work(config, context=tracking.claim_launcher())
+        config = from_params(config_class, parse_args(config_class, args))
+        if config_class not in PARALLEL:
+            return work(config, context=tracking.claim_launcher())
+        return replicas.command(config, lambda world: work(config, context=tracking.claim_launcher(world)),
+                                [sys.argv[0], *args])
 
     result = exit_on_user_error(parse_and_work)
-    print(f"kdtrack: result run id(s): {result}")
+    if result is not None:  # None: a rank other than 0
+        print(f"kdtrack: result run id(s): {result}")

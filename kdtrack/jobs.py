@@ -10,7 +10,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from kdtrack import tracking
+from kdtrack import replicas, tracking
 from kdtrack.config import TrainConfig, to_params
 from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
 from kdtrack.data import Splits
@@ -24,7 +24,7 @@ from kdtrack.training import NonFiniteLoss, Teacher, TrainState, evaluate, fit, 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
               "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running",
-              "keep_checkpoints")
+              "keep_checkpoints", "nproc_per_node")
 # The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
 # heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
 LAST_LAYER_CAP = 100_000
@@ -139,7 +139,8 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
         logged = max((step for step, _ in tracking.metric_history(paused.info.run_id, "lr")), default=0)
         opened = tracking.reopen(paused.info.run_id, job.role, context, logged_through=logged, **recording)
     else:
-        opened = tracking.run(experiment_id, job.name, job.role, to_params(config), context,
+        params_logged = {**to_params(config), **context.world.params()}
+        opened = tracking.run(experiment_id, job.name, job.role, params_logged, context,
                               {**job.tags, KEY: key, **probes.tags}, **recording)
     run_id, started = "", time.monotonic()
     try:
@@ -155,8 +156,10 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
                 say(f"training {job.name} (run {run_id})")
                 record_start(run, job, probes, data)
             start = TrainState.from_dict(saved) if paused else job.start
+            if context.world.size > 1:
+                context.world.send(replicas.order(job, model, start))
             fit(model, data, config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at,
-                progress=f"training {job.name}")
+                progress=f"training {job.name}", world=context.world)
             final = record_end(run, model, data, job.teacher)
     except Outrun:
         tracking.withdraw(run_id)

@@ -15,6 +15,7 @@ from kdtrack.config import MAX_STEPS, TrainConfig
 from kdtrack.data import FolderImages, Splits
 from kdtrack.data.augment import augment
 from kdtrack.data.splits import stratified_subset
+from kdtrack.distributed import ONE_PROCESS, World
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, stop_requests
 from kdtrack.losses import STANDARD, KDTarget, combined_loss
@@ -245,19 +246,25 @@ def predict(model: nn.Module, inputs, batch: int = 1024, description: str = "pre
 
 
 def train_inputs(data: Splits, order: torch.Tensor, first: int, per_epoch: int, config: TrainConfig,
-                 generator: torch.Generator, epoch: int):
-    """(indices, inputs) of an epoch's batches from position `first` on, augmented when
-    `config.augment`: on the device for tensors, by DataLoader workers for files on disk."""
+                 generator: torch.Generator, epoch: int, world: World = ONE_PROCESS):
+    """(indices, inputs, global batch size) of this rank's part of an epoch's batches from position
+    `first` on (the whole batch for one process), augmented when `config.augment`: on the device
+    for tensors, by DataLoader workers for files on disk."""
     size = config.batch_size
     batches = [order[p * size:(p + 1) * size] for p in range(first, per_epoch)]
     if isinstance(data.x_train, FolderImages):
-        # Each image's crop is drawn from (this seed, its index): a resumed epoch repeats it.
-        loaded = data.x_train.batches([b.tolist() for b in batches], config.augment, config.seed * 100_003 + epoch)
-        yield from zip(batches, map(on_device, loaded))
+        # Each image's crop is drawn from (this seed, its index): a resumed epoch, or another
+        # rank count, repeats it. Each rank loads its part only, as a distributed sampler would.
+        parts = [world.part(b) for b in batches]
+        loaded = data.x_train.batches([p.tolist() for p in parts], config.augment, config.seed * 100_003 + epoch)
+        yield from zip(parts, map(on_device, loaded), map(len, batches))
         return
     for batch in batches:
-        x = data.x_train[batch]
-        yield batch, on_device(augment(x, generator) if config.augment else x)
+        part = world.part(batch)
+        x = data.x_train[part]
+        if config.augment:  # the whole batch's draws, so that every rank's generator stays in step
+            x = augment(x, generator, len(batch), world.bounds(len(batch))[0])
+        yield part, on_device(x), len(batch)
 
 
 def predict_splits(model: nn.Module, data: Splits) -> dict[str, torch.Tensor]:
@@ -298,43 +305,52 @@ def evaluate(logits: dict[str, torch.Tensor], data: Splits,
 
 
 def batches(data: Splits, pool: torch.Tensor, plan: Plan, config: TrainConfig, order_rng: torch.Generator,
-            augment_rng: torch.Generator, start: int, order: torch.Tensor | None):
-    """(this epoch's order, indices, inputs) of every step from `start` on. Each epoch's order is
-    drawn from `order_rng` as the epoch begins; a run resumed mid-epoch continues `order`."""
+            augment_rng: torch.Generator, start: int, order: torch.Tensor | None, world: World = ONE_PROCESS):
+    """(this epoch's order, indices, inputs, global batch size) of every step from `start` on, this
+    rank's part of each batch. Each epoch's order is drawn from `order_rng` as the epoch begins;
+    a run resumed mid-epoch continues `order`."""
     epoch, position = divmod(start, plan.steps_per_epoch)
     while True:
         if position == 0:
             order = pool[torch.randperm(len(pool), generator=order_rng).to(pool.device)]
-        for batch, inputs in train_inputs(data, order, position, plan.steps_per_epoch, config, augment_rng, epoch):
-            yield order, batch, inputs
+        for batch, inputs, whole in train_inputs(data, order, position, plan.steps_per_epoch, config, augment_rng,
+                                                 epoch, world):
+            yield order, batch, inputs, whole
         epoch, position = epoch + 1, 0
 
 
 def train_step(forward: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
                labels: torch.Tensor, targets: torch.Tensor | None, distill_weight: float,
-               temperature: float, step: int,
-               target: KDTarget = STANDARD) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One optimizer step on a batch; its logits and loss terms. Stops on a non-finite loss."""
+               temperature: float, step: int, share: float = 1.0, world: World = ONE_PROCESS,
+               target: KDTarget = STANDARD) -> dict[str, torch.Tensor]:
+    """One optimizer step on a batch (this rank's `share` of the global one); the global batch's
+    loss terms, accuracy and (for students) agreement and KL. Stops on a non-finite loss."""
     with autocast(labels.device):
         logits = forward(inputs).float()
     terms = combined_loss(logits, labels, targets, distill_weight, temperature, target)
-    if not torch.isfinite(terms["loss"]):
-        raise NonFiniteLoss(step + 1, {k: v.item() for k, v in terms.items()})
+    measured = world.batch_mean(batch_measures(terms, logits, labels, targets), share)
+    if not torch.isfinite(measured["loss"]):
+        raise NonFiniteLoss(step + 1, {k: measured[k].item() for k in terms})
     optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
+    world.scaled(terms["loss"], share).backward()
     optimizer.step()
-    return logits, terms
+    return measured
 
 
 @torch.no_grad()
-def accumulate(running: dict[str, torch.Tensor], terms: dict[str, torch.Tensor], logits: torch.Tensor,
-               labels: torch.Tensor, targets: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """`running` plus this batch's loss terms, accuracy and (for students) agreement and KL:
-    running means since the last log step are free, unlike a full pass."""
-    terms = {**terms, "batch_acc": (logits.argmax(1) == labels).float().mean()}
+def batch_measures(terms: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor,
+                   targets: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """A batch's loss terms, accuracy and (for students) agreement and KL: running means of
+    these since the last log step are free, unlike a full pass."""
+    measured = {**terms, "batch_acc": (logits.argmax(1) == labels).float().mean()}
     if targets is not None:
-        terms["batch_agreement"], terms["batch_kl"] = agreement_and_kl(logits, targets)
-    return {**running, **{name: running.get(name, 0.0) + value.detach() for name, value in terms.items()}}
+        measured["batch_agreement"], measured["batch_kl"] = agreement_and_kl(logits, targets)
+    return {name: value.detach() for name, value in measured.items()}
+
+
+def accumulate(running: dict[str, torch.Tensor], measured: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`running` plus this batch's measures."""
+    return {**running, **{name: running.get(name, 0.0) + value for name, value in measured.items()}}
 
 
 def log_values(running: dict[str, torch.Tensor], seen: int, evaluation: dict[str, float], rate: float,
@@ -352,7 +368,7 @@ def running_status(running: dict[str, torch.Tensor], seen: int) -> dict[str, flo
 
 def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: LossWeights,
         teacher: Teacher | None = None, log: RunLog | None = None, resume: TrainState | None = None,
-        snapshot_at: Collection[int] = (), progress: str = "") -> nn.Module:
+        snapshot_at: Collection[int] = (), progress: str = "", world: World = ONE_PROCESS) -> nn.Module:
     """Train `model` in place for `distill_weights.total_steps` steps and return it.
 
     The learning-rate schedule spans the config's nominal length; steps past it (a `switch`
@@ -363,6 +379,9 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
     takes confidence snapshots (every `config.snapshot_every` steps and at `snapshot_at`) and
     checkpoints; Ctrl-C and SIGTERM stop it after a checkpoint. With `progress` (and `log`), a
     progress bar of that name shows the running loss and batch accuracy (kdtrack.progress).
+
+    With a `world` of N processes, each trains on its part of every batch (kdtrack.distributed);
+    only rank 0 is handed a `log`, and it evaluates, snapshots and checkpoints on its own.
     """
     total = distill_weights.total_steps
     plan = Plan.of(config, len(data.y_train), len(data.y_train) + len(data.y_test), total, snapshot_at)
@@ -371,7 +390,6 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
     order_rng = torch.Generator().manual_seed(config.seed)
     augment_rng = torch.Generator().manual_seed(config.seed + 1)
     device = data.y_train.device
-    forward = torch.compile(model) if config.compile else model
     teacher_logits = teacher.logits if teacher is not None else None
     temperature = teacher.temperature if teacher is not None else 1.0
     start, order, running, seen = 0, None, {}, 0
@@ -382,24 +400,36 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
             log.snapshot(start, predict_splits(model, data))
     if log is not None and start == 0:
         log.observe(0, model)
+    last_batch = fit_size(len(data.y_train), config.fit_fraction) % config.batch_size
+    if 0 < last_batch < world.size:
+        raise UserError(f"an epoch's last batch has {last_batch} points, fewer than the {world.size} processes "
+                        "(nproc_per_node) that would share it; allowed: a train_size or fit_fraction whose "
+                        "last batch has at least one point per process")
+    if world.size > 1 and teacher is not None and teacher.kd_target == "confidence_weighted":
+        # Its weights are normalized by the batch's mean, which each rank would take over its own part.
+        raise UserError(f"kd_target=confidence_weighted normalizes its weights over the whole batch, which "
+                        f"{world.size} processes (nproc_per_node) would each see only part of; allowed with "
+                        "it: nproc_per_node=1")
     model.train()
     steps = batches(data, fit_indices(data.y_train, config.fit_fraction, config.seed), plan, config,
-                    order_rng, augment_rng, start, order)
+                    order_rng, augment_rng, start, order, world)
     shown = Progress(total, progress, initial=start) if progress and log is not None else nullcontext()
-    with stop_requests() if log is not None else nullcontext([]) as stop, shown as bar:
-        for step, (order, batch, inputs) in zip(range(start, total), steps):
+    with (world.replicated(model) as replica, stop_requests() if log is not None else nullcontext([]) as stop,
+          shown as bar):
+        forward = torch.compile(replica) if config.compile else replica
+        for step, (order, batch, inputs, whole) in zip(range(start, total), steps):
             for group in optimizer.param_groups:
                 group["lr"] = rates(step)
             labels = data.y_train[batch]
             targets = teacher.targets(batch, inputs, config.augment, device) if teacher is not None else None
             target = teacher.target(batch) if teacher is not None else STANDARD
-            logits, terms = train_step(forward, optimizer, inputs, labels, targets, distill_weights(step),
-                                       temperature, step, target)
+            measured = train_step(forward, optimizer, inputs, labels, targets, distill_weights(step),
+                                  temperature, step, len(batch) / whole, world, target)
             done = step + 1
             if log is None:
                 continue
 
-            running, seen = accumulate(running, terms, logits, labels, targets), seen + 1
+            running, seen = accumulate(running, measured), seen + 1
             if bar is not None:
                 bar.update(done, partial(running_status, running, seen))
             evaluates, snapshots = plan.evaluates(done), plan.snapshots(done)

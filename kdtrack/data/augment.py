@@ -27,7 +27,10 @@ def crop_flip(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, paddin
     return padded[images, channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Padding of 4 pixels per 32 (CIFAR's 4)."""
+def augment(x: torch.Tensor, generator: torch.Generator, of: int = 0, at: int = 0) -> torch.Tensor:
+    """Padding of 4 pixels per 32 (CIFAR's 4). `x` may be the images `at`, `at + 1`, ... of a batch
+    of `of` (a data-parallel rank's part): the draws are the whole batch's, so that each image is
+    augmented as in one process."""
     padding = max(1, x.shape[-1] // 8)
-    return crop_flip(x, *crop_flip_draws(len(x), padding, generator), padding)
+    shifts, flips = crop_flip_draws(of or len(x), padding, generator)
+    return crop_flip(x, shifts[at:at + len(x)], flips[at:at + len(x)], padding)

@@ -20,6 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, PARENT, RESULT, RESUME, ROLE, STUDY
+from kdtrack.distributed import ONE_PROCESS, World
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, shielded, stop_requests
 from kdtrack.tracking.lease import hold, lease_tags
@@ -42,6 +43,7 @@ class RunContext:
     experiment_id: str = ""  # where runs go when no experiment is named (the launcher's)
     tags: Mapping[str, str] = field(default_factory=dict)  # every new run's (a suite's kdtrack.suite)
     hooks: tuple[MetricHook, ...] = ()
+    world: World = ONE_PROCESS  # the processes that train each run together (rank 0 alone runs this code)
 
     def within(self, run_id: str) -> "RunContext":
         """Runs nested under `run_id`, which learns their ids (a study's trial)."""
@@ -58,7 +60,7 @@ class RunContext:
             client().set_tag(self.report_to, RESULT, run_id)
 
 
-def claim_launcher() -> RunContext:
+def claim_launcher(world: World = ONE_PROCESS) -> RunContext:
     """The context of the run `mlflow run` created for this process, if any.
 
     `mlflow run` logs every -P value, defaults included, as params of that run before the entry
@@ -68,9 +70,9 @@ def claim_launcher() -> RunContext:
     """
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)  # else MLflow's fluent API would resume it
     if not run_id:
-        return RunContext()
+        return RunContext(world=world)
     client().set_tag(run_id, ROLE, "launcher")
-    return RunContext(run_id, run_id, get_run(run_id).info.experiment_id)
+    return RunContext(run_id, run_id, get_run(run_id).info.experiment_id, world=world)
 
 
 def resolve_experiment(name: str = "", context: RunContext = RunContext()) -> str:

@@ -1,0 +1,7 @@
+"""`python -m kdtrack`: the `kdtrack` command, as torchrun starts it:
+
+    torchrun --nproc-per-node 2 -m kdtrack distill -P preset=mnist_mlp
+"""
+from kdtrack.cli import main
+
+main(prog_name="kdtrack")
