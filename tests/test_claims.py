@@ -180,3 +180,15 @@ def test_claims_command_reads_the_counted_analyses_and_strict_fails_on_a_contrad
     assert html.exit_code == 0, html.output
     text = (tmp_path / "report.html").read_text()
     assert text.index("<h2>Claims</h2>") < text.index("<h2>Runs</h2>") and "#ffcdd2" in text
+
+
+def test_a_theory_run_without_a_preset_is_a_setting_of_its_own():
+    from kdtrack.report.collect import TEXT, setting_of
+
+    rows = [{c: None for c in TEXT} | {"role": "theory", "seed": "0", "m:theory/closed_form_holds_frac": 1.0},
+            {c: None for c in TEXT} | {"role": "student", "preset": "mnist_mlp", "arch": "mlp", "label_noise": "0.0",
+                                       "seed": "0", "m:theory/closed_form_holds_frac": None}]
+    claim = _claim(select={"role": "theory"}, statistic="theory/closed_form_holds_frac", test=">= 1", min_seeds=1)
+    table = pl.DataFrame(rows, schema_overrides={c: pl.String for c in TEXT})  # typed as runs_table types them
+    row = evaluate(setting_of(table), claim).row(0, named=True)
+    assert (row["setting"], row["n"], row["verdict"]) == ("theory", 1, "holds")

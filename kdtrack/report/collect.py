@@ -129,7 +129,8 @@ VARYING = ("width", "depth", "train_size", "batch_size", "lr", "epochs", "temper
 
 def setting_of(table: pl.DataFrame) -> pl.DataFrame:
     """A `setting` column, what the paper's tables group seeds by: preset, teacher > student
-    architecture and label noise, plus whichever of VARYING differ between the students here."""
+    architecture and label noise, plus whichever of VARYING differ between the students here; the
+    role for runs without a preset."""
     teacher = pl.coalesce(pl.col("teacher_arch").replace("", None), pl.col("arch"))
     students = table.filter(pl.col("role") == "student")
     varying = [c for c in VARYING if students[c].n_unique() > 1]
@@ -137,4 +138,7 @@ def setting_of(table: pl.DataFrame) -> pl.DataFrame:
              pl.lit(" noise="), pl.col("label_noise")]
     for column in varying:
         parts += [pl.lit(f" {column}="), pl.col(column).fill_null("-")]
-    return table.with_columns(pl.concat_str(parts).alias("setting"))
+    # A run that trains nothing (theory, report) has no preset: its role is its setting, never null,
+    # which no claim's group could match.
+    return table.with_columns(pl.when(pl.col("preset").is_null()).then(pl.col("role"))
+                              .otherwise(pl.concat_str(parts)).alias("setting"))
