@@ -18,9 +18,9 @@ from mlflow.tracking.context.registry import resolve_tags
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.config import AnalyzeConfig, DistillConfig, TrainConfig, from_params
-from kdtrack.contract import NOTE
+from kdtrack.contract import NOTE, RESULT, STUDENT_RUN, TEACHER_RUN
 from kdtrack.pipeline import distill, run_name, train_teacher
-from kdtrack.tracking.ui import link
+from kdtrack.tracking.ui import describe, link, linked
 
 EXPERIMENT = "ui"
 
@@ -45,6 +45,18 @@ def test_the_description_links_the_teacher_and_the_later_analysis(lineage):
     assert "`train_size=64`" in note  # the overrides of the preset, spelled out
     assert f"]({link(experiment, student.info.run_id)})" in analysis.data.tags[NOTE]
     assert teacher.data.tags[NOTE].startswith("**teacher**")
+
+
+def test_a_link_is_added_once_per_label():
+    runs = {"t1": ("1", "mnist_mlp·s0·teacher"), "s1": ("1", "mnist_mlp·s0·student")}
+    note = describe("trial", "", {RESULT: "t1"}, runs.get)
+    note = linked(note, {RESULT: "s1"}, runs.get)
+    note = linked(note, {STUDENT_RUN: "s1", RESULT: "s1", TEACHER_RUN: "gone"}, runs.get)
+    links = [line for line in note.splitlines() if line.startswith("- ")]
+    assert links == ["- made: [mnist_mlp·s0·teacher](#/experiments/1/runs/t1) `t1`",
+                     "- made: [mnist_mlp·s0·student](#/experiments/1/runs/s1) `s1`",
+                     "- student: [mnist_mlp·s0·student](#/experiments/1/runs/s1) `s1`"]  # no link to a missing run
+    assert "\n\n- made" in note  # a paragraph, then the list
 
 
 def test_provenance_tags_are_present(lineage):

@@ -12,7 +12,7 @@ from kdtrack.presets import TABLE1, TABLE7, TEXT
 
 # Tags that name another run, and how a description calls that run.
 LINKS = {TEACHER_RUN: "teacher", ONEHOT_RUN: "one-hot baseline", FROM_RUN: "started from the checkpoint of",
-         STUDENT_RUN: "student", ANALYSIS_RUN: "analysis", PARENT: "parent", RESULT: "did the work"}
+         STUDENT_RUN: "student", ANALYSIS_RUN: "analysis", PARENT: "parent", RESULT: "made"}
 ROLES = {
     "teacher": "One-hot (cross-entropy, Eq. 1) training: a teacher, or a student's one-hot baseline (Table 2).",
     "student": "A student trained on `distill_weight * KD + (1 - distill_weight) * CE` against its teacher.",
@@ -39,13 +39,15 @@ def provenance(tags: Mapping[str, str]) -> dict[str, str]:
 
 
 def linked(note: str, tags: Mapping[str, str], where: Callable[[str], tuple[str, str] | None]) -> str:
-    """`note` with a line for each tag in `tags` that names a run it does not link yet. `where`:
-    a run id -> (experiment id, run name), or None for a run the store does not hold."""
-    lines = [note] if note else []
+    """`note` with a line `- <label>: <link>` for each tag in `tags` that names a run it does not
+    link yet under that label. `where`: a run id -> (experiment id, run name), or None for a run
+    the store does not hold."""
+    lines = note.splitlines() if note else []
     for key, label in LINKS.items():
         run_id = tags.get(key, "")
-        found = where(run_id) if run_id else None
-        if found and f"/runs/{run_id})" not in note:
+        there = any(line.startswith(f"- {label}: ") and f"/runs/{run_id})" in line for line in lines)
+        found = where(run_id) if run_id and not there else None
+        if found:
             experiment_id, name = found
             lines.append(f"- {label}: [{name or run_id[:8]}]({link(experiment_id, run_id)}) `{run_id[:8]}`")
     return "\n".join(lines)
@@ -55,7 +57,7 @@ def describe(role: str, summary: str, tags: Mapping[str, str],
              where: Callable[[str], tuple[str, str] | None]) -> str:
     """A new run's description: what it is (its role's line, and `summary`), then its links."""
     head = f"**{role}**: {ROLES.get(role, '')}" + (f"\n\n{summary}" if summary else "")
-    return linked(head + "\n", tags, where)
+    return linked(head + "\n\n", tags, where)  # a blank line between the text and the links
 
 
 def experiment_tags(existing: Mapping[str, str], params: Mapping[str, str],
