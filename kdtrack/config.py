@@ -135,6 +135,8 @@ class TrainConfig:
     if_running: str = "wait"  # another process trains the same run: wait for it and reuse it, or refuse
     # checkpoints a run keeps: all; switch = the step_<N> ones `switch` starts from; last = none once finished
     keep_checkpoints: str = "switch"
+    register: bool = False  # register the logged model in MLflow's registry as kdtrack-<preset>-<role>
+    system_metrics: bool = True  # MLflow's system/* metrics (CPU, memory, disk, network, GPU) while training
 
     def __post_init__(self) -> None:
         from kdtrack.data import DATASETS, TEXT_DATASETS

@@ -10,6 +10,7 @@ FAILURE = "kdtrack.failure"  # why a run ended FAILED or KILLED
 RESUME = "kdtrack.resume_checkpoint"  # artifact path of a run's newest checkpoint
 RESULT = "kdtrack.result_run_id"  # on a launcher: the run that did the work
 PARENT = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"  # a run's (or an experiment's) Markdown description in the MLflow UI
 # A run's lease (kdtrack.tracking.lease): who works on it, until when, and how it was claimed.
 LEASE_OWNER = "kdtrack.lease_owner"  # host:pid of the process holding the lease
 LEASE_UNTIL = "kdtrack.lease_until"  # epoch ms when the lease lapses unless renewed; the end time once released
@@ -58,6 +59,7 @@ METRIC_PATTERNS = (
     r"|ce_exaggerated_pair_frac|ce_pairs)",
     r"lr|epoch|distill_weight",
     r"trials/\w+|best/.+|objective/.+",  # an ablation's own objectives and counts
+    r"system/.+",  # MLflow's system metrics (system_metrics=true)
 )
 _METRIC = re.compile("|".join(f"(?:{p})" for p in METRIC_PATTERNS))
 

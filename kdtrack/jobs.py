@@ -24,7 +24,7 @@ from kdtrack.training import NonFiniteLoss, Teacher, TrainState, evaluate, fit, 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
               "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running",
-              "keep_checkpoints", "nproc_per_node")
+              "keep_checkpoints", "nproc_per_node", "register", "system_metrics")
 # The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
 # heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
 LAST_LAYER_CAP = 100_000
@@ -52,6 +52,7 @@ class Job:
     snapshot_at: tuple[int, ...] = ()  # confidence snapshots besides every `snapshot_every` steps
     first_records: Mapping[str, dict] = field(default_factory=dict)  # artifact path -> state, at start
     first_metrics: Mapping[str, float] = field(default_factory=dict)  # logged at step 0
+    summary: str = ""  # Markdown: what the run is, for its description in the MLflow UI
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,13 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
     if paused:
         saved = tracking.load_state(paused.info.run_id, paused.data.tags[RESUME])
         logged = max((step for step, _ in tracking.metric_history(paused.info.run_id, "lr")), default=0)
-        opened = tracking.reopen(paused.info.run_id, job.role, context, logged_through=logged, **recording)
+        opened = tracking.reopen(paused.info.run_id, job.role, context, logged_through=logged,
+                                 system_metrics=config.system_metrics, **recording)
     else:
         params_logged = {**to_params(config), **context.world.params()}
         opened = tracking.run(experiment_id, job.name, job.role, params_logged, context,
-                              {**job.tags, KEY: key, **probes.tags}, **recording)
+                              {**job.tags, KEY: key, **probes.tags}, summary=job.summary,
+                              system_metrics=config.system_metrics, **recording)
     run_id, started = "", time.monotonic()
     try:
         with opened as run:
@@ -160,7 +163,8 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
                 context.world.send(replicas.order(job, model, start))
             fit(model, data, config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at,
                 progress=f"training {job.name}", world=context.world)
-            final = record_end(run, model, data, job.teacher)
+            final = record_end(run, model, data, job.teacher,
+                               f"kdtrack-{config.preset}-{job.role}" if config.register else "")
     except Outrun:
         tracking.withdraw(run_id)
         return ""
@@ -201,15 +205,19 @@ def record_start(run: tracking.TrackedRun, job: Job, probes: Probes, data: Split
         run.log_table(table, path)
     if job.first_metrics:
         run.metrics(dict(job.first_metrics), 0)
-    inputs = data.x_train.cpu().numpy() if isinstance(data.x_train, torch.Tensor) else np.array(data.x_train.paths)
-    run.log_dataset(inputs, data.y_train.cpu().numpy(), data.source, f"{data.name}-train", "training")
+    for split, inputs, labels, context in (("train", data.x_train, data.y_train, "training"),
+                                           ("test", data.x_test, data.y_test, "evaluation")):
+        array = inputs.cpu().numpy() if isinstance(inputs, torch.Tensor) else np.array(inputs.paths)
+        run.log_dataset(array, labels.cpu().numpy(), data.source, f"{data.name}-{split}", context)
 
 
-def record_end(run: tracking.TrackedRun, model: nn.Module, data: Splits, teacher: Teacher | None) -> dict[str, float]:
-    """A trained run's final confidences, weights and model; its final accuracies (and agreement)."""
+def record_end(run: tracking.TrackedRun, model: nn.Module, data: Splits, teacher: Teacher | None,
+               register_as: str) -> dict[str, float]:
+    """A trained run's final confidences, weights and model (registered as `register_as`, if any);
+    its final accuracies (and agreement)."""
     logits = predict_splits(model, data)
     for split, table in run.confidence_tables(logits).items():
         run.log_table(table, f"confidences/{split}.parquet")
     run.log_state(model.state_dict(), "checkpoints/final.pt")
-    run.log_model(portable(model).cpu(), data.x_train[:2])
+    run.log_model(portable(model).cpu(), data.x_train[:2], register_as)
     return evaluate(logits, data, teacher.logits if teacher is not None else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from kdtrack import tracking
 from kdtrack.confidence import phi_quantiles, student_table, teacher_table
-from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, to_params
+from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, from_params, to_params
 from kdtrack.contract import (
     FROM_RUN,
     NUM_CLASSES,
@@ -37,8 +38,35 @@ from kdtrack.training import Plan, Teacher, TrainState, predict_splits
 NO_CONTEXT = RunContext()
 
 
-def run_name(role: str, config: TrainConfig, arch: str) -> str:
-    return f"{role}-{config.preset}-{config.dataset}-{arch}-seed{config.seed}"
+def overrides(config: TrainConfig) -> dict[str, str]:
+    """What `config` trains differently from its preset: the fields of its reuse key that differ
+    from the preset's values, the seed aside."""
+    preset = to_params(from_params(type(config), {"preset": config.preset}))
+    return {k: v for k, v in key_params(config).items() if k != "seed" and preset[k] != v}
+
+
+KD_FIELDS = ("kd_target", "confidence_power", "confidence_spread")
+
+
+def run_name(kind: str, config: TrainConfig) -> str:
+    """Short and unique in the MLflow UI's runs table, the setting first: `mnist_mlp·s0·student`;
+    a setting that overrides its preset adds a short digest of the overrides (`·3fa1`), which the
+    run's description spells out; a confidence-aware KD target is named in full."""
+    changed = {k: v for k, v in overrides(config).items() if k not in KD_FIELDS}
+    digest = hashlib.sha256(repr(sorted(changed.items())).encode()).hexdigest()[:4]
+    # a confidence-aware KD target is spelled out: `mnist_mlp·s0·student·confidence_weighted0.5`
+    target = getattr(config, "kd_target", "standard")
+    named = f"·{target}{config.kd_strength}" if target != "standard" else ""
+    return f"{config.preset}·s{config.seed}·{kind}{named}" + (f"·{digest}" if changed else "")
+
+
+def summary(config: TrainConfig, *details: str) -> str:
+    """A run's description beyond its role: setting, seed, and what overrides the preset."""
+    lines = [f"Preset `{config.preset}`, seed {config.seed}: `{config.arch}` on `{config.dataset}`.", *details]
+    changed = overrides(config)
+    if changed:
+        lines.append("Overrides of the preset: " + ", ".join(f"`{k}={v}`" for k, v in sorted(changed.items())) + ".")
+    return "\n\n".join(lines)
 
 
 def split_labels(data: Splits, split: str):
@@ -54,10 +82,10 @@ def teacher_job(config: TrainConfig, data: Splits) -> Job:
         return new_model(to_params(config), data)
 
     init = copy.deepcopy(make_model().state_dict())
-    return Job("teacher", config, run_name("teacher", config, config.arch), {NUM_CLASSES: str(data.num_classes)},
+    return Job("teacher", config, run_name("teacher", config), {NUM_CLASSES: str(data.num_classes)},
                constant_weights(Plan.of(config, len(data.y_train)).total_steps, 0.0), make_model,
                lambda logits: {s: teacher_table(logits[s], *split_labels(data, s)) for s in logits},
-               first_records={"checkpoints/init.pt": init})
+               first_records={"checkpoints/init.pt": init}, summary=summary(config))
 
 
 def train_teacher(config: TrainConfig, experiment: str = "", data: Splits | None = None,
@@ -143,17 +171,18 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
 
 def student_job(config: DistillConfig, data: Splits, parents: Lineage, weights: LossWeights, kind: str = "student",
                 tags: Mapping[str, str] | None = None, snapshot_at: tuple[int, ...] = (),
-                start: TrainState | None = None) -> Job:
-    """A student's job; `kind` names its runs (student-..., switch-to-onehot-...)."""
+                start: TrainState | None = None, switching: str = "") -> Job:
+    """A student's job; `kind` names its runs (mnist_mlp·s0·student, ...·switch-to-onehot);
+    `switching`: how its loss switches, for its description."""
     def tables(logits):
         return {s: student_table(logits[s], parents.teacher.logits[s], *split_labels(data, s)) for s in logits}
 
-    # a confidence-aware KD target names itself: "...-mlp>mlp-confidence_weighted0.5-seed0"
-    target = f"-{config.kd_target}{config.kd_strength}" if config.kd_target != "standard" else ""
-    return Job("student", config, run_name(kind, config, f"{parents.teacher_arch}>{config.arch}{target}"),
-               {**parents.tags, **(tags or {})}, weights, parents.make_model, tables,
-               upstream=parents.teacher_id, teacher=parents.teacher, start=start, snapshot_at=snapshot_at,
-               first_metrics=parents.first_metrics)
+    distilled = (f"Distilled from a `{parents.teacher_arch}` teacher at temperature {config.temperature:g}, "
+                 f"distill_weight {config.distill_weight:g}; same_init: {parents.tags[SAME_INIT]}.")
+    return Job("student", config, run_name(kind, config), {**parents.tags, **(tags or {})}, weights,
+               parents.make_model, tables, upstream=parents.teacher_id, teacher=parents.teacher, start=start,
+               snapshot_at=snapshot_at, first_metrics=parents.first_metrics,
+               summary=summary(config, *filter(None, [distilled, switching])))
 
 
 def whole_ids(config: DistillConfig) -> DistillConfig:
@@ -238,6 +267,8 @@ def switch(config: SwitchConfig, experiment: str = "", context: RunContext = NO_
         tags[FROM_RUN], start = starting_checkpoint(config, source, at, parents.teacher_id)
         say(f"starting from run {tags[FROM_RUN]} at step {at}")
     snapshot_at = tuple(sorted({at, at + config.switch_window, total, *(round(k * total / 4) for k in (1, 2, 3))}))
+    switching = (f"The loss switches to {config.switch_to} after step {at} (over {config.switch_window} steps) "
+                 f"and training ends at step {total}.")
     job = student_job(config, data, parents, switch_weights(total, before, after, at, config.switch_window),
-                      f"switch-to-{config.switch_to}", tags, snapshot_at, start)
+                      f"switch-to-{config.switch_to}", tags, snapshot_at, start, switching)
     return run_job(tracking.resolve_experiment(experiment, context), job, data, context)

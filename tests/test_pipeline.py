@@ -35,7 +35,7 @@ def test_distill_then_analyze(store):
     assert tracking.load_table(student_id, "confidences/step_2/train.parquet").height == 64
     teacher_table = tracking.load_table(teacher_id, "confidences/train.parquet")
     assert {"phi_pred", "phi_label"} <= set(teacher_table.columns)
-    model = mlflow.pytorch.load_model(f"runs:/{student_id}/model")
+    model = mlflow.pytorch.load_model(f"runs:/{student_id}/student")
     assert model is not None
 
     # Same parameters again: the teacher and the student are reused, not retrained.

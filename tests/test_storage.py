@@ -111,7 +111,7 @@ def test_random_features_end_to_end_without_stored_projections(store):
 
     data = data_of(student)
     model = rebuild_model(student, data)
-    logged = mlflow.pytorch.load_model(f"runs:/{student_id}/model")
+    logged = mlflow.pytorch.load_model(f"runs:/{student_id}/student")
     x = data.x_test[:16].cpu()
     assert torch.allclose(logged(x), model.cpu()(x), atol=1e-5)
 

@@ -37,7 +37,7 @@ def applied_weights(run_id: str) -> list[float]:
 def test_gradual_switch_to_onehot_applies_the_window_step_by_step(store):
     run_id = switch(from_params(SwitchConfig, {**SWITCH, "switch_at": "0.25", "switch_window": "4"}), "switch")
     run = tracking.get_run(run_id)
-    assert run.data.tags["kdtrack.switch_step"] == "2" and run.info.run_name.startswith("switch-to-onehot")
+    assert run.data.tags["kdtrack.switch_step"] == "2" and "·switch-to-onehot" in run.info.run_name
     weights, steps = applied_weights(run_id)
     assert steps == list(range(1, 9))
     assert weights == pytest.approx([1, 1, 0.75, 0.5, 0.25, 0, 0, 0])

@@ -152,7 +152,9 @@ def confidence_evidence(student, config: AnalyzeConfig) -> Evidence:
 
 
 def analysis_name(student) -> str:
-    return student.info.run_name.replace("student-", "analysis-", 1)
+    """`mnist_mlp·s0·student·3fa1` -> `mnist_mlp·s0·analysis·3fa1`; other students' names gain `·analysis`."""
+    name = student.info.run_name
+    return name.replace("·student", "·analysis", 1) if "·student" in name else f"{name}·analysis"
 
 
 def gather(student, config: AnalyzeConfig) -> Evidence:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -19,10 +20,11 @@ import torch
 from mlflow.entities import Metric, Param, RunTag
 
 from kdtrack import code_version
-from kdtrack.contract import CODE_VERSION, FAILURE, PARENT, RESULT, RESUME, ROLE, STUDY
+from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESULT, RESUME, ROLE, STUDY
 from kdtrack.distributed import ONE_PROCESS, World
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, shielded, stop_requests
+from kdtrack.tracking import ui
 from kdtrack.tracking.lease import hold, lease_tags
 from kdtrack.tracking.store import client, get_run, now_ms, parquet_bytes, quoted, search_all, torch_bytes
 from kdtrack.tracking.uploader import Uploader
@@ -57,7 +59,7 @@ class RunContext:
 
     def report(self, run_id: str) -> None:
         if self.report_to:
-            client().set_tag(self.report_to, RESULT, run_id)
+            tag_and_link(self.report_to, {RESULT: run_id})
 
 
 def claim_launcher(world: World = ONE_PROCESS) -> RunContext:
@@ -71,7 +73,7 @@ def claim_launcher(world: World = ONE_PROCESS) -> RunContext:
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)  # else MLflow's fluent API would resume it
     if not run_id:
         return RunContext(world=world)
-    client().set_tag(run_id, ROLE, "launcher")
+    client().log_batch(run_id, tags=[RunTag(ROLE, "launcher"), RunTag(NOTE, ui.describe("launcher", "", {}, where))])
     return RunContext(run_id, run_id, get_run(run_id).info.experiment_id, world=world)
 
 
@@ -94,8 +96,26 @@ def resolve_experiment(name: str = "", context: RunContext = RunContext()) -> st
 
 def annotate(run_id: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
     """Add step-0 metrics and tags to a run that has ended (a student, its analysis's numbers)."""
-    client().log_batch(run_id, metrics=[Metric(k, float(v), now_ms(), 0) for k, v in metrics.items()],
-                       tags=[RunTag(k, v) for k, v in tags.items()])
+    client().log_batch(run_id, metrics=[Metric(k, float(v), now_ms(), 0) for k, v in metrics.items()])
+    tag_and_link(run_id, tags)
+
+
+def where(run_id: str) -> tuple[str, str] | None:
+    """The experiment id and name of a run, for a link to it; None if the store has no such run."""
+    try:
+        found = client().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return found.info.experiment_id, found.info.run_name
+
+
+def tag_and_link(run_id: str, tags: Mapping[str, str]) -> None:
+    """Set `tags` on a run; those naming a run made after it (its analysis, the run that did a
+    launcher's work) become links in its description too."""
+    note = client().get_run(run_id).data.tags.get(NOTE, "") if set(tags) & set(ui.LINKS) else ""
+    relinked = ui.linked(note, tags, where) if note else ""
+    extra = {NOTE: relinked} if relinked != note else {}
+    client().log_batch(run_id, tags=[RunTag(k, v) for k, v in {**tags, **extra}.items()])
 
 
 def failure_of(error: BaseException) -> str:
@@ -129,22 +149,28 @@ def _lifetime(open_run: Callable[[], "TrackedRun"]) -> Iterator["TrackedRun"]:
 def run(experiment_id: str, name: str, role: str, params: Mapping[str, str] | None = None,
         context: RunContext = RunContext(), tags: Mapping[str, str] | None = None, *,
         confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
-        probes: Mapping[str, Callable] | None = None, fluent: bool = True):
+        probes: Mapping[str, Callable] | None = None, fluent: bool = True, summary: str = "",
+        system_metrics: bool = False):
     """A new run as a `with` block: `with tracking.run(experiment_id, name, role) as run:`.
 
     `fluent` runs are MLflow's active run while open (models and datasets are logged through the
-    fluent API); plain ones are written through the client only, so runs can start inside them."""
+    fluent API); plain ones are written through the client only, so runs can start inside them.
+    `summary`: Markdown on what this run is, in its description after its role's line.
+    `system_metrics`: MLflow samples CPU, memory, disk, network (and GPU) as `system/*` metrics
+    while the run is open (fluent runs only)."""
     return _lifetime(lambda: TrackedRun.create(experiment_id, name, role, dict(params or {}), context,
-                                               dict(tags or {}), confidence_tables, dict(probes or {}), fluent))
+                                               dict(tags or {}), confidence_tables, dict(probes or {}), fluent,
+                                               summary, system_metrics))
 
 
 def reopen(run_id: str, role: str, context: RunContext = RunContext(), *,
            confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
-           probes: Mapping[str, Callable] | None = None, logged_through: int = 0, fluent: bool = True):
+           probes: Mapping[str, Callable] | None = None, logged_through: int = 0, fluent: bool = True,
+           system_metrics: bool = False):
     """An existing run as a `with` block (a resumed training run): its params are logged already,
     and metrics of steps up to `logged_through` are not logged twice."""
     return _lifetime(lambda: TrackedRun.reopen(run_id, role, context, confidence_tables, dict(probes or {}),
-                                               logged_through, fluent))
+                                               logged_through, fluent, system_metrics))
 
 
 def study_run(experiment_id: str, study: str, params: Mapping[str, str], context: RunContext):
@@ -182,37 +208,43 @@ class TrackedRun:
 
     def __init__(self, run_id: str, role: str, context: RunContext,
                  confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None,
-                 probes: dict[str, Callable], logged_through: int, fluent: bool):
+                 probes: dict[str, Callable], logged_through: int, fluent: bool, system_metrics: bool = False):
         self.run_id, self.role, self.context, self.fluent = run_id, role, context, fluent
         self.confidence_tables = confidence_tables
         self.probes = probes  # artifact path -> model -> {column: value}, one row per log step
         self.rows: dict[str, list[dict]] = {path: [] for path in probes}
         self.logged_through = logged_through
+        self.last_step = 0  # of the metrics logged; the logged model carries those of this step
         self.last_checkpoint: tuple[str, str] | None = None  # artifact path, local file until uploaded
         self.resume_path = ""
         self.uploader = Uploader()
         self.buffer: list[Metric] = []
         self.flushed_at = time.monotonic()
         self.heartbeat = hold(run_id)  # this process works on the run until `end` (tracking/lease.py)
-        if fluent:
-            mlflow.start_run(run_id=run_id)
+        if fluent:  # the monitor system_metrics starts is stopped by mlflow.end_run in `_end`
+            mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
 
     @classmethod
     def create(cls, experiment_id: str, name: str, role: str, params: dict[str, str], context: RunContext,
                tags: dict[str, str], confidence_tables=None, probes: dict | None = None,
-               fluent: bool = True) -> "TrackedRun":
+               fluent: bool = True, summary: str = "", system_metrics: bool = False) -> "TrackedRun":
         # The lease is there from the start: a run without one looks abandoned to other processes.
         all_tags = {ROLE: role, CODE_VERSION: code_version(), **context.tags, **tags, **lease_tags(now_ms())}
         if context.parent:
             all_tags.setdefault(PARENT, context.parent)
+        all_tags = ui.provenance({**all_tags, NOTE: ui.describe(role, summary, all_tags, where)})
         run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
         client().log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-        return cls(run_id, role, context, confidence_tables, probes or {}, 0, fluent)
+        existing = client().get_experiment(experiment_id).tags
+        for key, value in ui.experiment_tags(existing, params, all_tags).items():
+            client().set_experiment_tag(experiment_id, key, value)
+        return cls(run_id, role, context, confidence_tables, probes or {}, 0, fluent, system_metrics)
 
     @classmethod
     def reopen(cls, run_id: str, role: str, context: RunContext, confidence_tables=None,
-               probes: dict | None = None, logged_through: int = 0, fluent: bool = True) -> "TrackedRun":
-        return cls(run_id, role, context, confidence_tables, probes or {}, logged_through, fluent)
+               probes: dict | None = None, logged_through: int = 0, fluent: bool = True,
+               system_metrics: bool = False) -> "TrackedRun":
+        return cls(run_id, role, context, confidence_tables, probes or {}, logged_through, fluent, system_metrics)
 
     # training.RunLog
     def metrics(self, values: dict[str, float], step: int) -> None:
@@ -221,6 +253,7 @@ class TrackedRun:
             return
         for hook in self.context.hooks:
             hook(self.role, values, step)
+        self.last_step = max(self.last_step, step)
         now = now_ms()
         self.buffer += [Metric(k, float(v), now, step) for k, v in values.items()]
         if time.monotonic() - self.flushed_at > self.FLUSH_SECONDS:
@@ -334,11 +367,21 @@ class TrackedRun:
         finally:
             plt.close(figure)
 
-    def log_model(self, model: torch.nn.Module, example: torch.Tensor) -> None:
-        """The final model, loadable with `mlflow.pytorch.load_model` (MLflow 3's traced format,
-        which needs an input example)."""
-        mlflow.pytorch.log_model(model, name="model", input_example=example.cpu().numpy(),
-                                 pip_requirements=MODEL_REQUIREMENTS)
+    def log_model(self, model: torch.nn.Module, example: torch.Tensor, register_as: str = "") -> None:
+        """The final model under the run's role (`runs:/<id>/teacher`, `.../student`), loadable
+        with `mlflow.pytorch.load_model` (MLflow 3's traced format, which needs an input example);
+        registered as `register_as` when given.
+
+        MLflow links the run's metrics of the step a model is logged at to the model. That step is
+        the last one, once its metrics are in the store: step 0 would give a student's model the
+        teacher's accuracies (`teacher/*`, logged at step 0)."""
+        self.flush()
+        in_store = threading.Event()
+        self.uploader.submit("metrics before the model", in_store.set, "metrics")
+        in_store.wait()
+        mlflow.pytorch.log_model(model, name=self.role, input_example=example.cpu().numpy(),
+                                 pip_requirements=MODEL_REQUIREMENTS, step=self.last_step,
+                                 registered_model_name=register_as or None)
 
     def log_dataset(self, array, targets, source: str, name: str, context: str) -> None:
         with warnings.catch_warnings():  # MLflow warns that a local path is ambiguous as a source
@@ -355,8 +398,7 @@ class TrackedRun:
             mlflow.log_input(dataset, context=context)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        for key, value in tags.items():
-            client().set_tag(self.run_id, key, value)
+        tag_and_link(self.run_id, tags)
 
     def end(self, status: str, failure: str = "", stopped: bool = False) -> None:
         """End the run with `status` (called by the `with` block only); a Ctrl-C/SIGTERM
