@@ -1,5 +1,6 @@
 """The entry-point commands generated from cli.ENTRY_COMMANDS: each builds its config from -P (and
-ablate's own options) and calls its work function positionally, with --experiment where it takes one.
+ablate's own options) and calls its work function positionally, with --experiment where it takes one
+(training commands add their run context by keyword).
 The work functions are replaced by recorders: what they do is tested with each entry point."""
 import pytest
 from click.testing import CliRunner
@@ -27,8 +28,9 @@ CASES = [
 def test_a_command_calls_its_work_with_the_config(monkeypatch, work, args, returns, fields, rest, printed):
     calls = []
 
-    def recorder(*positional):  # no **keywords: the commands call their work positionally
-        calls.append(positional)
+    def recorder(*positional, **keywords):  # the config and experiment positionally; training commands
+        calls.append(positional)  # add the run context (one process here) by keyword
+        assert set(keywords) <= {"context"} and ("context" not in keywords or keywords["context"].world.size == 1)
         return returns
 
     monkeypatch.setattr(work, recorder)
