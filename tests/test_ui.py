@@ -107,8 +107,12 @@ def test_the_test_split_is_an_evaluation_input(lineage):
     assert contexts == {"mnist5k-train": "training", "mnist5k-test": "evaluation"}
 
 
-def test_system_metrics_are_logged_unless_turned_off(lineage):
-    assert any(name.startswith("system/") for name in lineage["student"].data.metrics)
+def test_system_metrics_are_logged_unless_turned_off(lineage, monkeypatch):
+    # MLflow samples every 10 s by default, longer than a tiny run takes on an idle machine
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    sampled = train_teacher(from_params(TrainConfig, {**TINY, "seed": "2", "epochs": "4"}), EXPERIMENT)
+    assert any(name.startswith("system/") for name in tracking.get_run(sampled).data.metrics)
     quiet = train_teacher(from_params(TrainConfig, {**TINY, "seed": "1", "epochs": "4", "system_metrics": "false"}),
                           EXPERIMENT)
     assert not any(name.startswith("system/") for name in tracking.get_run(quiet).data.metrics)
