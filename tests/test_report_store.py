@@ -18,7 +18,7 @@ from kdtrack.errors import UserError
 from kdtrack.report import tables
 from kdtrack.report.collect import counted
 from kdtrack.report.dashboard import load
-from kdtrack.report.render import build, fetch, run_page, without_password
+from kdtrack.report.render import build, fetch, without_password
 
 HOSTILE = "<script>alert(document.cookie)</script>"
 STUDENT = {"preset": "mnist_mlp", "dataset": "mnist5k", "arch": "mlp", "teacher_arch": "", "label_noise": "0.0",
@@ -250,8 +250,9 @@ def test_the_header_counts_runs_by_role_and_links_each_run_to_its_ui_page(two_se
 
 
 def test_ui_pages_and_store_addresses():
-    assert run_page("http://localhost:5000", "3", "abc") == "http://localhost:5000/#/experiments/3/runs/abc"
-    assert run_page("sqlite:///mlflow.db", "3", "abc") == "" and run_page("file:///tmp/mlruns", "3", "abc") == ""
+    run_page = tracking.run_address
+    assert run_page("3", "abc", "http://localhost:5000") == "http://localhost:5000/#/experiments/3/runs/abc"
+    assert run_page("3", "abc", "sqlite:///mlflow.db") == "" and run_page("3", "abc", "file:///tmp/mlruns") == ""
     assert without_password("postgresql://kd:s3cret@db:5432/mlflow") == "postgresql://kd:***@db:5432/mlflow"
     assert without_password("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
 

@@ -79,13 +79,6 @@ def png(figure) -> bytes:
 VERDICT_COLOURS = {"holds": "#c8e6c9", "fails": "#ffcdd2", "inconclusive": "#fff3c4", "no runs": "#eeeeee"}
 
 
-def run_page(store: str, experiment_id: str, run_id: str) -> str:
-    """The run's page in the MLflow UI of an http(s) tracking server; "" for any other store."""
-    if not store.startswith(("http://", "https://")):
-        return ""
-    return f"{store.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
 def html_table(frame: pl.DataFrame, pages: dict[str, str] | None = None) -> str:
     """`frame` as an HTML table, its text escaped; run ids link to their `pages`, and a claims
     table's verdicts are in colour."""
@@ -321,7 +314,7 @@ def build(table: pl.DataFrame, experiments: list[str], filter_string: str,
             sections.append(section)
     store = tracking.tracking_uri()
     header = header_lines(table, experiments, filter_string, left_out, store)
-    pages = {r: run_page(store, e, r) for e, r in table.select("experiment_id", "run_id").iter_rows()}
+    pages = {r: tracking.run_address(e, r, store) for e, r in table.select("experiment_id", "run_id").iter_rows()}
     figures = [{f"{slug(s.heading)}-{i + 1}": png(f) for i, f in enumerate(s.figures)} for s in sections]
     html = TEMPLATE.render(title=dashboard.title, header=header, sections=[
         {"heading": s.heading, "anchor": slug(s.heading), "note": s.note, "missing": s.missing,

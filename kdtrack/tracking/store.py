@@ -41,9 +41,10 @@ def use_tracking_uri(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
-def run_address(experiment_id: str, run_id: str) -> str:
-    """The run's page in the MLflow UI when the store is a server (http or https), else ""."""
-    uri = tracking_uri()
+def run_address(experiment_id: str, run_id: str, uri: str = "") -> str:
+    """The run's page in the MLflow UI when the store (`uri`, default the current one) is a server
+    (http or https), else ""."""
+    uri = uri or tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return ""
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
