@@ -107,3 +107,12 @@ def test_the_html_loads_in_headless_chromium(studies, tmp_path):
                          check=True, capture_output=True, text=True, timeout=120).stdout
     total, decoded, links, leading = map(int, re.search(r'<p id="probe">(\d+)/(\d+)/(\d+)/(\d+)</p>', dom).groups())
     assert total >= 1 and decoded == total and links >= 3 and leading == links
+
+
+def test_markdown_cells_keep_their_row_and_their_whole_text():
+    from kdtrack.report.render import markdown_table
+
+    claim = "a claim whose text is longer than eighty characters, as the shipped dashboards' claims are"
+    text = markdown_table(pl.DataFrame({"text": [claim, "a | b", "two\nlines"], "mean": [1.0, None, 0.123456]}))
+    assert text.splitlines() == ["| text | mean |", "| --- | --- |", f"| {claim} | 1.0000 |",
+                                 r"| a \| b |  |", "| two<br>lines | 0.1235 |"]

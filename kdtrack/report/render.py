@@ -114,10 +114,18 @@ def claims_section(kept: pl.DataFrame, experiments: list[str], claims) -> Sectio
                    "reports", [shown])
 
 
+def markdown_cell(value) -> str:
+    """A value as one Markdown table cell: whole (polars' own Markdown display cuts text at a width),
+    with `|` and line breaks escaped so that the row stays one row."""
+    if value is None:
+        return ""
+    text = f"{value:.4f}" if isinstance(value, float) else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "<br>").replace("\n", "<br>")
+
+
 def markdown_table(frame: pl.DataFrame) -> str:
-    with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
-                   tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, float_precision=4, tbl_width_chars=60_000):
-        return str(frame)
+    lines = [frame.columns, ["---"] * frame.width, *frame.rows()]
+    return "\n".join("| " + " | ".join(markdown_cell(v) for v in line) + " |" for line in lines)
 
 
 def seeds_phrase(seeds, pooled: bool = False) -> str:
