@@ -13,7 +13,7 @@ from mlflow.entities import Metric, Param
 
 from kdtrack import code_version, tracking
 from kdtrack.cli import main
-from kdtrack.contract import CODE_VERSION, ONEHOT_RUN, ROLE, STUDENT_RUN, STUDY, SWITCH_STEP, TEACHER_RUN, TRIAL
+from kdtrack.contract import CODE_VERSION, KEY, ONEHOT_RUN, ROLE, STUDENT_RUN, STUDY, SWITCH_STEP, TEACHER_RUN, TRIAL
 from kdtrack.errors import UserError
 from kdtrack.report import tables
 from kdtrack.report.collect import counted
@@ -86,6 +86,19 @@ def test_a_student_counts_once_with_its_newest_finished_analysis_of_this_code(re
     assert row["seeds"] == 1 and row["student (distilled) test mean"] == pytest.approx(0.7)
     assert left_out == ["1 analysis run superseded", "1 analysis run of another code version",
                         "1 FAILED teacher run", "1 KILLED analysis run", "1 KILLED student run"]
+
+
+def test_a_student_trained_again_with_force_is_not_another_seed(store):
+    fake = Store("forced")
+    teacher = fake.run("teacher", params={**STUDENT, "seed": "0"}, tags={KEY: "t0"})
+    first, again = (fake.run("student", params={**STUDENT, "seed": "0"}, tags={TEACHER_RUN: teacher, KEY: "s0"})
+                    for _ in range(2))
+    for student, accuracy in ((first, 0.5), (again, 0.7)):
+        fake.analysis(student, accuracy)
+    kept, left_out = counted(fetch(["forced"], ""), code_version())
+    assert set(kept.filter(pl.col("role") == "student")["run_id"]) == {again}
+    assert tables.table2(kept).row(0, named=True)["student (distilled) test mean"] == pytest.approx(0.7)
+    assert left_out == ["1 analysis run whose student is not in the report", "1 student run trained again (force)"]
 
 
 def test_the_report_says_what_it_left_out(reanalyzed, tmp_path):

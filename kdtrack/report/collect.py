@@ -7,6 +7,7 @@ import polars as pl
 from kdtrack import tracking
 from kdtrack.contract import (
     CODE_VERSION,
+    KEY,
     ONEHOT_RUN,
     ROLE,
     STUDENT_RUN,
@@ -21,7 +22,7 @@ from kdtrack.errors import UserError
 PARAMS = ("preset", "dataset", "arch", "teacher_arch", "width", "depth", "seed", "label_noise", "train_size",
           "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at", "kd_target", "confidence_power",
           "confidence_spread")
-TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION)
+TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION, KEY)
 # Every column but the metrics is text, even where no run has a value: a column that polars would
 # infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
 TEXT = ("experiment", "experiment_id", "run_id", "run_name", "status", "artifact_uri", *PARAMS,
@@ -92,8 +93,12 @@ def counted(table: pl.DataFrame, version: str) -> tuple[pl.DataFrame, list[str]]
     reason ("2 analysis runs superseded", "1 KILLED student run"). Only FINISHED runs count:
     RUNNING orphans, FAILED and KILLED runs never do, whatever their role. A student counts once,
     with its newest FINISHED analysis of code `version`: re-analyses (after a kill, with other
-    bins) and analyses by other code are not more seeds."""
-    finished = table.filter(pl.col("status") == "FINISHED")
+    bins) and analyses by other code are not more seeds. Nor is a run trained again with `force`:
+    of the FINISHED runs with one reuse key, only the newest counts."""
+    done = table.filter(pl.col("status") == "FINISHED")
+    trained = done.filter(pl.col("key").is_not_null())
+    newest_trained = trained.sort("start_time", descending=True).unique(["role", "key"], keep="first")
+    finished = pl.concat([done.filter(pl.col("key").is_null()), newest_trained])
     analyses = finished.filter(pl.col("role") == "analysis")
     current = analyses.filter(pl.col("code_version") == version)
     students = finished.filter(pl.col("role") == "student")["run_id"]
@@ -104,6 +109,9 @@ def counted(table: pl.DataFrame, version: str) -> tuple[pl.DataFrame, list[str]]
                (analyses.height - current.height, " of another code version"),
                (current.height - with_student.height, " whose student is not in the report")]
     left_out = [_phrase(count, "analysis", why) for count, why in reasons if count]
+    left_out += [_phrase(count, f"{role}", " trained again (force)") for role, count in sorted(
+        trained.group_by("role").len().join(newest_trained.group_by("role").len(), on="role")
+        .select("role", pl.col("len") - pl.col("len_right")).rows()) if count]
     unfinished = table.filter(pl.col("status") != "FINISHED").with_columns(pl.col("role").fill_null("non-kdtrack"))
     left_out += [_phrase(count, f"{status} {role}")
                  for status, role, count in sorted(unfinished.group_by("status", "role").len().rows())]
