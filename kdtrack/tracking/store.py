@@ -20,6 +20,7 @@ from mlflow.utils.search_utils import SearchUtils
 from kdtrack import code_version
 from kdtrack.contract import KEY, RESULT, ROLE
 from kdtrack.errors import UserError
+from kdtrack.tracking.ui import link
 
 # Progress bars per tiny artifact drown the log; kdtrack prints its own progress.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -47,7 +48,7 @@ def run_address(experiment_id: str, run_id: str, uri: str = "") -> str:
     uri = uri or tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return ""
-    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{uri.rstrip('/')}/{link(experiment_id, run_id)}"
 
 
 def now_ms() -> int:
