@@ -87,6 +87,16 @@ class World:
         dist.all_reduce(stacked)
         return dict(zip(values, stacked.unbind()))
 
+    def gather(self, part: torch.Tensor, size: int) -> tuple[torch.Tensor, slice]:
+        """A global batch's `size` values on every rank, from each rank's `part` of them, and where
+        this rank's part lies in it. One all-reduce of the parts, each zero-padded to the whole:
+        adding zeros is exact, so every rank holds exactly the values one process would."""
+        start, stop = self.bounds(size)
+        whole = part.new_zeros((size, *part.shape[1:]))
+        whole[start:stop] = part
+        dist.all_reduce(whole)
+        return whole, slice(start, stop)
+
     def scaled(self, loss: torch.Tensor, share: float) -> torch.Tensor:
         """The loss whose gradient, averaged over ranks by DDP, is the global batch's mean gradient."""
         return loss if self.size == 1 else loss * (share * self.size)
@@ -97,16 +107,14 @@ class World:
 
         BatchNorm layers become SyncBatchNorm for the block: per-rank batch statistics (over
         batch_size / N points) would normalize differently from one process and change the
-        result. SyncBatchNorm needs CUDA, so BatchNorm models are refused on CPU. The layers are
-        swapped back afterwards (they share their weights and running statistics), so the model
-        logged and checkpointed is the single-process one."""
+        result. SyncBatchNorm runs on CUDA only: BatchNorm models on CPU are refused before any run
+        starts (kdtrack.replicas.check_batch_norm). The layers are swapped back afterwards (they
+        share their weights and running statistics), so the model logged and checkpointed is the
+        single-process one."""
         if self.size == 1:
             yield model
             return
         norms = [name for name, module in model.named_modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
-        if norms and self.backend != "nccl":
-            raise UserError(f"the model has BatchNorm layers ({norms[0]}, ...), which need SyncBatchNorm across "
-                            "ranks, and SyncBatchNorm runs on CUDA only; allowed on CPU: nproc_per_node=1")
         originals = {name: model.get_submodule(name) for name in norms}
         for name, module in originals.items():
             _set_submodule(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(module))

@@ -3,6 +3,7 @@ confidence-aware distillation targets of §7's proposal (not tested in the paper
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,18 +31,32 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return -(teacher * log_student).sum(-1).mean() * temperature**2
 
 
-def confidence_weights(teacher_logits: torch.Tensor, power: float) -> torch.Tensor:
+# With data parallelism a process holds only its part of each batch; such a function (the loop's:
+# kdtrack.distributed.World.gather) maps that part's values to the whole batch's, on every process,
+# and says where the part lies in it.
+WholeBatch = Callable[[torch.Tensor], tuple[torch.Tensor, slice]]
+
+
+def confidence_weights(teacher_logits: torch.Tensor, power: float, whole: WholeBatch | None = None) -> torch.Tensor:
     """w_n = c_n^gamma / mean_batch(c^gamma), c_n the teacher's probability on its predicted class
     at temperature 1; the mean weight is 1. Computed as (c_n / max c)^gamma over its mean, which is
-    the same ratio but cannot underflow to 0/0 (the largest term is 1); gamma = 0 gives exactly 1."""
+    the same ratio but cannot underflow to 0/0 (the largest term is 1); gamma = 0 gives exactly 1.
+
+    The max and the mean are the batch's. Given `whole`, `teacher_logits` are one process's part of
+    a batch, and the max and mean are taken over the whole batch's confidences: a part's own mean
+    would weight each part to mean 1 and change the loss. Its weights are then those one process
+    computes on the whole batch, bit for bit (same values, same order)."""
     confidence = F.softmax(teacher_logits.detach(), dim=-1).amax(-1)
-    raised = (confidence / confidence.amax()) ** power
-    return raised / raised.mean()
+    every, part = whole(confidence) if whole is not None else (confidence, slice(None))
+    raised = (every / every.amax()) ** power
+    return (raised / raised.mean())[part]
 
 
 def confidence_weighted_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-                             power: float) -> torch.Tensor:
-    """tau^2 * mean_n[ w_n * (-sum_k p^te_k(x_n / tau) log p^st_k(x_n / tau)) ], w = `confidence_weights`.
+                             power: float, whole: WholeBatch | None = None) -> torch.Tensor:
+    """tau^2 * mean_n[ w_n * (-sum_k p^te_k(x_n / tau) log p^st_k(x_n / tau)) ], w = `confidence_weights`
+    (normalized over the `whole` batch when this is a process's part of it; the mean is this part's,
+    which the loop weights by the part's share of the batch).
 
     The weights are the teacher's, constants to the student, so the gradient with respect to the
     student's logits is w_n * tau * (p^st_tau - p^te_tau) / N: plain KD's, scaled per sample. With
@@ -50,7 +65,7 @@ def confidence_weighted_loss(student_logits: torch.Tensor, teacher_logits: torch
     """
     log_student = F.log_softmax(student_logits / temperature, dim=-1)
     teacher = F.softmax(teacher_logits / temperature, dim=-1)
-    weights = confidence_weights(teacher_logits, power).to(log_student.dtype)
+    weights = confidence_weights(teacher_logits, power, whole).to(log_student.dtype)
     return (-(teacher * log_student).sum(-1) * weights).mean() * temperature**2
 
 
@@ -76,15 +91,16 @@ def confidence_tempered_loss(student_logits: torch.Tensor, teacher_logits: torch
 class KDTarget:
     """What a batch's KD term matches: the target kind, its strength (gamma for
     confidence_weighted, beta for confidence_tempered) and, for confidence_tempered, the batch's
-    teacher-confidence quantiles."""
+    teacher-confidence quantiles; with data parallelism, `whole` (see `confidence_weights`)."""
 
     kind: str = "standard"
     strength: float = 0.0
     quantiles: torch.Tensor | None = None
+    whole: WholeBatch | None = None
 
     def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
         if self.kind == "confidence_weighted":
-            return confidence_weighted_loss(student_logits, teacher_logits, temperature, self.strength)
+            return confidence_weighted_loss(student_logits, teacher_logits, temperature, self.strength, self.whole)
         if self.kind == "confidence_tempered":
             return confidence_tempered_loss(student_logits, teacher_logits, temperature, self.strength,
                                             self.quantiles)

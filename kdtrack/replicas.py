@@ -3,25 +3,26 @@ ranks before each run it trains (`Order`), and what they do with it (`serve`).
 
 Rank 0 runs the command as one process would: it alone finds, reuses, resumes or creates runs,
 logs, evaluates and checkpoints. Before each `fit` it sends an `Order`: the model as the run
-starts, the resume state, the teacher. The other ranks never touch the tracking store: they load
-the data themselves, run the teacher on their own part of each batch, and train in step with
-rank 0 until it sends no order (None): the command is done.
-"""
+starts, the resume state, the teacher (its module and KD target, without its logits). The other
+ranks never touch the tracking store: they load the data themselves, run the teacher on their own
+part of each batch, and train in step with rank 0 until it sends no order (None): the command is
+done. A BatchNorm model on CPU is refused before any of this (`check_batch_norm`)."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 from torch import nn
 
-from kdtrack.config import TrainConfig
+from kdtrack.config import DistillConfig, TrainConfig
 from kdtrack.data import Splits
 from kdtrack.distributed import World, check_world
 from kdtrack.errors import RunFailure, UserError
+from kdtrack.models import ARCHITECTURES, BATCH_NORM_ARCHITECTURES, TEXT_ARCHITECTURES
 from kdtrack.schedules import LossWeights
 from kdtrack.training import Teacher, TrainState, fit, pick_device, place, predict
 
@@ -34,15 +35,16 @@ class Order:
     model: nn.Module  # as the run starts (initialized, or the state `start` is then loaded into)
     weights: LossWeights
     start: TrainState | None
-    teacher: nn.Module | None
-    temperature: float
+    # Rank 0's teacher without its logits, which each rank computes itself; its KD target, strength
+    # and quantiles (confidence_tempered's, over the whole train set) are rank 0's, so every rank
+    # trains on the same loss.
+    teacher: Teacher | None
 
 
 def order(job, model: nn.Module, start: TrainState | None) -> Order:
     """Rank 0: the order for `job` (a kdtrack.jobs.Job), whose model is `model`."""
-    teacher = job.teacher.module if job.teacher is not None else None
-    temperature = job.teacher.temperature if job.teacher is not None else 1.0
-    return Order(job.config, model, job.weights, start, teacher, temperature)
+    teacher = replace(job.teacher, logits={}) if job.teacher is not None else None
+    return Order(job.config, model, job.weights, start, teacher)
 
 
 def data_fields(config: TrainConfig) -> tuple:
@@ -63,12 +65,12 @@ def serve(world: World) -> None:
         if key not in loaded:
             loaded = {key: load_data(next_order.config)}  # one data set at a time in memory
         data = loaded[key]
-        teacher = None
-        if next_order.teacher is not None:
-            module = place(next_order.teacher, device).eval()
+        teacher = next_order.teacher
+        if teacher is not None:
+            module = place(teacher.module, device).eval()
             # Rank 0's precomputed logits, computed here again: the teacher runs on every rank.
             logits = {} if next_order.config.augment else {"train": predict(module, data.x_train)}
-            teacher = Teacher(logits, module, next_order.temperature)
+            teacher = replace(teacher, logits=logits, module=module)
         try:
             fit(place(next_order.model, device), data, next_order.config, next_order.weights, teacher,
                 resume=next_order.start, world=world)
@@ -83,6 +85,7 @@ def command(config: TrainConfig, work: Callable[[World], object], relaunch: list
     what follows `python`) starts again under torch.distributed.run on this machine; else `work`
     runs here alone."""
     world = World.from_env()
+    check_batch_norm(config, world.size if world.size > 1 else config.nproc_per_node, torch.cuda.is_available())
     if world.size == 1 and config.nproc_per_node > 1:
         raise SystemExit(launch(config.nproc_per_node, relaunch))
     if world.size == 1:
@@ -102,6 +105,32 @@ def command(config: TrainConfig, work: Callable[[World], object], relaunch: list
         return result
     finally:
         world.leave()
+
+
+def trained_architectures(config: TrainConfig) -> dict[str, str]:
+    """The architectures a command may train, by the field that names them: `distill` and `switch`
+    train their teacher too, unless given one (teacher_run_id); a teacher they only run (eval mode)
+    uses its BatchNorm layers' running statistics, the same on every rank."""
+    found = {"arch": config.arch}
+    if isinstance(config, DistillConfig) and not config.teacher_run_id:
+        found["teacher_arch"] = config.teacher_config.arch
+    return found
+
+
+def check_batch_norm(config: TrainConfig, processes: int, cuda: bool) -> None:
+    """Refuse, before torchrun starts and before any run exists, to train a BatchNorm model on
+    several processes without CUDA: its layers need SyncBatchNorm there (kdtrack.distributed), which
+    runs on CUDA only. Decided from the architectures' names, without building a model."""
+    if processes == 1 or cuda:
+        return
+    for name, arch in trained_architectures(config).items():
+        if arch in BATCH_NORM_ARCHITECTURES:
+            others = [a for a in ARCHITECTURES if a not in BATCH_NORM_ARCHITECTURES + TEXT_ARCHITECTURES]
+            reuse = ", or teacher_run_id of a finished teacher" if name == "teacher_arch" else ""
+            raise UserError(f"{name}={arch!r} has BatchNorm layers, which nproc_per_node={processes} processes would "
+                            "share through SyncBatchNorm, and SyncBatchNorm runs on CUDA only (none here); allowed: "
+                            f"a CUDA device, nproc_per_node=1, or a {name} without BatchNorm ({', '.join(others)})"
+                            + reuse)
 
 
 def launch(processes: int, relaunch: list[str]) -> int:

@@ -18,7 +18,7 @@ from kdtrack.data.splits import stratified_subset
 from kdtrack.distributed import ONE_PROCESS, World
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, stop_requests
-from kdtrack.losses import STANDARD, KDTarget, combined_loss
+from kdtrack.losses import STANDARD, KDTarget, WholeBatch, combined_loss
 from kdtrack.progress import Progress
 from kdtrack.schedules import LearningRates, LossWeights
 
@@ -63,10 +63,11 @@ class Teacher:
     strength: float = 0.0
     quantiles: torch.Tensor | None = None
 
-    def target(self, batch: torch.Tensor) -> KDTarget:
-        """The KD target of a training batch (`batch` indexes the train set)."""
+    def target(self, batch: torch.Tensor, whole: WholeBatch | None = None) -> KDTarget:
+        """The KD target of a training batch (`batch` indexes the train set; with data parallelism
+        it is this rank's part of the batch, and `whole` gathers the rest)."""
         quantiles = self.quantiles[batch] if self.quantiles is not None else None
-        return KDTarget(self.kd_target, self.strength, quantiles)
+        return KDTarget(self.kd_target, self.strength, quantiles, whole)
 
     def targets(self, batch: torch.Tensor, inputs: torch.Tensor, augmented: bool,
                 device: torch.device) -> torch.Tensor:
@@ -405,11 +406,6 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
         raise UserError(f"an epoch's last batch has {last_batch} points, fewer than the {world.size} processes "
                         "(nproc_per_node) that would share it; allowed: a train_size or fit_fraction whose "
                         "last batch has at least one point per process")
-    if world.size > 1 and teacher is not None and teacher.kd_target == "confidence_weighted":
-        # Its weights are normalized by the batch's mean, which each rank would take over its own part.
-        raise UserError(f"kd_target=confidence_weighted normalizes its weights over the whole batch, which "
-                        f"{world.size} processes (nproc_per_node) would each see only part of; allowed with "
-                        "it: nproc_per_node=1")
     model.train()
     steps = batches(data, fit_indices(data.y_train, config.fit_fraction, config.seed), plan, config,
                     order_rng, augment_rng, start, order, world)
@@ -422,7 +418,9 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
                 group["lr"] = rates(step)
             labels = data.y_train[batch]
             targets = teacher.targets(batch, inputs, config.augment, device) if teacher is not None else None
-            target = teacher.target(batch) if teacher is not None else STANDARD
+            # confidence_weighted normalizes its weights over the global batch, which a rank sees part of
+            whole_batch = partial(world.gather, size=whole) if world.size > 1 else None
+            target = teacher.target(batch, whole_batch) if teacher is not None else STANDARD
             measured = train_step(forward, optimizer, inputs, labels, targets, distill_weights(step),
                                   temperature, step, len(batch) / whole, world, target)
             done = step + 1

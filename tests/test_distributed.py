@@ -59,6 +59,46 @@ def test_a_bad_nproc_per_node_or_a_batch_it_does_not_divide_is_refused_in_one_li
     assert wrong in done.stderr and "torch.distributed" not in done.stderr
 
 
+def test_the_batch_norm_architectures_are_those_built_with_batch_norm():
+    from kdtrack.models import ARCHITECTURES, BATCH_NORM_ARCHITECTURES, TEXT_ARCHITECTURES, _build
+
+    for arch in ARCHITECTURES:
+        shape = (16,) if arch in TEXT_ARCHITECTURES else (3, 32, 32)
+        with torch.device("meta"):  # allocates nothing
+            model = _build(arch, shape, 10, vocab_size=100)
+        norms = any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in model.modules())
+        assert norms == (arch in BATCH_NORM_ARCHITECTURES), arch
+
+
+def test_batch_norm_is_refused_only_where_it_would_train_on_several_cpu_processes():
+    from kdtrack.replicas import check_batch_norm
+
+    student = from_params(DistillConfig, {**TINY, "arch": "resnet20", "width": "16", "depth": "0"})
+    teacher = from_params(DistillConfig, {**TINY, "teacher_arch": "resnet20"})
+    for config in (student, teacher):
+        check_batch_norm(config, 1, cuda=False)
+        check_batch_norm(config, 2, cuda=True)
+        with pytest.raises(UserError, match="nproc_per_node=2"):
+            check_batch_norm(config, 2, cuda=False)
+    # a teacher given by id is only run, in eval mode (running statistics): it needs no SyncBatchNorm
+    check_batch_norm(from_params(DistillConfig, {**TINY, "teacher_arch": "resnet20", "teacher_run_id": "abc"}), 2,
+                     cuda=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="SyncBatchNorm runs on CUDA: nothing is refused there")
+@pytest.mark.parametrize("params, field", [({"arch": "resnet20", "width": "16", "depth": "0"}, "arch='resnet20'"),
+                                           ({"teacher_arch": "resnet20"}, "teacher_arch='resnet20'")])
+def test_a_batch_norm_model_on_several_cpu_processes_is_refused_before_any_run(store, params, field):
+    experiment = f"batch-norm-{field.split('=')[0]}"
+    done = subprocess.run([*KDTRACK, "distill", *(f"-P{k}={v}" for k, v in {**TINY, **params}.items()),
+                           "-P", "nproc_per_node=2", "--experiment", experiment],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert field in done.stderr and "nproc_per_node=2" in done.stderr and "CUDA" in done.stderr
+    found = tracking.experiment_id(experiment)
+    assert not (found and tracking.search_all([found], "")), "a run was created before the refusal"
+
+
 def test_nproc_per_node_is_not_in_the_reuse_key():
     from kdtrack.jobs import key_params
 
@@ -85,13 +125,7 @@ def test_two_ranks_train_one_run_with_the_artifacts_and_weights_of_one_process(o
     reference = tracking.get_run(single)
     assert reference.data.params["world_size"] == "1" and reference.data.params["backend"] == "none"
     assert artifacts(parallel) == artifacts(single)
-    ours, theirs = (tracking.load_state(run, "checkpoints/final.pt") for run in (parallel, single))
-    for name in theirs:
-        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-5)
-    data = data_of(reference)
-    predicted = [predict(rebuild_model(tracking.get_run(run), data), data.x_test).argmax(1)
-                 for run in (single, parallel)]
-    assert (predicted[0] == predicted[1]).float().mean().item() >= 0.99
+    assert_trained_alike(parallel, single)
     for split in ("train", "test"):  # the per-sample Parquet: same rows and columns, same values up to float
         table, expected = (tracking.load_table(run, f"confidences/{split}.parquet") for run in (parallel, single))
         assert table.columns == expected.columns and table.height == expected.height
@@ -103,6 +137,37 @@ def test_two_ranks_train_one_run_with_the_artifacts_and_weights_of_one_process(o
     # the running batch means are the global batch's, not rank 0's part
     history = {m.step: m.value for m in tracking.client().get_metric_history(single, "train/loss")}
     for metric in tracking.client().get_metric_history(parallel, "train/loss"):
+        assert metric.value == pytest.approx(history[metric.step], rel=1e-4)
+
+
+def assert_trained_alike(parallel: str, single: str) -> None:
+    """Final weights equal within float tolerance, and test predictions agreeing on >= 99% of points."""
+    ours, theirs = (tracking.load_state(run, "checkpoints/final.pt") for run in (parallel, single))
+    for name in theirs:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-5)
+    data = data_of(tracking.get_run(single))
+    predicted = [predict(rebuild_model(tracking.get_run(run), data), data.x_test).argmax(1)
+                 for run in (single, parallel)]
+    assert (predicted[0] == predicted[1]).float().mean().item() >= 0.99
+
+
+@pytest.mark.parametrize("target", [{"kd_target": "confidence_weighted", "confidence_power": "2"},
+                                    {"kd_target": "confidence_tempered", "confidence_spread": "2"}])
+def test_two_ranks_train_a_confidence_aware_student_as_one_process_does(store, target):
+    """confidence_weighted normalizes its weights over the global batch, which each rank sees part
+    of; confidence_tempered's temperatures come from quantiles over the whole train set: both must
+    reach every rank as one process has them. 48 points in batches of 32: the last batch of each
+    epoch (16) splits too."""
+    params = {**TINY, "train_size": "48", **target}
+    single = distill(from_params(DistillConfig, params), "kd-one-process")
+    done = subprocess.run([*KDTRACK, "distill", *(f"-P{k}={v}" for k, v in params.items()), "-P", "nproc_per_node=2",
+                           "--experiment", "kd-two-ranks"], capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    parallel = done.stdout.split()[-1]
+    assert tracking.get_run(parallel).data.params["kd_target"] == target["kd_target"]
+    assert_trained_alike(parallel, single)
+    history = {m.step: m.value for m in tracking.client().get_metric_history(single, "train/kd")}
+    for metric in tracking.client().get_metric_history(parallel, "train/kd"):
         assert metric.value == pytest.approx(history[metric.step], rel=1e-4)
 
 

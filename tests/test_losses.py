@@ -67,6 +67,23 @@ def test_confidence_weighted_gradient_is_the_weighted_probability_difference():
     assert torch.allclose(student.grad, expected.detach())
 
 
+def test_a_part_of_a_batch_weighted_over_the_whole_batch_gets_its_share_of_one_process_loss():
+    """Data parallelism: each process holds part of the batch, and `whole` (the loop's all-reduce)
+    hands it the whole batch's confidences. The parts' weights are the whole batch's, bit for bit,
+    and the parts' losses weighted by their shares add up to the whole batch's loss."""
+    student, teacher = _batch()
+    tau, gamma = 2.0, 2.0
+    confidence = torch.softmax(teacher, 1).amax(1)
+    parts = [slice(0, 2), slice(2, 6)]  # uneven, as an epoch's last batch may split
+    wholes = [lambda _, part=part: (confidence, part) for part in parts]
+    weights = [confidence_weights(teacher[part], gamma, whole) for part, whole in zip(parts, wholes)]
+    assert torch.equal(torch.cat(weights), confidence_weights(teacher, gamma))
+    assert not torch.allclose(confidence_weights(teacher[parts[0]], gamma), weights[0])  # a part's own mean differs
+    shares = [confidence_weighted_loss(student[part], teacher[part], tau, gamma, whole) * (part.stop - part.start)
+              / len(student) for part, whole in zip(parts, wholes)]
+    assert torch.allclose(sum(shares), confidence_weighted_loss(student, teacher, tau, gamma))
+
+
 def test_confidence_tempered_loss_and_gradient_use_each_samples_temperature():
     student, teacher = _batch(1)
     tau, beta = 2.0, 1.0

@@ -19,6 +19,10 @@ SIZES: dict[str, tuple[int | None, int | None]] = {
 }
 ARCHITECTURES = tuple(SIZES)
 TEXT_ARCHITECTURES = ("roberta_small", "roberta_medium", "roberta_base")
+# Those with BatchNorm layers, known without building them: on several processes their layers become
+# SyncBatchNorm, which runs on CUDA only (kdtrack.replicas). tests/test_distributed.py checks it
+# against a build of every architecture.
+BATCH_NORM_ARCHITECTURES = ("resnet20", "resnet56", "resnet18", "resnet50", "mobilenet_v2")
 
 
 def check_fits(arch: str, depth: int, input_shape: tuple[int, ...], prefix: str = "", width: int = 0,
