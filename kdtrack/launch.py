@@ -154,6 +154,11 @@ def with_processes(task: Task, processes: int | None) -> Task:
     return dataclasses.replace(task, params={**task.params, "nproc_per_node": str(processes)})
 
 
+def job_name(suite: Suite, task: Task, kind: str) -> str:
+    """What `squeue` shows: suite-setting-seed-kind (kind: teacher, or the student's loss)."""
+    return f"{suite.name}-{task.setting}-s{task.seed}-{kind}"
+
+
 def teacher_groups(suite: Suite, tasks: list[Task]) -> tuple[dict[tuple, list[Task]], list[Task]]:
     """The tasks by the teacher run they need trained first (by its reuse key), and those whose
     teacher is given or FINISHED already."""
@@ -184,14 +189,15 @@ def run_suite(suite: Suite, launch: Launch, dry_run: bool = False) -> list[str]:
     say(f"submitit: scripts and logs in {launch.folder}")
 
     def student(task: Task, after: str = "") -> submitit.Job:
-        job = submit(launch, TaskJob(suite, task), f"{suite.name}:{task.label}", task.config().nproc_per_node, after)
+        job = submit(launch, TaskJob(suite, task), job_name(suite, task, task.loss), task.config().nproc_per_node,
+                     after)
         say(f"submitted job {job.job_id}: {task.label}" + (f" (after job {after})" if after else ""))
         return job
 
     teachers = {}
     for key, members in groups.items():
         config = members[0].config().teacher_config
-        teachers[key] = submit(launch, TeacherJob(suite, members[0]), f"{suite.name}:teacher {members[0].label}",
+        teachers[key] = submit(launch, TeacherJob(suite, members[0]), job_name(suite, members[0], "teacher"),
                                config.nproc_per_node)
         say(f"submitted job {teachers[key].job_id}: the teacher of {len(members)} task(s), "
             f"{', '.join(t.label for t in members)}")
