@@ -66,6 +66,7 @@ class EntryCommand:
     takes_experiment: bool = True  # analyze and theory name theirs in the config (--experiment sets it)
     options: tuple = ()  # more click options; each one given sets the config field of its name
     parallel: bool = False  # trains on `-P nproc_per_node=N` processes (kdtrack.replicas)
+    launched: str = ""  # "module:function" that submits the work as jobs with --launcher local|slurm (kdtrack.launch)
 
 
 # Shorthands for the fields an ablation is mostly about (`--knob lr` is `-P knob=lr`); they win over -P.
@@ -77,6 +78,35 @@ ABLATE_OPTIONS = (
     click.option("--n-trials", default=None, help="0 = the grid; N = a TPE search of N trials."),
     click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study store."),
 )
+# How `suite run` and `ablate` submit their work as jobs (kdtrack.launch); how, not what: no config field.
+LAUNCHER = click.option("--launcher", type=click.Choice(["process", "local", "slurm"]), default="process",
+                        show_default=True, help="process: here; local: submitit jobs on this machine; slurm: "
+                        "submitit jobs on a Slurm cluster.")
+SLURM_OPTIONS = (
+    click.option("--submitit-folder", "folder", default=None,
+                 help="Where submitit keeps the job scripts and logs (default .kdtrack/submitit)."),
+    click.option("--partition", default=None, help="Slurm partition."),
+    click.option("--gpus-per-task", type=click.IntRange(min=0), default=None, help="GPUs of each job."),
+    click.option("--cpus-per-task", type=click.IntRange(min=1), default=None, help="CPUs of each job."),
+    click.option("--mem-gb", type=click.FloatRange(min=0, min_open=True), default=None, help="Memory of each job."),
+    click.option("--time", "time_min", type=click.IntRange(min=1), default=None,
+                 help="A job's time limit in minutes (default 1440); a job that reaches it is requeued."),
+)
+
+
+def _options(options: tuple):
+    """The decorator of several click options, listed by --help in their order."""
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+ARRAY = click.option("--array", type=click.IntRange(min=1), default=None,
+                     help="Worker jobs, as one job array (with --launcher local or slurm; default 1).")
+LAUNCH_FIELDS = ("launcher", "folder", "partition", "gpus_per_task", "cpus_per_task", "mem_gb", "time_min",
+                 "nproc_per_node", "array")
 ENTRY_COMMANDS = (
     EntryCommand("train_teacher", "kdtrack.pipeline:train_teacher",
                  "One-hot training of a teacher (the `train_teacher` entry point), or the reuse of a finished "
@@ -97,8 +127,9 @@ ENTRY_COMMANDS = (
     EntryCommand("ablate", "kdtrack.ablate:ablate",
                  "An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the "
                  "same command on several machines against one storage. Prints the study run's id.\n\n"
-                 "Example: kdtrack ablate -P preset=mnist_mlp --knob lr --seeds 3 --experiment ablations",
-                 options=ABLATE_OPTIONS),
+                 "Example: kdtrack ablate -P preset=mnist_mlp --knob lr --seeds 3 --experiment ablations\n\n"
+                 "On a cluster: kdtrack ablate ... --launcher slurm --array 8 --storage postgresql://HOST/optuna",
+                 options=(*ABLATE_OPTIONS, LAUNCHER, ARRAY, *SLURM_OPTIONS), launched="kdtrack.launch:run_ablate"),
     EntryCommand("theory", "kdtrack.theory:theory",
                  "Check Theorem 4.1 on a random linear-regression instance; prints the theory run's id."
                  "\n\nExample: kdtrack theory -P n=32 -P p=256 --experiment theory",
@@ -115,10 +146,14 @@ def entry_command(command: EntryCommand) -> click.Command:
         work = getattr(importlib.import_module(module), name)
         # --experiment is the work's argument, or (analyze, theory) a config field like the other options
         experiment = options.pop("experiment") if command.takes_experiment else ""
+        launching = {name: options.pop(name) for name in LAUNCH_FIELDS if name in options}
         given = {field: str(value) for field, value in options.items() if value is not None}
 
         def configure_and_work():
             config = from_params(ENTRY_POINTS[command.entry_point], {**_pairs(params), **given})
+            submitted = submit_jobs(command, config, experiment, launching) if command.launched else None
+            if submitted is not None:
+                return " ".join(submitted)
             if command.parallel:
                 result = on_ranks(command, config, work, params, experiment)
             else:
@@ -132,6 +167,35 @@ def entry_command(command: EntryCommand) -> click.Command:
         callback = decorator(callback)
     return click.command(command.entry_point.replace("_", "-"),
                          help=command.help + PARAMS_HINT.format(name=command.entry_point))(callback)
+
+
+def _launch(launcher: str, flags: dict, slurm=None):
+    """The `kdtrack.launch.Launch` that --launcher and the launch flags (by field; None: not given)
+    ask for; None for `process`, which takes none of those flags."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    if launcher == "process":
+        if given:
+            first = next(iter(given))
+            flag = {"time_min": "time", "folder": "submitit-folder"}.get(first, first.replace("_", "-"))
+            raise UserError(f"--{flag} applies to --launcher local or slurm; --launcher process runs here")
+        return None
+    try:
+        from kdtrack import launch
+        from kdtrack.suite import SlurmSpec
+    except ModuleNotFoundError as error:
+        if error.name != "submitit":
+            raise
+        raise UserError(f"--launcher {launcher} needs submitit; install it: pip install 'kdtrack[slurm]'") from None
+    return launch.launch_options(launcher, given, slurm or SlurmSpec())
+
+
+def submit_jobs(command: EntryCommand, config, experiment: str, launching: dict):
+    """The work as jobs (kdtrack.launch); None where --launcher process runs it here."""
+    launch = _launch(launching["launcher"], {k: v for k, v in launching.items() if k != "launcher"})
+    if launch is None:
+        return None
+    module, _, name = command.launched.partition(":")
+    return getattr(importlib.import_module(module), name)(config, experiment, launch, launching.get("array") or 1)
 
 
 def on_ranks(command: EntryCommand, config, work, params: tuple[str, ...], experiment: str):
@@ -285,19 +349,37 @@ def _suite(name: str, experiment: str):
 @suite_group.command("run")
 @click.argument("suite")
 @click.option("--dry-run", is_flag=True, help="Print the plan; train nothing.")
-@click.option("--workers", default=1, show_default=True, help="Settings trained in parallel processes.")
+@click.option("--workers", default=1, show_default=True,
+              help="Settings trained in parallel processes (--launcher process).")
 @SUITE_EXPERIMENT
-def suite_run(suite, dry_run, workers, experiment) -> None:
+@LAUNCHER
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=None,
+              help="Processes (one per GPU) that train each run of a job (DDP); default: the task's own.")
+@_options(SLURM_OPTIONS)
+def suite_run(suite, dry_run, workers, experiment, launcher, **flags) -> None:
     """Train and analyze what the suite declares and the store lacks, then write its report;
-    prints the run ids.
+    prints the run ids. With --launcher slurm, submits the jobs (teachers first, each student
+    after its teacher's job) and prints their job ids; the Slurm options come from the suite
+    file's `slurm:` mapping, and these flags override them.
 
-    Example: kdtrack suite run table7 --dry-run"""
+    Example: kdtrack suite run table7 --dry-run
+
+    On a cluster: kdtrack suite run table7 --launcher slurm --partition gpu --gpus-per-task 1 --time 600"""
     from kdtrack import suite as suites
 
     def work():
         loaded = _suite(suite, experiment)
-        ids = suites.run(loaded, dry_run, workers)
-        if ids and not dry_run:
+        if workers != 1 and launcher != "process":
+            raise UserError(f"--workers {workers} applies to --launcher process; with --launcher {launcher} "
+                            "every task is a job of its own")
+        launch = _launch(launcher, flags, loaded.slurm)
+        if launch is None:
+            ids = suites.run(loaded, dry_run, workers)
+        else:
+            from kdtrack.launch import run_suite
+
+            ids = run_suite(loaded, launch, dry_run)
+        if ids and not dry_run and launcher != "slurm":  # Slurm's jobs have only been submitted
             from kdtrack.report.dashboard import load
             from kdtrack.report.render import report
 

@@ -75,9 +75,22 @@ class SettingSpec(Strict):
         return math.prod(len(values) for values in self.matrix.values()) * len(self.students) * len(self.seeds)
 
 
+class SlurmSpec(Strict):
+    """How `suite run --launcher slurm` asks for each job (kdtrack.launch); flags override it."""
+
+    partition: str | None = None  # default: the cluster's
+    gpus_per_task: Annotated[int, Field(ge=0)] = 0  # GPUs of each job (one training run); 0 = CPU only
+    cpus_per_task: Annotated[int, Field(ge=1)] | None = None  # default: the cluster's
+    mem_gb: Annotated[float, Field(gt=0)] | None = None  # default: the cluster's
+    time_min: Annotated[int, Field(ge=1)] = 24 * 60  # a job's time limit; a job that reaches it is requeued
+    nproc_per_node: Annotated[int, Field(ge=1)] | None = None  # processes per run (DDP); default: the task's own
+    sbatch: dict[str, Scalar] = {}  # more `#SBATCH --key=value` lines (account, qos, constraint, ...)
+
+
 class SuiteSpec(Strict):
     experiment: str = ""
     settings: Annotated[list[SettingSpec], Field(min_length=1)]
+    slurm: SlurmSpec = SlurmSpec()
 
     @field_validator("settings")
     @classmethod
@@ -118,10 +131,11 @@ class Suite:
     name: str
     experiment: str
     tasks: tuple[Task, ...]
+    slurm: SlurmSpec = SlurmSpec()
 
 
 def load(name_or_path: str) -> Suite:
-    path, raw = specfile.load_mapping("suite", name_or_path, SHIPPED, ("experiment", "settings"))
+    path, raw = specfile.load_mapping("suite", name_or_path, SHIPPED, ("experiment", "settings", "slurm"))
     spec = specfile.validated("suite", path, SuiteSpec, raw)
     size = sum(setting.size for setting in spec.settings)
     if size > MAX_TASKS:  # counted before anything is expanded
@@ -133,7 +147,7 @@ def load(name_or_path: str) -> Suite:
             task.config()
         except UserError as error:
             raise UserError(f"suite {str(path)!r}, setting {task.setting!r}: {error}") from None
-    return Suite(path.stem, spec.experiment or path.stem, tuple(tasks))
+    return Suite(path.stem, spec.experiment or path.stem, tuple(tasks), spec.slurm)
 
 
 def _expand(setting: SettingSpec) -> list[Task]:
@@ -176,16 +190,36 @@ def status(suite: Suite) -> list[tuple[Task, str]]:
     return [(task, task_state(students, task)) for task in suite.tasks]
 
 
+def context(suite: Suite, task: Task, world=None):
+    """What the runs a task trains (its teacher's too) inherit: the suite's tag, and the processes
+    that train them (`world`, a kdtrack.distributed.World; default one)."""
+    from kdtrack.contract import SUITE
+    from kdtrack.tracking import RunContext
+
+    tags = {SUITE: f"{suite.name}/{task.setting}"}
+    return RunContext(tags=tags) if world is None else RunContext(tags=tags, world=world)
+
+
+def train_task(suite: Suite, task: Task, world=None) -> str:
+    """Train (or reuse) one task's student, its teacher first; the student's run id."""
+    from kdtrack.pipeline import distill, switch
+
+    return (switch if task.loss == "switch" else distill)(task.config(), suite.experiment, context(suite, task, world))
+
+
+def analyze_task(suite: Suite, task: Task, student: str) -> list[str]:
+    """The analysis run ids of a task's trained student."""
+    from kdtrack.analysis.analyze import analyze
+    from kdtrack.config import AnalyzeConfig
+
+    return analyze(AnalyzeConfig(student_run_id=student), context(suite, task))
+
+
 def run_setting(suite: Suite, setting: str, progress: Progress | None = None, before: int = 0) -> list[str]:
     """Train (or reuse) and analyze every task of one setting, in order; a setting whose data is
     missing is skipped with its reason. `progress` counts the suite's tasks, `before` of them
     done before this setting."""
-    from kdtrack.analysis.analyze import analyze
-    from kdtrack.config import AnalyzeConfig
-    from kdtrack.contract import SUITE
-    from kdtrack.pipeline import distill, switch
     from kdtrack.say import say
-    from kdtrack.tracking import RunContext
 
     out = []
     tasks = [t for t in suite.tasks if t.setting == setting]
@@ -193,11 +227,9 @@ def run_setting(suite: Suite, setting: str, progress: Progress | None = None, be
         say(f"suite {suite.name}: [{number}/{len(tasks)} of setting {setting!r}] {task.label}")
         if progress is not None:
             progress.update(before + number - 1, lambda: {"setting": setting})
-        context = RunContext(tags={SUITE: f"{suite.name}/{task.setting}"})
         try:
-            config = task.config()
-            student = (switch if task.loss == "switch" else distill)(config, suite.experiment, context)
-            out += [student, *analyze(AnalyzeConfig(student_run_id=student), context)]
+            student = train_task(suite, task)
+            out += [student, *analyze_task(suite, task, student)]
             if progress is not None:
                 progress.update(before + number, lambda: {"setting": setting})
         except UserError as error:
@@ -206,7 +238,9 @@ def run_setting(suite: Suite, setting: str, progress: Progress | None = None, be
     return out
 
 
-def run(suite: Suite, dry_run: bool = False, workers: int = 1) -> list[str]:
+def pending(suite: Suite, dry_run: bool = False) -> list[Task]:
+    """The tasks to train, after one line per task saying what a run does with it; with none
+    (or `dry_run`), a line counting what is done."""
     from kdtrack import tracking
     from kdtrack.say import say
 
@@ -215,10 +249,18 @@ def run(suite: Suite, dry_run: bool = False, workers: int = 1) -> list[str]:
     for task, state in plan:
         say(f"{'reuse' if state == 'done' else 'train' if state == 'missing' else 'resume'}  {task.label}"
             + (f" ({state})" if state in ("running", "failed") else ""))
-    missing = sorted({t.setting for t, state in plan if state != "done"}, key=[t.setting for t in suite.tasks].index)
-    if dry_run or not missing:
-        say(f"suite {suite.name}: {sum(s == 'done' for _, s in plan)} of {len(plan)} done"
+    todo = [task for task, state in plan if state != "done"]
+    if dry_run or not todo:
+        say(f"suite {suite.name}: {len(plan) - len(todo)} of {len(plan)} done"
             + (" (dry run: nothing trained)" if dry_run else ""))
+        return []
+    return todo
+
+
+def run(suite: Suite, dry_run: bool = False, workers: int = 1) -> list[str]:
+    todo = pending(suite, dry_run)
+    missing = list(dict.fromkeys(t.setting for t in todo))  # in the suite's order
+    if not missing:
         return []
     sizes = {setting: sum(t.setting == setting for t in suite.tasks) for setting in missing}
     with Progress(sum(sizes.values()), f"suite {suite.name}", "tasks") as progress:
