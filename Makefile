@@ -17,4 +17,4 @@ demo: install
 
 test: install
 	.venv/bin/ruff check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests

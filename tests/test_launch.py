@@ -5,6 +5,7 @@ import stat
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY
 
 from kdtrack import suite as suites
 from kdtrack import tracking
@@ -192,3 +193,20 @@ def test_slurm_without_sbatch_says_where_to_submit_from(store, tmp_path, monkeyp
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == ("kdtrack: error: --launcher slurm needs Slurm's sbatch and srun on PATH; "
                                               "submit from a machine of the cluster (or use --launcher local)")
+
+
+def test_local_ablation_workers_share_one_study(store, tmp_path):
+    import optuna
+
+    from kdtrack.ablate import default_storage
+    from kdtrack.config import AblateConfig, from_params
+    from kdtrack.launch import run_ablate
+
+    config = from_params(AblateConfig, {**TINY, "knob": "batch_size", "values": "16,32", "study": "local-array"})
+    [study_run] = run_ablate(config, "launch-ablate", local(tmp_path / "jobs"), 2)
+    assert len(submitted(tmp_path / "jobs")) == 2  # two worker jobs, one study
+    trials = optuna.load_study(study_name="local-array", storage=default_storage()).get_trials()
+    assert sorted(t.params["value"] for t in trials) == [16, 32]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert tracking.get_run(study_run).data.tags["kdtrack.role"] == "study"
+    assert {r.info.run_id for r in runs("launch-ablate", "study")} == {study_run}
