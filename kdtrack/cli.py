@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,6 +214,22 @@ for _entry in ENTRY_COMMANDS:
     main.add_command(entry_command(_entry))
 
 
+CODE_VERSION = click.option(
+    "--code-version", "version", default="",
+    help="Count the analyses made by this code version (12 hex digits; default: this code's). A report "
+         "made after a code change reads a study analyzed before it.")
+
+
+def _code_version(value: str) -> str:
+    """The code version whose analyses count: `value`, checked, or this code's."""
+    from kdtrack import code_version
+
+    if value and not re.fullmatch(r"[0-9a-f]{12}", value):
+        raise UserError(f"--code-version {value!r} is not a code version; allowed: 12 hex digits, as a "
+                        "run's kdtrack.code_version tag shows")
+    return value or code_version()
+
+
 @main.command("report")
 @click.option("--experiment", "experiments", multiple=True, required=True, help="Repeat to compare experiments.")
 @click.option("--filter", "filter_string", default="",
@@ -221,8 +238,9 @@ for _entry in ENTRY_COMMANDS:
 @click.option("--out", default="kdtrack-report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--format", "output", type=click.Choice(["both", "html", "md"]), default="both", show_default=True,
               help="html: one self-contained file; md: report.md with its figures/ beside it, for a repository.")
+@CODE_VERSION
 @click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
-def report_command(experiments, filter_string, dashboard, out, output, tracking_uri) -> None:
+def report_command(experiments, filter_string, dashboard, out, output, version, tracking_uri) -> None:
     """A report comparing the runs of one or more experiments: claims first, then the paper's tables
     and figures.
 
@@ -232,7 +250,8 @@ def report_command(experiments, filter_string, dashboard, out, output, tracking_
 
     _use_tracking_uri(tracking_uri)
     formats = ("html", "md") if output == "both" else (output,)
-    _run(lambda: report(list(experiments), filter_string, load(dashboard), Path(out), formats))
+    _run(lambda: report(list(experiments), filter_string, load(dashboard), Path(out), formats,
+                        _code_version(version)))
 
 
 @main.command("claims")
@@ -241,8 +260,9 @@ def report_command(experiments, filter_string, dashboard, out, output, tracking_
 @click.option("--filter", "filter_string", default="", help="An MLflow search filter, as for `report`.")
 @click.option("--format", "output", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when a verdict contradicts what the paper reports.")
+@CODE_VERSION
 @click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
-def claims_command(experiments, dashboard, filter_string, output, strict, tracking_uri) -> None:
+def claims_command(experiments, dashboard, filter_string, output, strict, version, tracking_uri) -> None:
     """The dashboard's claims, each with its seeds, estimate, 95% interval and verdict.
 
     Example: kdtrack claims --experiment table7 --format md --strict"""
@@ -250,7 +270,7 @@ def claims_command(experiments, dashboard, filter_string, output, strict, tracki
 
     import polars as pl
 
-    from kdtrack import code_version, tracking
+    from kdtrack import tracking
     from kdtrack.report.claims import contradictions
     from kdtrack.report.collect import counted, runs_table, setting_of
     from kdtrack.report.dashboard import load
@@ -263,7 +283,7 @@ def claims_command(experiments, dashboard, filter_string, output, strict, tracki
         if not board.claims:
             raise UserError(f"dashboard {dashboard!r} declares no claims; the paper's are in dashboard 'paper'")
         tracking.check_store()
-        kept, left_out = counted(setting_of(runs_table(list(experiments), filter_string)), code_version())
+        kept, left_out = counted(setting_of(runs_table(list(experiments), filter_string)), _code_version(version))
         if left_out:
             click.echo(f"kdtrack: left out: {', '.join(left_out)}", err=True)
         results = claim_table(kept, list(experiments), board.claims)

@@ -107,6 +107,18 @@ def test_the_report_says_what_it_left_out(reanalyzed, tmp_path):
     assert "confidences/train.parquet" in html  # Fig. 5 says which table it lacks instead of failing
 
 
+def test_a_report_can_count_the_analyses_of_an_earlier_code_version(store, tmp_path):
+    fake = Store("older-code")
+    fake.analysis(fake.student("0"), 0.9, version="0123456789ab")
+    html = report(tmp_path, "--experiment", "older-code", "--code-version", "0123456789ab")
+    assert f"<dd>analyses of 0123456789ab (the report&#39;s own code: {code_version()})</dd>" in html
+    assert "left out" not in html
+    assert "left out" in report(tmp_path, "--experiment", "older-code")  # by default, this code's analyses only
+    result = CliRunner().invoke(main, ["claims", "--experiment", "older-code", "--code-version", "HEAD"])
+    assert result.exit_code != 0 and result.output.count("\n") == 1 and "'HEAD'" in result.output
+    assert "12 hex digits" in result.output
+
+
 def test_a_filter_that_leaves_out_the_analyses_renders_with_them(reanalyzed, tmp_path):
     html = report(tmp_path, "--experiment", "reanalyzed", "--filter", "params.preset = 'mnist_mlp'")
     assert "student (distilled) test (%)" in html  # the analyses followed their student

@@ -308,20 +308,22 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def build(table: pl.DataFrame, experiments: list[str], filter_string: str,
-          dashboard: Dashboard) -> tuple[str, str, dict[str, bytes]]:
+def build(table: pl.DataFrame, experiments: list[str], filter_string: str, dashboard: Dashboard,
+          version: str = "") -> tuple[str, str, dict[str, bytes]]:
     """The report of the `fetch`ed runs as (HTML, Markdown, figures). The HTML embeds its figures;
     the Markdown links them as figures/<name>.png, so that it reads well where it is committed.
     Statistics use only the runs that `collect.counted` keeps; the header says what it left out,
-    and the artifacts' size; with a tracking server, run ids link to their pages in its UI."""
-    kept, left_out = counted(table, code_version())
+    and the artifacts' size; with a tracking server, run ids link to their pages in its UI.
+    `version`: the code version whose analyses count (default: this code's)."""
+    version = version or code_version()
+    kept, left_out = counted(table, version)
     sections = [claims_section(kept, experiments, dashboard.claims)] if dashboard.claims else []
     for name in dashboard.sections:
         section = _shown(SECTIONS[name](kept, experiments))
         if section:
             sections.append(section)
     store = tracking.tracking_uri()
-    header = header_lines(table, experiments, filter_string, left_out, store)
+    header = header_lines(table, experiments, filter_string, left_out, store, version)
     pages = {r: tracking.run_address(e, r, store) for e, r in table.select("experiment_id", "run_id").iter_rows()}
     figures = [{f"{slug(s.heading)}-{i + 1}": png(f) for i, f in enumerate(s.figures)} for s in sections]
     html = TEMPLATE.render(title=dashboard.title, header=header, sections=[
@@ -348,21 +350,22 @@ def without_password(uri: str) -> str:
 
 
 def header_lines(table: pl.DataFrame, experiments: list[str], filter_string: str, left_out: list[str],
-                 store: str) -> list[tuple[str, str]]:
+                 store: str, version: str) -> list[tuple[str, str]]:
     """What the report covers, as (name, value) rows: experiments, runs by role, date, code
     version, tracking store, artifacts' size, and the runs left out of the statistics."""
     roles = table["role"].fill_null("non-kdtrack").value_counts().sort("count", "role", descending=[True, False]).rows()
     return [("experiments", ", ".join(experiments) + (f" (filter: {filter_string})" if filter_string else "")),
             ("runs", f"{table.height}: " + ", ".join(f"{count} {role}" for role, count in roles)),
             ("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-            ("code version", code_version()),
+            ("code version", version if version == code_version()
+             else f"analyses of {version} (the report's own code: {code_version()})"),
             ("tracking store", without_password(store)),
             ("artifacts", f"{size(table['artifact_bytes'].sum())} in {table.height} runs"),
             *([("left out", ", ".join(left_out))] if left_out else [])]
 
 
 def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path,
-           formats: tuple[str, ...] = ("html", "md")) -> str:
+           formats: tuple[str, ...] = ("html", "md"), version: str = "") -> str:
     """Write report.html (self-contained) and/or report.md (with its figures/ beside it) to `out`,
     and log them in a `report` run; its id."""
     from kdtrack.report.collect import experiment_ids
@@ -372,7 +375,7 @@ def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out
     first = experiment_ids(experiments[:1])[experiments[0]]
     with tracking.run(first, f"report-{dashboard.title[:40]}", "report",
                       {"experiments": ",".join(experiments), "filter": filter_string}) as run:
-        html, markdown, figures = build(table, experiments, filter_string, dashboard)
+        html, markdown, figures = build(table, experiments, filter_string, dashboard, version)
         files = {"report.html": html.encode()} if "html" in formats else {}
         if "md" in formats:
             files["report.md"] = markdown.encode()
