@@ -64,6 +64,26 @@ def test_local_jobs_train_each_student_after_its_teacher_then_a_rerun_submits_no
     assert submitted(tmp_path / "jobs") == jobs  # nothing more was submitted
 
 
+DDP = """
+experiment: launch-ddp
+slurm: {nproc_per_node: 2}
+settings:
+  - name: mlp
+    preset: mnist_mlp
+    overrides: {train_size: 64, width: 32, epochs: 2, batch_size: 32}
+"""
+
+
+def test_a_local_job_of_two_tasks_trains_one_run_on_two_ranks(store, tmp_path):
+    """nproc_per_node=2: each job's two tasks form the DDP world, as on a Slurm node."""
+    suite = suites.load(write(tmp_path, "launch-ddp", DDP))
+    ids = run_suite(suite, launch_options("local", {"folder": str(tmp_path / "jobs")}, suite.slurm))
+    [student], [teacher] = runs("launch-ddp", "student"), runs("launch-ddp", "teacher")
+    assert len(ids) == 2 and student.info.status == teacher.info.status == "FINISHED"  # one run each, not two
+    assert student.data.params["world_size"] == teacher.data.params["world_size"] == "2"
+    assert student.data.params["backend"] == "gloo"
+
+
 KILLED = """
 experiment: launch-kill
 settings:
