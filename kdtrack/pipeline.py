@@ -56,7 +56,7 @@ def run_name(kind: str, config: TrainConfig) -> str:
     digest = hashlib.sha256(repr(sorted(changed.items())).encode()).hexdigest()[:4]
     # a confidence-aware KD target is spelled out: `mnist_mlp·s0·student·confidence_weighted0.5`
     target = getattr(config, "kd_target", "standard")
-    named = f"·{target}{config.kd_strength}" if target != "standard" else ""
+    named = f"·{target}={config.kd_strength}" if target != "standard" else ""
     return f"{config.preset}·s{config.seed}·{kind}{named}" + (f"·{digest}" if changed else "")
 
 

@@ -37,9 +37,9 @@ def test_each_kd_target_distills_from_one_teacher_and_names_itself(store):
     # TINY's overrides of the preset add one digest to every name (the KD fields are spelled out instead)
     digest = runs["standard"].info.run_name.rsplit("·", 1)[1]
     assert runs["standard"].info.run_name == f"mnist_mlp·s0·student·{digest}"
-    assert runs["confidence_weighted"].info.run_name == f"mnist_mlp·s0·student·confidence_weighted0.5·{digest}"
+    assert runs["confidence_weighted"].info.run_name == f"mnist_mlp·s0·student·confidence_weighted=0.5·{digest}"
     assert runs["confidence_weighted"].data.params["confidence_power"] == "0.5"
-    assert runs["confidence_tempered"].info.run_name == f"mnist_mlp·s0·student·confidence_tempered1.0·{digest}"
+    assert runs["confidence_tempered"].info.run_name == f"mnist_mlp·s0·student·confidence_tempered=1.0·{digest}"
     assert runs["confidence_tempered"].data.params["confidence_spread"] == "1.0"
     # a flatter target on the least confident points: a different KD term from the first step on
     assert history(runs["confidence_tempered"].info.run_id, "train/kd") != history(runs["standard"].info.run_id,
@@ -60,7 +60,7 @@ def test_a_switch_run_takes_the_kd_target(store):
                                         "confidence_power": "2"})
     run = tracking.get_run(switch(config, "beyond-switch"))
     assert run.data.params["kd_target"] == "confidence_weighted" and run.data.params["confidence_power"] == "2.0"
-    assert run.info.run_name.startswith("mnist_mlp·s0·switch-to-onehot·confidence_weighted2.0·")
+    assert run.info.run_name.startswith("mnist_mlp·s0·switch-to-onehot·confidence_weighted=2.0·")
 
 
 def test_a_strength_knob_ablates_its_own_target_over_a_grid_from_plain_kd():
