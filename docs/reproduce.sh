@@ -2,7 +2,8 @@
 # Reruns the reproduction study of docs/reproduction.md from an empty store and regenerates its
 # tables and figures (docs/reproduction/*/report.md). From the repository root, after `make install`:
 #   bash docs/reproduce.sh [STORE]        # STORE defaults to a fresh folder under /tmp
-# About 30 minutes for table7 and 50 for table7-mlp-sensitivity on 2 idle CPU cores.
+# About 30 minutes for table7, 50 for table7-mlp-sensitivity and 60 for beyond-confidence (the §7
+# study of "Beyond the paper") on 2 idle CPU cores.
 set -euo pipefail
 root=$(pwd)
 store=${1:-$(mktemp -d /tmp/kdtrack-reproduction-XXXX)}
@@ -10,8 +11,11 @@ mkdir -p "$store" && cd "$store"
 export MLFLOW_TRACKING_URI="sqlite:///$store/mlflow.db"
 kdtrack=("$root/.venv/bin/kdtrack")
 "${kdtrack[@]}" theory -P experiment=table7   # Theorem 4.1's closed form, one exact run
-for suite in table7 table7-mlp-sensitivity; do
+for entry in table7:paper table7-mlp-sensitivity:paper beyond-confidence:beyond; do
+    suite=${entry%%:*} dashboard=${entry##*:}
     "${kdtrack[@]}" suite run "$suite" --workers 2
-    "${kdtrack[@]}" report --experiment "$suite" --format md --out "$root/docs/reproduction/$suite"
+    "${kdtrack[@]}" report --experiment "$suite" --dashboard "$dashboard" --format md \
+        --out "$root/docs/reproduction/$suite"
 done
 "${kdtrack[@]}" claims --experiment table7 --format md
+"${kdtrack[@]}" claims --experiment beyond-confidence --dashboard beyond --format md
