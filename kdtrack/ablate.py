@@ -94,11 +94,16 @@ class StudyStore(RDBStorage):
 
 
 def storage(url: str, heartbeat: int) -> StudyStore:
-    try:
-        return StudyStore(url or default_storage(), heartbeat)
-    except Exception as error:
-        raise UserError(f"storage={url or default_storage()!r} cannot be opened as an Optuna study store: "
-                        f"{str(error).splitlines()[0]}") from None
+    for attempt in range(3):
+        try:
+            return StudyStore(url or default_storage(), heartbeat)
+        except Exception as error:
+            # Workers started together on a new database race to create Optuna's tables; the loser
+            # finds them made ("table ... already exists") and opens the storage again.
+            if "already exists" in str(error) and attempt < 2:
+                continue
+            raise UserError(f"storage={url or default_storage()!r} cannot be opened as an Optuna study store: "
+                            f"{str(error).splitlines()[0]}") from None
 
 
 def trial_setting(config: AblateConfig, value, seed: int) -> DistillConfig:
