@@ -27,6 +27,8 @@ from kdtrack.suite import SlurmSpec, Suite, Task
 
 LAUNCHERS = ("process", "local", "slurm")
 FOLDER = ".kdtrack/submitit"  # beside the working directory, which Slurm jobs share with the submitter
+# What submitit raises when a submission fails: one line for the user.
+SUBMIT_ERRORS = (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, OSError)
 PORTS = (20_000, 40_000)  # a DDP job's rendezvous port, drawn from its job id: jobs sharing a node differ
 
 
@@ -130,7 +132,7 @@ def executor(launch: Launch, name: str, processes: int = 1, after: str = "") -> 
 def submit(launch: Launch, job, name: str, processes: int, after: str = "") -> submitit.Job:
     try:
         return executor(launch, name, processes, after).submit(job)
-    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, OSError) as error:
+    except SUBMIT_ERRORS as error:
         raise UserError(f"submitting job {name!r} failed: {last_line(str(error))}") from None
 
 
@@ -234,7 +236,7 @@ def run_ablate(config: AblateConfig, experiment: str, launch: Launch, array: int
     try:
         jobs = executor(launch, f"ablate:{config.study or config.knob}").map_array(
             AblateWorker(config, experiment), range(array))
-    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, OSError) as error:
+    except SUBMIT_ERRORS as error:
         raise UserError(f"submitting the ablation's workers failed: {last_line(str(error))}") from None
     say(f"submitted {array} worker job(s): {', '.join(job.job_id for job in jobs)}")
     if launch.launcher == "slurm":

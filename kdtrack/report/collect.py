@@ -109,9 +109,9 @@ def counted(table: pl.DataFrame, version: str) -> tuple[pl.DataFrame, list[str]]
                (analyses.height - current.height, " of another code version"),
                (current.height - with_student.height, " whose student is not in the report")]
     left_out = [_phrase(count, "analysis", why) for count, why in reasons if count]
-    left_out += [_phrase(count, f"{role}", " trained again (force)") for role, count in sorted(
-        trained.group_by("role").len().join(newest_trained.group_by("role").len(), on="role")
-        .select("role", pl.col("len") - pl.col("len_right")).rows()) if count]
+    superseded = trained.join(newest_trained.select("run_id"), on="run_id", how="anti")
+    left_out += [_phrase(count, role, " trained again (force)")
+                 for role, count in sorted(superseded.group_by("role").len().rows())]
     unfinished = table.filter(pl.col("status") != "FINISHED").with_columns(pl.col("role").fill_null("non-kdtrack"))
     left_out += [_phrase(count, f"{status} {role}")
                  for status, role, count in sorted(unfinished.group_by("status", "role").len().rows())]
