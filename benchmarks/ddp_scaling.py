@@ -20,10 +20,10 @@ import torch.multiprocessing as mp
 
 from kdtrack.config import TrainConfig
 from kdtrack.data.splits import Splits
-from kdtrack.distributed import World
 from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights
-from kdtrack.training import fit, pick_device, place
+from kdtrack.training.distributed import World
+from kdtrack.training.loop import fit, pick_device, place
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--ranks", type=int, default=2)

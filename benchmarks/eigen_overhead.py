@@ -19,7 +19,7 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.getcwd()}/mlflow.db"
 
 from kdtrack import tracking  # noqa: E402
 from kdtrack.config import TrainConfig, from_params  # noqa: E402
-from kdtrack.pipeline import load_data, run_job, teacher_job  # noqa: E402
+from kdtrack.pipeline.stages import load_data, run_job, teacher_job  # noqa: E402
 
 data = load_data(from_params(TrainConfig, {"preset": "mnist_mlp"}))
 experiment = tracking.resolve_experiment("bench-eigen")

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from kdtrack import tracking  # noqa: E402
 from kdtrack.config import DistillConfig, from_params  # noqa: E402
-from kdtrack.pipeline import distill  # noqa: E402
+from kdtrack.pipeline.stages import distill  # noqa: E402
 
 device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
 datafixtures.write_cifar(root / "data", 100, per_class=args.per_class)

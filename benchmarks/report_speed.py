@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
 
 from kdtrack import code_version, tracking  # noqa: E402
-from kdtrack.confidence import student_table  # noqa: E402
+from kdtrack.metrics.confidence import student_table  # noqa: E402
 from kdtrack.report.dashboard import load  # noqa: E402
 from kdtrack.report.render import build, fetch  # noqa: E402
 

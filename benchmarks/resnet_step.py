@@ -28,7 +28,7 @@ from kdtrack.data.augment import augment
 from kdtrack.data.splits import Splits
 from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights
-from kdtrack.training import Teacher, fit, pick_device, place, predict
+from kdtrack.training.loop import Teacher, fit, pick_device, place, predict
 
 device = pick_device()
 gpu = device.type == "cuda"

@@ -26,7 +26,7 @@ args = parser.parse_args()
 
 if args.one:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.getcwd()}/mlflow.db"
-    from kdtrack.demo import demo
+    from kdtrack.cli.demo import demo
 
     demo("kdtrack-demo", Path("kdtrack-out"), ("mnist_mlp", "noisy_mnist_rf"), args.one)
     sys.exit(0)

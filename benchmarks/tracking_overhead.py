@@ -44,10 +44,11 @@ import torch  # noqa: E402
 if args.threads:
     torch.set_num_threads(args.threads)
 
-from kdtrack import tracking, training  # noqa: E402
+from kdtrack import tracking  # noqa: E402
 from kdtrack.config import TrainConfig, from_params  # noqa: E402
-from kdtrack.pipeline import load_data, teacher_job  # noqa: E402
-from kdtrack.training import Plan, fit  # noqa: E402
+from kdtrack.pipeline.stages import load_data, teacher_job  # noqa: E402
+from kdtrack.training import loop as training  # noqa: E402
+from kdtrack.training.loop import Plan, fit  # noqa: E402
 
 probe = from_params(TrainConfig, {"preset": "mnist_mlp", "train_size": args.train_size, "epochs": args.epochs})
 data = load_data(probe)
@@ -129,7 +130,7 @@ overhead = statistics.median((r["tracked"]["cpu"] / r["tracked"]["steps"]) / (r[
 print(f"tracking overhead (tracked / bare per unit of training): {overhead:.3f}  (target <= 1.10)")
 
 if not args.skip_demo:
-    from kdtrack.demo import demo  # noqa: E402
+    from kdtrack.cli.demo import demo  # noqa: E402
 
     start = time.perf_counter()
     demo("bench-demo", Path("out"), ("mnist_mlp", "noisy_mnist_rf"))

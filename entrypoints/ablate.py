@@ -4,9 +4,9 @@
 
 Logs a `study` run, a nested `trial` run per trial, and the students and analyses under those.
 """
-from kdtrack.ablate import ablate
+from kdtrack.cli.entry import run_entrypoint
 from kdtrack.config import AblateConfig
-from kdtrack.entry import run_entrypoint
+from kdtrack.studies.ablate import ablate
 
 if __name__ == "__main__":
     run_entrypoint(AblateConfig, ablate)

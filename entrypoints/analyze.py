@@ -6,8 +6,8 @@ Logs an `analysis` run: Fig. 1a / 13 / 14 / 16 density plots, bottom/top-25% slo
 the Table 2 accuracy row; copies the slopes onto the student run.
 """
 from kdtrack.analysis.analyze import analyze
+from kdtrack.cli.entry import run_entrypoint
 from kdtrack.config import AnalyzeConfig
-from kdtrack.entry import run_entrypoint
 
 if __name__ == "__main__":
     run_entrypoint(AnalyzeConfig, analyze)

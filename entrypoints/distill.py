@@ -5,9 +5,9 @@
 Logs a `student` run (and the teacher / one-hot student runs it needed): params, per-epoch
 metrics with agreement and KL to the teacher, per-sample confidences, the model.
 """
+from kdtrack.cli.entry import run_entrypoint
 from kdtrack.config import DistillConfig
-from kdtrack.entry import run_entrypoint
-from kdtrack.pipeline import distill
+from kdtrack.pipeline.stages import distill
 
 if __name__ == "__main__":
     run_entrypoint(DistillConfig, distill)

@@ -5,9 +5,9 @@
 Logs a `student` run tagged kdtrack.switch_to / kdtrack.switch_step: the loss weights applied per
 step (`distill_weight`), test accuracy throughout, and confidence snapshots around the switch.
 """
+from kdtrack.cli.entry import run_entrypoint
 from kdtrack.config import SwitchConfig
-from kdtrack.entry import run_entrypoint
-from kdtrack.pipeline import switch
+from kdtrack.pipeline.stages import switch
 
 if __name__ == "__main__":
     run_entrypoint(SwitchConfig, switch)

@@ -2,9 +2,9 @@
 
     mlflow run . -e theory -P n=32 -P p=256 --env-manager local
 """
+from kdtrack.analysis.theory import theory
+from kdtrack.cli.entry import run_entrypoint
 from kdtrack.config import TheoryConfig
-from kdtrack.entry import run_entrypoint
-from kdtrack.theory import theory
 
 if __name__ == "__main__":
     run_entrypoint(TheoryConfig, theory)

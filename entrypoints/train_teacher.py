@@ -4,9 +4,9 @@
 
 Logs a `teacher` run: params, per-epoch metrics, confidences/{train,test}.parquet, the model.
 """
+from kdtrack.cli.entry import run_entrypoint
 from kdtrack.config import TrainConfig
-from kdtrack.entry import run_entrypoint
-from kdtrack.pipeline import train_teacher
+from kdtrack.pipeline.stages import train_teacher
 
 if __name__ == "__main__":
     run_entrypoint(TrainConfig, train_teacher)

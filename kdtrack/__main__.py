@@ -2,6 +2,6 @@
 
     torchrun --nproc-per-node 2 -m kdtrack distill -P preset=mnist_mlp
 """
-from kdtrack.cli import main
+from kdtrack.cli.main import main
 
 main(prog_name="kdtrack")

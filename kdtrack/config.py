@@ -1,6 +1,6 @@
 """One frozen dataclass per entry point: the single source of truth for its parameters.
 
-MLproject mirrors these field names (tests/test_config.py checks it). MLflow passes every
+MLproject mirrors these field names (tests/primitives/test_config.py checks it). MLflow passes every
 parameter as a string and does not type-check, so `from_params` parses and validates here, and
 an empty string means "the preset's value, else the default below".
 """
@@ -388,7 +388,7 @@ class TheoryConfig:
         _check("seed", self.seed, 0 <= self.seed < 2**32, SEEDS)
 
 
-# Entry points whose runs train on `nproc_per_node` processes (kdtrack.replicas).
+# Entry points whose runs train on `nproc_per_node` processes (kdtrack.pipeline.replicas).
 PARALLEL = (TrainConfig, DistillConfig, SwitchConfig)
 ENTRY_POINTS = {"train_teacher": TrainConfig, "distill": DistillConfig, "switch": SwitchConfig,
                 "analyze": AnalyzeConfig, "ablate": AblateConfig, "theory": TheoryConfig}

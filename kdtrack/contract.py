@@ -45,7 +45,7 @@ def copied_to_student(metric: str) -> bool:
     return metric.startswith("eigen/") or any(part in metric for part in COPIED_METRICS)
 
 # Every metric name kdtrack logs, as patterns. Dashboards and claims name metrics, and a misspelt
-# one would otherwise read as "no runs"; tests/test_pipeline.py checks that every metric a real
+# one would otherwise read as "no runs"; tests/pipeline/test_pipeline.py checks that every metric a real
 # pipeline logs matches one of these, so the list cannot fall behind the code.
 METRIC_PATTERNS = (
     r"(train|test)/(acc|agreement|kl|student_acc|teacher_acc|underfit_frac|exaggeration_index)",

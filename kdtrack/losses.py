@@ -24,7 +24,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
     The tau^2 factor (Hinton et al., 2015) keeps the gradient's scale independent of tau: the
     gradient with respect to the student's logits is tau * (p^st_tau - p^te_tau) / N, i.e.
-    (p^st_tau - p^te_tau) / tau times the loss scale tau^2, per sample (tests/test_losses.py).
+    (p^st_tau - p^te_tau) / tau times the loss scale tau^2, per sample (tests/primitives/test_losses.py).
     """
     log_student = F.log_softmax(student_logits / temperature, dim=-1)
     teacher = F.softmax(teacher_logits / temperature, dim=-1)
@@ -32,7 +32,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 # With data parallelism a process holds only its part of each batch; such a function (the loop's:
-# kdtrack.distributed.World.gather) maps that part's values to the whole batch's, on every process,
+# kdtrack.training.distributed.World.gather) maps that part's values to the whole batch's, on every process,
 # and says where the part lies in it.
 WholeBatch = Callable[[torch.Tensor], tuple[torch.Tensor, slice]]
 
@@ -61,7 +61,7 @@ def confidence_weighted_loss(student_logits: torch.Tensor, teacher_logits: torch
     The weights are the teacher's, constants to the student, so the gradient with respect to the
     student's logits is w_n * tau * (p^st_tau - p^te_tau) / N: plain KD's, scaled per sample. With
     gamma = 0 every w_n is exactly 1 and the loss and its gradient are bit-identical to
-    `distillation_loss` (tests/test_losses.py).
+    `distillation_loss` (tests/primitives/test_losses.py).
     """
     log_student = F.log_softmax(student_logits / temperature, dim=-1)
     teacher = F.softmax(teacher_logits / temperature, dim=-1)
@@ -79,7 +79,7 @@ def confidence_tempered_loss(student_logits: torch.Tensor, teacher_logits: torch
     (q = 1) at tau. Each sample keeps its own tau_n^2, so the gradient with respect to the student's
     logits is tau_n * (p^st_{tau_n} - p^te_{tau_n}) / N: plain KD's per sample at that sample's
     temperature. Written as logits / tau / s_n and (s_n^2 * CE_n) averaged then times tau^2, so that
-    beta = 0 (every s_n exactly 1) is bit-identical to `distillation_loss` (tests/test_losses.py).
+    beta = 0 (every s_n exactly 1) is bit-identical to `distillation_loss` (tests/primitives/test_losses.py).
     """
     scale = (1 + spread * (1 - quantiles)).to(student_logits.dtype)
     log_student = F.log_softmax(student_logits / temperature / scale[:, None], dim=-1)

@@ -60,7 +60,7 @@ def analyze(config: AnalyzeConfig, context: RunContext = RunContext()) -> list[s
         say(f"every finished student in experiment {config.experiment!r} is already analyzed")
     ids = [analyze_student(student, config, context) for student in students]
     if config.theory:  # Theorem 4.1 beside the empirical evidence, in the same experiment
-        from kdtrack.theory import theory
+        from kdtrack.analysis.theory import theory
 
         name = config.experiment or (tracking.experiment_name(students[0].info.experiment_id) if students else "")
         ids.append(theory(TheoryConfig(experiment=name), context))

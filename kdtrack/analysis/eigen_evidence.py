@@ -7,11 +7,10 @@ import polars as pl
 
 from kdtrack import tracking
 from kdtrack.analysis import figures
-from kdtrack.analysis.eigenspace import exaggerated_fraction, pair_table, sample_pairs, top_k_sweep
 from kdtrack.analysis.evidence import Evidence, caption
 from kdtrack.config import AnalyzeConfig
 from kdtrack.contract import SAME_INIT, TEACHER_RUN
-from kdtrack.eigen import (
+from kdtrack.metrics.eigen import (
     EIGEN_POINTS,
     components,
     eigendirections,
@@ -20,8 +19,9 @@ from kdtrack.eigen import (
     layer_inputs,
     truncated_to_top,
 )
-from kdtrack.rebuild import data_of, rebuild_model
-from kdtrack.training import predict
+from kdtrack.metrics.eigenspace import exaggerated_fraction, pair_table, sample_pairs, top_k_sweep
+from kdtrack.pipeline.rebuild import data_of, rebuild_model
+from kdtrack.training.loop import predict
 
 TRAJECTORY, LAST_LAYER = "eigen/trajectory.parquet", "eigen/last_layer_weights.pt"
 

@@ -10,9 +10,9 @@ import polars as pl
 
 from kdtrack import tracking
 from kdtrack.analysis import figures
-from kdtrack.analysis.metrics import quantile_lines, quantile_slope, summary
 from kdtrack.config import AnalyzeConfig
 from kdtrack.contract import FROM_RUN, ONEHOT_RUN, ROLE, SWITCH_STEP, TEACHER_RUN
+from kdtrack.metrics.deviations import quantile_lines, quantile_slope, summary
 
 SPLITS = ("train", "test")
 

@@ -11,8 +11,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 
-from kdtrack.analysis.metrics import GROUPS, QuantileLine, with_groups
 from kdtrack.analysis.style import FIT_COLOURS, styled
+from kdtrack.metrics.deviations import GROUPS, QuantileLine, with_groups
 
 # What the confidence columns are, in the paper's words (phi(p) is the logit margin of §3).
 AXES = {"phi_teacher": "teacher φ(p) on its predicted class", "phi_student": "student φ(p)",

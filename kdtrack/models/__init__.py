@@ -20,7 +20,7 @@ SIZES: dict[str, tuple[int | None, int | None]] = {
 ARCHITECTURES = tuple(SIZES)
 TEXT_ARCHITECTURES = ("roberta_small", "roberta_medium", "roberta_base")
 # Those with BatchNorm layers, known without building them: on several processes their layers become
-# SyncBatchNorm, which runs on CUDA only (kdtrack.replicas). tests/test_distributed.py checks it
+# SyncBatchNorm, which runs on CUDA only (kdtrack.pipeline.replicas). tests/training/test_distributed.py checks it
 # against a build of every architecture.
 BATCH_NORM_ARCHITECTURES = ("resnet20", "resnet56", "resnet18", "resnet50", "mobilenet_v2")
 

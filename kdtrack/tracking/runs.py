@@ -21,13 +21,13 @@ from mlflow.entities import Metric, Param, RunTag
 
 from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESULT, RESUME, ROLE, STUDY
-from kdtrack.distributed import ONE_PROCESS, World
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, shielded, stop_requests
 from kdtrack.tracking import ui
 from kdtrack.tracking.lease import hold, lease_tags
 from kdtrack.tracking.store import client, get_run, now_ms, parquet_bytes, quoted, search_all, torch_bytes
 from kdtrack.tracking.uploader import Uploader
+from kdtrack.training.distributed import ONE_PROCESS, World
 
 # Written into logged models so they reload without pip's slow requirement inference.
 MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]

@@ -1,0 +1,446 @@
+"""The `kdtrack` command: the entry points in-process, and the embedded demo."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from kdtrack.cli.entry import exit_on_user_error
+from kdtrack.errors import UserError
+
+
+def _pairs(values: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"-P {item!r} is not KEY=VALUE")
+        if key.strip() in params:  # silently keeping one of the two would run what was not meant
+            raise UserError(f"-P {key.strip()} is given twice ({params[key.strip()]!r}, then {value!r}); "
+                            "allowed: each key once")
+        params[key.strip()] = value
+    return params
+
+
+def _use_tracking_uri(uri: str | None) -> None:
+    if uri:
+        from kdtrack import tracking
+
+        tracking.use_tracking_uri(uri)
+
+
+def _run(work) -> None:
+    result = exit_on_user_error(work)
+    if result not in (None, ""):  # no result (nothing left to analyze) is no line
+        click.echo(result)
+
+
+@click.group()
+def main() -> None:
+    """Experiment tracking for knowledge-distillation research on MLflow.
+
+    Results (run ids, tables) go to stdout; progress and status to stderr. Wherever a run id is
+    taken, a unique prefix of it (the 8 characters the MLflow UI shows) is enough.
+
+    Example: kdtrack distill -P preset=mnist_mlp --experiment demo"""
+
+
+PARAM = click.option("-P", "params", multiple=True, metavar="KEY=VALUE",
+                     help="A config field, as in `mlflow run -P`.")
+EXPERIMENT = click.option("--experiment", default="",
+                          help="MLflow experiment name (default: MLFLOW_EXPERIMENT_NAME or Default).")
+# analyze and theory name their experiment in the config: the option sets that field.
+EXPERIMENT_FIELD = click.option("--experiment", default=None, help="MLflow experiment name (-P experiment=NAME).")
+
+
+@dataclass(frozen=True)
+class EntryCommand:
+    """`kdtrack NAME -P KEY=VALUE ... [--experiment X]`: builds the entry point's config and calls its
+    work function with it (and the experiment, when the command takes one)."""
+    entry_point: str  # a key of kdtrack.config.ENTRY_POINTS; the command's name has dashes for underscores
+    work: str  # "module:function", imported only when the command runs: importing torch takes seconds
+    help: str  # what it does, then an example
+    takes_experiment: bool = True  # analyze and theory name theirs in the config (--experiment sets it)
+    options: tuple = ()  # more click options; each one given sets the config field of its name
+    parallel: bool = False  # trains on `-P nproc_per_node=N` processes (kdtrack.pipeline.replicas)
+    # "module:function" that submits the work as jobs with --launcher local|slurm (kdtrack.studies.launch)
+    launched: str = ""
+
+
+# Shorthands for the fields an ablation is mostly about (`--knob lr` is `-P knob=lr`); they win over -P.
+ABLATE_OPTIONS = (
+    click.option("--preset", default=None, help="The base setting's preset."),
+    click.option("--knob", default=None, help="batch_size, lr, length, or any config field."),
+    click.option("--values", default=None, help="Comma-separated knob values (default: the paper's ablation)."),
+    click.option("--seeds", default=None, help="Seeds per value."),
+    click.option("--n-trials", default=None, help="0 = the grid; N = a TPE search of N trials."),
+    click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study store."),
+)
+# How `suite run` and `ablate` submit their work as jobs (kdtrack.studies.launch); how, not what: no config field.
+LAUNCHER = click.option("--launcher", type=click.Choice(["process", "local", "slurm"]), default="process",
+                        show_default=True, help="process: here; local: submitit jobs on this machine; slurm: "
+                        "submitit jobs on a Slurm cluster.")
+SLURM_OPTIONS = (
+    click.option("--submitit-folder", "folder", default=None,
+                 help="Where submitit keeps the job scripts and logs (default .kdtrack/submitit)."),
+    click.option("--partition", default=None, help="Slurm partition."),
+    click.option("--gpus-per-task", type=click.IntRange(min=0), default=None, help="GPUs of each job."),
+    click.option("--cpus-per-task", type=click.IntRange(min=1), default=None, help="CPUs of each job."),
+    click.option("--mem-gb", type=click.FloatRange(min=0, min_open=True), default=None, help="Memory of each job."),
+    click.option("--time", "time_min", type=click.IntRange(min=1), default=None,
+                 help="A job's time limit in minutes (default 1440); a job that reaches it is requeued."),
+)
+
+
+def _options(options: tuple):
+    """The decorator of several click options, listed by --help in their order."""
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+ARRAY = click.option("--array", type=click.IntRange(min=1), default=None,
+                     help="Worker jobs, as one job array (with --launcher local or slurm; default 1).")
+LAUNCH_FIELDS = ("launcher", "folder", "partition", "gpus_per_task", "cpus_per_task", "mem_gb", "time_min",
+                 "nproc_per_node", "array")
+ENTRY_COMMANDS = (
+    EntryCommand("train_teacher", "kdtrack.pipeline.stages:train_teacher",
+                 "One-hot training of a teacher (the `train_teacher` entry point), or the reuse of a finished "
+                 "identical run; prints its run id.\n\nExample: kdtrack train-teacher -P preset=mnist_mlp "
+                 "--experiment demo", parallel=True),
+    EntryCommand("distill", "kdtrack.pipeline.stages:distill",
+                 "Distill a student (the `distill` entry point), training or reusing its teacher first; prints "
+                 "the student's run id.\n\nExample: kdtrack distill -P preset=noisy_mnist_rf -P seed=1 "
+                 "--experiment demo", parallel=True),
+    EntryCommand("switch", "kdtrack.pipeline.stages:switch",
+                 "A student that switches between distillation and one-hot loss (the `switch` entry point); "
+                 "prints its run id.\n\nExample: kdtrack switch -P preset=mnist_mlp -P switch_to=onehot "
+                 "-P switch_at=0.5 --experiment demo", parallel=True),
+    EntryCommand("analyze", "kdtrack.analysis.analyze:analyze",
+                 "Analyze a student, or every unanalyzed student of an experiment; prints the analysis run "
+                 "ids.\n\nExample: kdtrack analyze -P student_run_id=3f2a9c1b   (or: kdtrack analyze "
+                 "--experiment demo)", takes_experiment=False, options=(EXPERIMENT_FIELD,)),
+    EntryCommand("ablate", "kdtrack.studies.ablate:ablate",
+                 "An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the "
+                 "same command on several machines against one storage. Prints the study run's id.\n\n"
+                 "Example: kdtrack ablate -P preset=mnist_mlp --knob lr --seeds 3 --experiment ablations\n\n"
+                 "On a cluster: kdtrack ablate ... --launcher slurm --array 8 --storage postgresql://HOST/optuna",
+                 options=(*ABLATE_OPTIONS, LAUNCHER, ARRAY, *SLURM_OPTIONS),
+                 launched="kdtrack.studies.launch:run_ablate"),
+    EntryCommand("theory", "kdtrack.analysis.theory:theory",
+                 "Check Theorem 4.1 on a random linear-regression instance; prints the theory run's id."
+                 "\n\nExample: kdtrack theory -P n=32 -P p=256 --experiment theory",
+                 takes_experiment=False, options=(EXPERIMENT_FIELD,)),
+)
+PARAMS_HINT = "\n\n`kdtrack params {name}` lists every -P field with its default and allowed values."
+
+
+def entry_command(command: EntryCommand) -> click.Command:
+    def callback(params, **options) -> None:
+        from kdtrack.config import ENTRY_POINTS, from_params
+
+        module, _, name = command.work.partition(":")
+        work = getattr(importlib.import_module(module), name)
+        # --experiment is the work's argument, or (analyze, theory) a config field like the other options
+        experiment = options.pop("experiment") if command.takes_experiment else ""
+        launching = {name: options.pop(name) for name in LAUNCH_FIELDS if name in options}
+        given = {field: str(value) for field, value in options.items() if value is not None}
+
+        def configure_and_work():
+            config = from_params(ENTRY_POINTS[command.entry_point], {**_pairs(params), **given})
+            submitted = submit_jobs(command, config, experiment, launching) if command.launched else None
+            if submitted is not None:
+                return " ".join(submitted)
+            if command.parallel:
+                result = on_ranks(command, config, work, params, experiment)
+            else:
+                result = work(config, experiment) if command.takes_experiment else work(config)
+            return " ".join(result) if isinstance(result, (list, tuple)) else result  # analyze's run ids
+
+        _run(configure_and_work)
+
+    decorators = [PARAM, *([EXPERIMENT] if command.takes_experiment else []), *command.options]
+    for decorator in reversed(decorators):  # innermost first, so that --help lists them in this order
+        callback = decorator(callback)
+    return click.command(command.entry_point.replace("_", "-"),
+                         help=command.help + PARAMS_HINT.format(name=command.entry_point))(callback)
+
+
+def _launch(launcher: str, flags: dict, slurm=None):
+    """The `kdtrack.studies.launch.Launch` that --launcher and the launch flags (by field; None: not given)
+    ask for; None for `process`, which takes none of those flags."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    if launcher == "process":
+        if given:
+            first = next(iter(given))
+            flag = {"time_min": "time", "folder": "submitit-folder"}.get(first, first.replace("_", "-"))
+            raise UserError(f"--{flag} applies to --launcher local or slurm; --launcher process runs here")
+        return None
+    try:
+        from kdtrack.studies import launch
+        from kdtrack.studies.suite import SlurmSpec
+    except ModuleNotFoundError as error:
+        if error.name != "submitit":
+            raise
+        raise UserError(f"--launcher {launcher} needs submitit; install it: pip install 'kdtrack[slurm]'") from None
+    return launch.launch_options(launcher, given, slurm or SlurmSpec())
+
+
+def submit_jobs(command: EntryCommand, config, experiment: str, launching: dict):
+    """The work as jobs (kdtrack.studies.launch); None where --launcher process runs it here."""
+    launch = _launch(launching["launcher"], {k: v for k, v in launching.items() if k != "launcher"})
+    if launch is None:
+        return None
+    module, _, name = command.launched.partition(":")
+    return getattr(importlib.import_module(module), name)(config, experiment, launch, launching.get("array") or 1)
+
+
+def on_ranks(command: EntryCommand, config, work, params: tuple[str, ...], experiment: str):
+    """`work` on `nproc_per_node` processes (kdtrack.replicas), torchrun's or started here by
+    running this command again under torch.distributed.run."""
+    from kdtrack.pipeline import replicas
+    from kdtrack.tracking import RunContext
+
+    again = ["-m", "kdtrack", command.entry_point.replace("_", "-"), *(f"-P{pair}" for pair in params)]
+    return replicas.command(config, lambda world: work(config, experiment, context=RunContext(world=world)),
+                            again + (["--experiment", experiment] if experiment else []))
+
+
+for _entry in ENTRY_COMMANDS:
+    main.add_command(entry_command(_entry))
+
+
+CODE_VERSION = click.option(
+    "--code-version", "version", default="",
+    help="Count the analyses made by this code version (12 hex digits; default: this code's). A report "
+         "made after a code change reads a study analyzed before it.")
+
+
+def _code_version(value: str) -> str:
+    """The code version whose analyses count: `value`, checked, or this code's."""
+    from kdtrack import code_version
+
+    if value and not re.fullmatch(r"[0-9a-f]{12}", value):
+        raise UserError(f"--code-version {value!r} is not a code version; allowed: 12 hex digits, as a "
+                        "run's kdtrack.code_version tag shows")
+    return value or code_version()
+
+
+@main.command("report")
+@click.option("--experiment", "experiments", multiple=True, required=True, help="Repeat to compare experiments.")
+@click.option("--filter", "filter_string", default="",
+              help="An MLflow search filter, e.g. \"params.preset = 'mnist_mlp'\".")
+@click.option("--dashboard", default="paper", show_default=True, help="A dashboards/ name or a YAML file.")
+@click.option("--out", default="kdtrack-report", show_default=True, type=click.Path(file_okay=False))
+@click.option("--format", "output", type=click.Choice(["both", "html", "md"]), default="both", show_default=True,
+              help="html: one self-contained file; md: report.md with its figures/ beside it, for a repository.")
+@CODE_VERSION
+@click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
+def report_command(experiments, filter_string, dashboard, out, output, version, tracking_uri) -> None:
+    """A report comparing the runs of one or more experiments: claims first, then the paper's tables
+    and figures.
+
+    Example: kdtrack report --experiment table7 --format md --out docs/reproduction"""
+    from kdtrack.report.dashboard import load
+    from kdtrack.report.render import report
+
+    _use_tracking_uri(tracking_uri)
+    formats = ("html", "md") if output == "both" else (output,)
+    _run(lambda: report(list(experiments), filter_string, load(dashboard), Path(out), formats,
+                        _code_version(version)))
+
+
+@main.command("claims")
+@click.option("--experiment", "experiments", multiple=True, required=True, help="Repeat to check several.")
+@click.option("--dashboard", default="paper", show_default=True, help="A dashboards/ name or a YAML file.")
+@click.option("--filter", "filter_string", default="", help="An MLflow search filter, as for `report`.")
+@click.option("--format", "output", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
+@click.option("--strict", is_flag=True, help="Exit 1 when a verdict contradicts what the paper reports.")
+@CODE_VERSION
+@click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
+def claims_command(experiments, dashboard, filter_string, output, strict, version, tracking_uri) -> None:
+    """The dashboard's claims, each with its seeds, estimate, 95% interval and verdict.
+
+    Example: kdtrack claims --experiment table7 --format md --strict"""
+    import json
+
+    import polars as pl
+
+    from kdtrack import tracking
+    from kdtrack.report.claims import contradictions
+    from kdtrack.report.collect import counted, runs_table, setting_of
+    from kdtrack.report.dashboard import load
+    from kdtrack.report.render import claim_table, markdown_table
+
+    _use_tracking_uri(tracking_uri)
+
+    def check():
+        board = load(dashboard)
+        if not board.claims:
+            raise UserError(f"dashboard {dashboard!r} declares no claims; the paper's are in dashboard 'paper'")
+        tracking.check_store()
+        kept, left_out = counted(setting_of(runs_table(list(experiments), filter_string)), _code_version(version))
+        if left_out:
+            click.echo(f"kdtrack: left out: {', '.join(left_out)}", err=True)
+        results = claim_table(kept, list(experiments), board.claims)
+        columns = ["experiment", "id", "setting", "n", "estimate", "ci_low", "ci_high", "verdict", "expect"]
+        if output == "json":
+            text = json.dumps([{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+                               for row in results.select(columns).iter_rows(named=True)], indent=1)
+        elif output == "md":
+            text = markdown_table(results.select(columns))
+        else:
+            with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True,
+                           tbl_hide_column_data_types=True, float_precision=3, tbl_width_chars=200):
+                text = str(results.select(columns))
+        return text, contradictions(results)
+
+    text, contradicted = exit_on_user_error(check)
+    click.echo(text)
+    if strict and contradicted.height:
+        rows = contradicted.iter_rows(named=True)
+        click.echo(f"kdtrack: {contradicted.height} verdict(s) contradict the paper: "
+                   + ", ".join(f"{r['id']} ({r['setting']}: {r['verdict']})" for r in rows), err=True)
+        raise SystemExit(1)
+
+
+@main.command("runs")
+@click.option("--experiment", "experiments", multiple=True, required=True, help="Repeat to list several.")
+@click.option("--filter", "filter_string", default="", help="An MLflow search filter, as for `report`.")
+@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table: 100 columns, 8-character ids; csv and json: whole ids, for pipes.")
+@click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
+def runs_command(experiments, filter_string, output, tracking_uri) -> None:
+    """The runs of experiments, one line each: role, status, preset, data, architecture, seed, id
+    and key metrics.
+
+    Example: kdtrack runs --experiment demo --format csv > runs.csv"""
+    from kdtrack import tracking
+    from kdtrack.report import listing
+    from kdtrack.report.collect import runs_table
+    from kdtrack.report.tables import runs_summary
+
+    _use_tracking_uri(tracking_uri)
+
+    def show():
+        tracking.check_store()  # one line within seconds, not MLflow's minutes of retries
+        # Runs whose process died (RUNNING, their lease lapsed) are marked KILLED before they are listed.
+        tracking.reap_experiments([i for i in map(tracking.experiment_id, experiments) if i is not None])
+        summary = runs_summary(runs_table(list(experiments), filter_string))
+        return {"table": listing.as_table, "csv": listing.as_csv, "json": listing.as_json}[output](summary).rstrip("\n")
+
+    _run(show)
+
+
+@main.command("params")
+@click.argument("entry", required=False, default="")
+def params_command(entry) -> None:
+    """Every parameter of an entry point (all of them without ENTRY): type, default, allowed
+    values and meaning; then the presets and the fields each sets. Generated from
+    kdtrack/config.py, like MLproject.
+
+    Example: kdtrack params distill"""
+    from kdtrack.cli.paramdoc import render
+
+    _run(lambda: render(entry))
+
+
+@main.group("suite")
+def suite_group() -> None:
+    """Declarative suites: a YAML file (or a shipped name: table7) declares settings x seeds.
+
+    Example: kdtrack suite status table7"""
+
+
+SUITE_EXPERIMENT = click.option("--experiment", default="", help="Instead of the experiment the suite file names.")
+
+
+def _suite(name: str, experiment: str):
+    from kdtrack.studies import suite as suites
+
+    loaded = suites.load(name)
+    return dataclasses.replace(loaded, experiment=experiment) if experiment else loaded
+
+
+@suite_group.command("run")
+@click.argument("suite")
+@click.option("--dry-run", is_flag=True, help="Print the plan; train nothing.")
+@click.option("--workers", default=1, show_default=True,
+              help="Settings trained in parallel processes (--launcher process).")
+@SUITE_EXPERIMENT
+@LAUNCHER
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=None,
+              help="Processes (one per GPU) that train each run of a job (DDP); default: the task's own.")
+@_options(SLURM_OPTIONS)
+def suite_run(suite, dry_run, workers, experiment, launcher, **flags) -> None:
+    """Train and analyze what the suite declares and the store lacks, then write its report;
+    prints the run ids. With --launcher slurm, submits the jobs (teachers first, each student
+    after its teacher's job) and prints their job ids; the Slurm options come from the suite
+    file's `slurm:` mapping, and these flags override them.
+
+    Example: kdtrack suite run table7 --dry-run
+
+    On a cluster: kdtrack suite run table7 --launcher slurm --partition gpu --gpus-per-task 1 --time 600"""
+    from kdtrack.studies import suite as suites
+
+    def work():
+        loaded = _suite(suite, experiment)
+        if workers != 1 and launcher != "process":
+            raise UserError(f"--workers {workers} applies to --launcher process; with --launcher {launcher} "
+                            "every task is a job of its own")
+        launch = _launch(launcher, flags, loaded.slurm)
+        if launch is None:
+            ids = suites.run(loaded, dry_run, workers)
+        else:
+            from kdtrack.studies.launch import run_suite
+
+            ids = run_suite(loaded, launch, dry_run)
+        if ids and not dry_run and launcher != "slurm":  # Slurm's jobs have only been submitted
+            from kdtrack.report.dashboard import load
+            from kdtrack.report.render import report
+
+            report([loaded.experiment], "", load("paper"), Path("kdtrack-report") / loaded.name)
+        return " ".join(ids) or None
+
+    _run(work)
+
+
+@suite_group.command("status")
+@click.argument("suite")
+@SUITE_EXPERIMENT
+def suite_status(suite, experiment) -> None:
+    """What is done and what is missing, one task a line.
+
+    Example: kdtrack suite status table7"""
+    from kdtrack import tracking
+    from kdtrack.studies import suite as suites
+
+    def show():
+        loaded = _suite(suite, experiment)  # a bad file is refused before the store is asked
+        tracking.check_store()
+        return "\n".join(f"{state:<8} {task.label}" for task, state in suites.status(loaded))
+
+    _run(show)
+
+
+@main.command("demo")
+@click.option("--experiment", default="kdtrack-demo", show_default=True)
+@click.option("--out", default="kdtrack-out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder that receives a local copy of the figures.")
+@click.option("--preset", "presets", multiple=True, default=("mnist_mlp", "noisy_mnist_rf"), show_default=True)
+@click.option("--keep-checkpoints", default="last", show_default=True,
+              help="The runs' keep_checkpoints; `switch` keeps what `switch -P from_run_id=...` starts from.")
+def demo_command(experiment, out, presets, keep_checkpoints) -> None:
+    """The main job on the embedded data: teacher, distilled student and analysis per preset;
+    prints the run ids, slopes, figures and the paper's claims on them.
+
+    Example: kdtrack demo --experiment kdtrack-demo --out kdtrack-out"""
+    from kdtrack.cli.demo import demo
+
+    _run(lambda: demo(experiment, Path(out), presets, keep_checkpoints))

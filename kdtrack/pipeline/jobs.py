@@ -1,0 +1,224 @@
+"""`run_job`: find, resume or start the run a `Job` describes, train it, and record it."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from kdtrack import tracking
+from kdtrack.config import TrainConfig, to_params
+from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
+from kdtrack.data import Splits
+from kdtrack.errors import StopRun, UserError
+from kdtrack.models import portable
+from kdtrack.pipeline import replicas
+from kdtrack.progress import duration
+from kdtrack.say import say
+from kdtrack.schedules import LossWeights
+from kdtrack.training.loop import NonFiniteLoss, Teacher, TrainState, evaluate, fit, predict_splits
+
+# Fields that do not change what is trained, left out of reuse keys.
+NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
+              "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running",
+              "keep_checkpoints", "nproc_per_node", "register", "system_metrics")
+# The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
+# heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
+LAST_LAYER_CAP = 100_000
+
+
+def key_params(config) -> dict[str, str]:
+    return {k: v for k, v in to_params(config).items() if k not in NOT_IN_KEY}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run to find, resume or start, complete when built: what `train_teacher`,
+    `distill` and `switch` hand to `run_job`."""
+
+    role: str
+    config: TrainConfig
+    name: str
+    tags: Mapping[str, str]
+    weights: LossWeights  # distillation weight per step; its total_steps is the training length
+    make_model: Callable[[], nn.Module]
+    confidence_tables: Callable[[dict], dict[str, pl.DataFrame]]  # logits by split -> tables by split
+    upstream: str = ""  # the run this one depends on, part of the reuse key
+    teacher: Teacher | None = None
+    start: TrainState | None = None  # a checkpoint to start from (switch's from_run_id)
+    snapshot_at: tuple[int, ...] = ()  # confidence snapshots besides every `snapshot_every` steps
+    first_records: Mapping[str, dict] = field(default_factory=dict)  # artifact path -> state, at start
+    first_metrics: Mapping[str, float] = field(default_factory=dict)  # logged at step 0
+    summary: str = ""  # Markdown: what the run is, for its description in the MLflow UI
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What a run records besides the loop's metrics: tables logged once at its start, probes
+    run at every log step (see TrackedRun.observe), and tags."""
+
+    tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)
+    probes: Mapping[str, Callable[[nn.Module], object]] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def eigen_probes(model: nn.Module, data: Splits, config: TrainConfig) -> Probes:
+    """||W^T v_k|| of the first layer at every log step (paper §D.3) in `eigen/trajectory.parquet`,
+    with the eigenvalues in `eigen/eigenvalues.parquet`; and the final linear layer's weights per
+    log step (`eigen/last_layer_weights.pt`), for §D.7."""
+    from kdtrack.metrics.eigen import EIGEN_POINTS, components, eigendirections, last_layer, layer_inputs, weight_matrix
+
+    values, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], config.seed), config.eigen_k)
+    names = [f"v{k}" for k in range(1, len(values) + 1)]
+    vectors = vectors.to(data.y_train.device)
+    tables = {"eigen/eigenvalues.parquet": pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})}
+    probes = {"eigen/trajectory.parquet": lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))}
+    head = last_layer(model)
+    if head and head[1].weight.numel() > LAST_LAYER_CAP:
+        return Probes(tables, probes, {EIGEN_LAST_LAYER: f"not recorded: {head[1].weight.numel()} weights > "
+                                                          f"{LAST_LAYER_CAP}"})
+    if head:  # §D.7: projected in the analysis, onto the teacher's final representation
+        probes["eigen/last_layer_weights.pt"] = lambda m: last_layer(m)[1].weight.detach().T.cpu().clone()
+    return Probes(tables, probes)
+
+
+class Outrun(StopRun):
+    """Ends a new run that lost the election to an identical run another process started at the
+    same moment (`tracking.elect`): before it trained anything."""
+
+
+def run_job(experiment_id: str, job: Job, data: Splits, context: tracking.RunContext = tracking.RunContext()) -> str:
+    """Reuse a FINISHED run with the same key and params; wait for one that another process is
+    training (or refuse, with if_running=refuse) and reuse it once FINISHED; else resume an
+    interrupted one from its last checkpoint, else start a new run; train, then log tables, weights
+    and the model. The run's `with` block records how it ended."""
+    config = job.config
+    params = key_params(config)
+    key = tracking.run_key(job.role, params, job.upstream)
+    while True:
+        if not config.force:
+            found = tracking.find_finished(experiment_id, job.role, key, params)
+            if found:
+                say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
+                context.report(found.info.run_id)
+                return found.info.run_id
+            live = tracking.find_live(experiment_id, job.role, key, params)
+            if live:
+                wait_for(live, job.role, config.if_running)
+                continue  # it finished (reuse it), or ended otherwise or died (resume it)
+        run_id = train(experiment_id, job, data, context, key, params)
+        if run_id:
+            return run_id
+
+
+def wait_for(run, role: str, if_running: str) -> None:
+    """Wait until `run`, which another process holds, is no longer held; or refuse to."""
+    what = f"{role} run {run.info.run_id} with these parameters is being trained by {tracking.holder(run.data.tags)}"
+    if if_running == "refuse":
+        raise UserError(f"{what}; if_running=refuse: not waiting for it (if_running=wait reuses it once finished)")
+    say(f"{what}; waiting for it")
+    tracking.wait(run.info.run_id)
+
+
+def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunContext, key: str,
+          params: dict[str, str]) -> str:
+    """Resume or start the job's run and train it; its id, or "" where another process took the
+    paused run, or started an identical one, first."""
+    config = job.config
+    resumable = config.resume and not config.force
+    paused = tracking.find_resumable(experiment_id, job.role, key, params) if resumable else None
+    if paused and not tracking.take_over(paused, "resumed"):
+        return ""
+    model = job.make_model()
+    probes = eigen_probes(model, data, config) if config.eigen else Probes()
+    recording = dict(confidence_tables=job.confidence_tables, probes=probes.probes)
+    if paused:
+        saved = tracking.load_state(paused.info.run_id, paused.data.tags[RESUME])
+        logged = max((step for step, _ in tracking.metric_history(paused.info.run_id, "lr")), default=0)
+        opened = tracking.reopen(paused.info.run_id, job.role, context, logged_through=logged,
+                                 system_metrics=config.system_metrics, **recording)
+    else:
+        params_logged = {**to_params(config), **context.world.params()}
+        opened = tracking.run(experiment_id, job.name, job.role, params_logged, context,
+                              {**job.tags, KEY: key, **probes.tags}, summary=job.summary,
+                              system_metrics=config.system_metrics, **recording)
+    run_id, started = "", time.monotonic()
+    try:
+        with opened as run:
+            run_id = run.run_id
+            if paused:
+                run.restore_probes(saved, paused.data.tags[RESUME])
+                say(f"resuming {job.role} run {run_id} ({paused.info.status}) after step {saved['step']}")
+            else:
+                winner = run_id if config.force else tracking.elect(run_id, experiment_id, job.role, key, params)
+                if winner != run_id:
+                    raise Outrun(f"run {winner}, started at the same moment with the same parameters, trains it")
+                say(f"training {job.name} (run {run_id})")
+                record_start(run, job, probes, data)
+            start = TrainState.from_dict(saved) if paused else job.start
+            if context.world.size > 1:
+                context.world.send(replicas.order(job, model, start))
+            fit(model, data, config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at,
+                progress=f"training {job.name}", world=context.world)
+            final = record_end(run, model, data, job.teacher,
+                               f"kdtrack-{config.preset}-{job.role}" if config.register else "")
+    except Outrun:
+        tracking.withdraw(run_id)
+        return ""
+    except NonFiniteLoss as error:
+        raise UserError(f"run {run_id} stopped: {error}") from None
+    if config.keep_checkpoints != "all":
+        drop_resume_checkpoints(run_id)
+    say(summary(job, run_id, final, time.monotonic() - started, tracking.run_address(experiment_id, run_id)))
+    return run_id
+
+
+def summary(job: Job, run_id: str, final: dict[str, float], seconds: float, address: str) -> str:
+    """The one line a finished training run ends with."""
+    parts = [f"train acc {final['train/acc']:.1%}", f"test acc {final['test/acc']:.1%}"]
+    if "test/agreement" in final:
+        parts.append(f"agreement with the teacher {final['train/agreement']:.1%} train, "
+                     f"{final['test/agreement']:.1%} test")
+    parts.append(f"wall time {duration(seconds)}")
+    return f"{job.role} run {run_id} ({job.name}) finished: {', '.join(parts)}" + (f"; {address}" if address else "")
+
+
+def drop_resume_checkpoints(run_id: str) -> None:
+    """A finished run resumes no more: its `last_a`/`last_b` checkpoints go (`step_<N>` ones,
+    which `switch` starts from, stay), where the artifact store can delete."""
+    paths = [path for path, is_dir in tracking.artifact_paths(run_id, "checkpoints")
+             if not is_dir and path.rsplit("/", 1)[-1] in ("last_a.pt", "last_b.pt")]
+    refused = tracking.delete_artifacts(run_id, paths)
+    if refused:
+        say(f"run {run_id}: the artifact store cannot delete {', '.join(refused)}; they stay "
+            "(keep_checkpoints=all keeps them on purpose)")
+
+
+def record_start(run: tracking.TrackedRun, job: Job, probes: Probes, data: Splits) -> None:
+    """What a new run records before its first step."""
+    for path, record in job.first_records.items():
+        run.log_state(record, path)
+    for path, table in probes.tables.items():
+        run.log_table(table, path)
+    if job.first_metrics:
+        run.metrics(dict(job.first_metrics), 0)
+    for split, inputs, labels, context in (("train", data.x_train, data.y_train, "training"),
+                                           ("test", data.x_test, data.y_test, "evaluation")):
+        array = inputs.cpu().numpy() if isinstance(inputs, torch.Tensor) else np.array(inputs.paths)
+        run.log_dataset(array, labels.cpu().numpy(), data.source, f"{data.name}-{split}", context)
+
+
+def record_end(run: tracking.TrackedRun, model: nn.Module, data: Splits, teacher: Teacher | None,
+               register_as: str) -> dict[str, float]:
+    """A trained run's final confidences, weights and model (registered as `register_as`, if any);
+    its final accuracies (and agreement)."""
+    logits = predict_splits(model, data)
+    for split, table in run.confidence_tables(logits).items():
+        run.log_table(table, f"confidences/{split}.parquet")
+    run.log_state(model.state_dict(), "checkpoints/final.pt")
+    run.log_model(portable(model).cpu(), data.x_train[:2], register_as)
+    return evaluate(logits, data, teacher.logits if teacher is not None else None)

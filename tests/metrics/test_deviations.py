@@ -1,0 +1,70 @@
+import math
+
+import numpy as np
+import polars as pl
+
+from kdtrack.metrics.deviations import (
+    below_fraction,
+    exaggeration_index,
+    fit_slope,
+    mislabeled_underfit_fraction,
+    quantile_gap,
+    quantile_slope,
+    summary,
+    with_groups,
+)
+
+
+def test_slope_of_an_exact_line():
+    x = np.linspace(-3, 5, 17)
+    assert math.isclose(fit_slope(x, 2.5 * x - 1), 2.5)
+    assert math.isnan(fit_slope([1.0, 1.0], [0.0, 2.0]))
+
+
+def _table(x, y, **extra):
+    n = len(x)
+    base = dict(index=range(n), label=[0] * n, is_noisy=[False] * n, pred=[0] * n, teacher_pred=[0] * n,
+                phi_teacher=x, phi_student=y, phi_teacher_label=x, phi_student_label=y)
+    return pl.DataFrame({**base, **extra})
+
+
+def test_bottom_and_top_quarter_slopes_of_a_piecewise_line():
+    # Slope 2 below x = 2 (the bottom quarter of 0..7), slope 0.5 above x = 6 (the top quarter).
+    x = np.arange(0, 8, 0.25)
+    y = np.where(x < 2, 2 * x, np.where(x >= 6, 0.5 * x, x))
+    table = _table(x, y)
+    assert math.isclose(quantile_slope(table, "bottom", 0.25), 2.0)
+    assert math.isclose(quantile_slope(table, "top", 0.25), 0.5)
+
+
+def test_mislabeled_underfit_fraction_hand_case():
+    table = _table([1.0, 2.0, 3.0, 4.0], [0.5, 2.5, 2.0, 9.0], is_noisy=[True, True, True, False])
+    assert math.isclose(mislabeled_underfit_fraction(table), 2 / 3)
+    assert math.isnan(mislabeled_underfit_fraction(table.with_columns(is_noisy=pl.lit(False))))
+
+
+def test_correctness_groups():
+    table = _table([0.0] * 4, [0.0] * 4, label=[1, 1, 1, 1], pred=[1, 1, 0, 0], teacher_pred=[1, 0, 1, 0])
+    assert with_groups(table)["group"].to_list() == ["Both", "Only_student", "Only_teacher", "Neither"]
+    values = summary({"train": table.with_columns(phi_teacher=pl.Series([0.0, 1, 2, 3]))})
+    assert values["train/group_frac_Both"] == 0.25 and values["train/student_acc"] == 0.5
+
+
+def test_direct_underfitting_measures_hand_case():
+    # Teacher phi 0..7; the bottom quarter is x = 0, 1 and the top quarter x = 6, 7.
+    x = [0.0, 1, 2, 3, 4, 5, 6, 7]
+    y = [-1.0, 1.5, 2, 3, 4, 5, 8, 7]  # gaps: -1, +0.5 at the bottom; +2, 0 at the top
+    table = _table(x, y)
+    assert math.isclose(quantile_gap(table, "bottom"), -0.25)
+    assert math.isclose(quantile_gap(table, "top"), 1.0)
+    assert math.isclose(below_fraction(table), 0.5)
+    assert math.isclose(exaggeration_index(table), 1.25)
+    values = summary({"test": table})
+    assert math.isclose(values["test/gap_bottom25"], -0.25) and math.isclose(values["test/exaggeration_index"], 1.25)
+    assert math.isclose(values["test/below_frac_bottom25"], 0.5) and math.isclose(values["test/gap_top25"], 1.0)
+
+
+def test_a_student_that_copies_its_teacher_has_no_gap():
+    x = np.linspace(-4, 4, 40)
+    table = _table(x, x)
+    assert quantile_gap(table, "bottom") == 0 and exaggeration_index(table) == 0 and below_fraction(table) == 0

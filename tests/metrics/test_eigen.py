@@ -1,0 +1,84 @@
+"""Eigendirections and weight components against hand-computed and closed-form cases."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from kdtrack.metrics.eigen import components, eigendirections, layer_inputs, truncated_to_top, weight_matrix
+from kdtrack.models import build_model
+
+
+def test_the_gram_route_equals_the_covariance_route():
+    torch.manual_seed(0)
+    x = torch.randn(12, 30, dtype=torch.float64)  # p > n: the Gram route
+    values, vectors = eigendirections(x)
+    full_values, full_vectors = torch.linalg.eigh(x.T @ x)
+    assert len(values) == 12
+    assert torch.allclose(values, full_values.flip(0)[:12], rtol=1e-9)
+    overlap = (vectors.T @ full_vectors.flip(1)[:, :12]).abs()
+    assert torch.allclose(overlap, torch.eye(12, dtype=torch.float64), atol=1e-8)  # same up to sign
+    assert torch.allclose(vectors.T @ vectors, torch.eye(12, dtype=torch.float64), atol=1e-10)
+
+
+def test_a_diagonal_case_by_hand():
+    x = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # X^T X = diag(9, 2)
+    values, vectors = eigendirections(x)
+    assert values.tolist() == [9.0, 2.0]
+    w = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # W (p=2 x h=2): rows are input directions
+    # v1 = e1: ||W^T e1|| = ||(1, 2)||, v2 = e2: ||(3, 4)|| = 5
+    assert torch.allclose(components(w, vectors), torch.tensor([5 ** 0.5, 5.0], dtype=torch.float64))
+
+
+def test_weight_matrices_and_inputs_per_architecture():
+    x = torch.rand(5, 3, 8, 8)
+    cnn = build_model("cnn", (3, 8, 8), 10, width=4, depth=1)
+    assert weight_matrix(cnn).shape == (3 * 6 * 6, 4)
+    patches = layer_inputs(cnn, x)
+    assert patches.shape == (5 * 3 * 3, 108)
+    # A patch dotted with the flattened kernel is the convolution's output at that place.
+    conv = cnn[0]
+    unpadded = nn.functional.conv2d(x, conv.weight)
+    first = nn.functional.unfold(x, 6)[0, :, 0] @ weight_matrix(cnn)
+    assert torch.allclose(first, unpadded[0, :, 0, 0], atol=1e-5)
+    rf = build_model("random_features", (1, 4, 4), 3, width=20)
+    assert layer_inputs(rf, x[:, :1, :4, :4]).shape == (5, 20) and weight_matrix(rf).shape == (20, 3)
+    mlp = build_model("mlp", (1, 4, 4), 3, width=7)
+    assert weight_matrix(mlp).shape == (16, 7)
+
+
+def test_truncation_to_all_directions_changes_nothing_and_to_none_zeroes():
+    torch.manual_seed(0)
+    mlp = build_model("mlp", (1, 4, 4), 3, width=7)
+    x = torch.randn(40, 1, 4, 4)
+    _, vectors = eigendirections(layer_inputs(mlp, x))  # p = 16 < n: all 16 directions
+    assert torch.allclose(weight_matrix(truncated_to_top(mlp, vectors, 16)), weight_matrix(mlp), atol=1e-5)
+    top1 = weight_matrix(truncated_to_top(mlp, vectors, 1))
+    assert torch.linalg.matrix_rank(top1) == 1
+
+
+def test_bottom_progress_at_half_top_by_hand():
+    from kdtrack.metrics.eigenspace import bottom_progress_at_half_top
+
+    # X covers half its way at the second point exactly; Y has not moved yet.
+    assert bottom_progress_at_half_top([0, 1, 2], [0, 0, 2]) == 0.0
+    # X: 0, .25, .75, 1 -> half is reached halfway between the second and third points;
+    # Y's progress there: between .2 and .6 -> .4.
+    assert bottom_progress_at_half_top([0, 1, 3, 4], [0, 1, 3, 5]) == pytest.approx(0.4)
+    # Decreasing norms are progress too; a direction that never moves has none.
+    assert bottom_progress_at_half_top([4, 3, 2, 0], [2, 2, 1, 0]) == pytest.approx(0.5)
+    assert math.isnan(bottom_progress_at_half_top([1, 1, 1], [0, 1, 2]))
+
+
+def test_pairs_and_the_exaggerated_fraction():
+    import polars as pl
+
+    from kdtrack.metrics.eigenspace import exaggerated_fraction, pair_table, sample_pairs
+
+    pairs = sample_pairs(5, 100, seed=0)
+    assert len(pairs) == 10 and all(i < j for i, j in pairs)  # every pair of 5 directions
+    teacher = pl.DataFrame({"step": [0, 1, 2], "v1": [0.0, 1, 2], "v2": [0.0, 1, 2], "v3": [0.0, 0, 0]})
+    student = pl.DataFrame({"step": [0, 1, 2], "v1": [0.0, 1.5, 2], "v2": [0.0, 0.5, 2], "v3": [0.0, 0, 0]})
+    table = pair_table(teacher, student, [(1, 2), (1, 3)])
+    assert table["student_more_top_biased"].to_list() == [True, None]  # v3 never moves
+    assert exaggerated_fraction(table) == (1.0, 1)

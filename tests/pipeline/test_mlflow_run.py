@@ -1,0 +1,80 @@
+"""The entry points through `mlflow run . --env-manager local` (about 15 s each)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def mlflow_run(entry: str, params: dict, env, experiment: str = "e2e") -> subprocess.CompletedProcess:
+    """Each test has an experiment of its own: what it finds there, it made, in any test order."""
+    args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local",
+            "--experiment-name", experiment]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def env(store):
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+def test_train_teacher_distill_analyze(store, env):
+    teacher = mlflow_run("train_teacher", TINY, env)
+    assert teacher.returncode == 0, teacher.stderr[-2000:]
+    student = mlflow_run("distill", TINY, env)
+    assert student.returncode == 0, student.stderr[-2000:]
+    assert "reusing finished teacher run" in student.stderr
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("e2e").experiment_id
+    [student_run] = client.search_runs([experiment], "tags.`kdtrack.role` = 'student'")
+    assert student_run.data.params["train_size"] == "64"
+    assert student_run.data.tags["mlflow.parentRunId"]  # nested under the `mlflow run` launcher
+    launcher = student_run.data.tags["mlflow.parentRunId"]
+    analysis = mlflow_run("analyze", {"student_run_id": launcher}, env)  # the id `mlflow run` printed
+    assert analysis.returncode == 0, analysis.stderr[-2000:]
+    [analysis_run] = client.search_runs([experiment], "tags.`kdtrack.role` = 'analysis'")
+    assert analysis_run.data.tags["kdtrack.student_run_id"] == student_run.info.run_id
+    assert "test/slope_bottom25" in analysis_run.data.metrics
+
+    switched = mlflow_run("switch", {**TINY, "switch_to": "onehot", "switch_at": "0.5", "from_run_id": launcher}, env)
+    assert switched.returncode == 0, switched.stderr[-2000:]
+    [switch_run] = client.search_runs([experiment], "tags.`kdtrack.switch_to` = 'onehot'")
+    assert switch_run.data.tags["kdtrack.from_run_id"] == student_run.info.run_id
+    assert switch_run.data.params["switch_at"] == "0.5" and switch_run.data.metrics["distill_weight"] == 0
+
+
+def test_bad_input_fails_before_training_with_one_line(store, env):
+    result = mlflow_run("distill", {**TINY, "temperature": "-2"}, env, "e2e-bad")
+    assert result.returncode != 0
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("kdtrack: error:")]
+    assert "temperature=-2.0" in line and "> 0" in line
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("e2e-bad").experiment_id
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
+
+
+def test_distill_on_tinyimagenet_through_mlflow_run(store, env, tmp_path):
+    """The README's promise, `mlflow run . -e distill -P dataset=tinyimagenet`, on a fixture in
+    the published layout (the dataset's preset, shortened)."""
+    import datafixtures
+
+    datafixtures.write_tinyimagenet(tmp_path)
+    params = {"dataset": "tinyimagenet", "data_dir": str(tmp_path), "arch": "resnet18", "image_size": "32",
+              "epochs": "1", "batch_size": "9", "warmup": "0", "workers": "1"}
+    result = mlflow_run("distill", params, env, "e2e-tinyimagenet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("e2e-tinyimagenet").experiment_id
+    [student] = client.search_runs([experiment], "params.dataset = 'tinyimagenet' and tags.`kdtrack.role` = 'student'")
+    assert student.data.params["preset"] == "tinyimagenet" and student.data.params["weight_decay"] == "0.0005"
+    assert student.data.params["augment"] == "true" and "test/acc" in student.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(student.info.run_id, "confidences")}
+    assert {"confidences/train.parquet", "confidences/test.parquet"} <= artifacts

@@ -1,0 +1,124 @@
+"""End to end in-process against a temporary store: teacher -> student -> analysis."""
+import mlflow
+import polars as pl
+import pytest
+from conftest import TINY
+
+from kdtrack import tracking
+from kdtrack.analysis.analyze import analyze
+from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
+from kdtrack.contract import known_metric
+from kdtrack.errors import UserError
+from kdtrack.pipeline.stages import distill
+
+
+def _unknown_metrics(experiment: str) -> set[str]:
+    """Metrics the runs of `experiment` logged that contract.METRIC_PATTERNS does not know."""
+    runs = tracking.search_all([tracking.experiment_id(experiment)], "")
+    return {name for run in runs for name in run.data.metrics if not known_metric(name)}
+
+
+def test_distill_then_analyze(store):
+    student_id = distill(from_params(DistillConfig, {**TINY, "snapshot_every": "2"}), "pipeline")
+    student = tracking.get_run(student_id)
+    assert student.data.tags["kdtrack.role"] == "student"
+    assert student.data.params["lr"] == "0.0001" and student.data.params["width"] == "32"
+    for name in ("train/acc", "test/acc", "train/agreement", "test/agreement", "train/kl", "test/kl", "train/kd"):
+        assert name in student.data.metrics
+    teacher_id = student.data.tags["kdtrack.teacher_run_id"]
+    assert tracking.get_run(teacher_id).data.tags["kdtrack.role"] == "teacher"
+
+    train = tracking.load_table(student_id, "confidences/train.parquet")
+    test = tracking.load_table(student_id, "confidences/test.parquet")
+    assert train.height == 64 and test.height == 5000 - 64
+    assert {"phi_teacher", "phi_student", "kl", "teacher_pred"} <= set(train.columns)
+    assert tracking.load_table(student_id, "confidences/step_2/train.parquet").height == 64
+    teacher_table = tracking.load_table(teacher_id, "confidences/train.parquet")
+    assert {"phi_pred", "phi_label"} <= set(teacher_table.columns)
+    model = mlflow.pytorch.load_model(f"runs:/{student_id}/student")
+    assert model is not None
+
+    # Same parameters again: the teacher and the student are reused, not retrained.
+    assert distill(from_params(DistillConfig, {**TINY, "snapshot_every": "2"}), "pipeline") == student_id
+
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
+    analysis = tracking.get_run(analysis_id)
+    assert analysis.data.tags["kdtrack.student_run_id"] == student_id
+    for name in ("train/slope_bottom25", "test/slope_bottom25", "train/slope_top25", "test/slope_top25",
+                 "table2/teacher_test_acc", "table2/student_distill_test_acc"):
+        assert name in analysis.data.metrics
+    assert "timeline/train/slope_bottom25" in analysis.data.metrics
+    figures = {f.path for f in tracking.client().list_artifacts(analysis_id, "figures")}
+    assert "figures/confidence.png" in figures and "figures/groups_test.png" in figures
+    assert "train/slope_bottom25" in tracking.get_run(student_id).data.metrics  # copied for sorting
+    assert _unknown_metrics("pipeline") == set()
+
+
+def test_eigen_trajectories_and_their_analysis(store):
+    params = {**TINY, "label_noise": "0.25", "epochs": "4", "log_every": "1"}
+    student_id = distill(from_params(DistillConfig, params), "eigen")
+    student = tracking.get_run(student_id)
+    trajectory = tracking.load_table(student_id, "eigen/trajectory.parquet")
+    eigenvalues = tracking.load_table(student_id, "eigen/eigenvalues.parquet")
+    assert trajectory["step"].to_list() == list(range(0, 9))  # the initialization, then every log step
+    assert len(eigenvalues) == 64 and trajectory.width == 65  # 64 points < 784 pixels: the Gram route
+    assert eigenvalues["eigenvalue"].is_sorted(descending=True)
+    teacher = tracking.load_table(student.data.tags["kdtrack.teacher_run_id"], "eigen/trajectory.parquet")
+    assert teacher.row(0) == trajectory.row(0)  # same_init: both start at the same point
+
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id, eigen_pairs=8))
+    metrics = tracking.get_run(analysis_id).data.metrics
+    assert metrics["eigen/pairs"] <= 8 and 0 <= metrics["eigen/exaggerated_pair_frac"] <= 1
+    pairs = tracking.load_table(analysis_id, "eigen/pairs.parquet")
+    assert len(pairs) == 8 and (pairs["top"] < pairs["bottom"]).all()
+    top_k = tracking.load_table(analysis_id, "eigen/top_k_accuracy.parquet")
+    assert set(top_k["points"]) == {"clean", "mislabeled"} and top_k["k"].max() == 64
+    figures = {f.path for f in tracking.client().list_artifacts(analysis_id, "figures")}
+    assert {"figures/eigen_pairs.png", "figures/top_k_accuracy.png", "figures/eigen_pairs_layer3.png"} <= figures
+    layer = tracking.load_table(analysis_id, "eigen/layer3_trajectory.parquet")  # mlp depth 2: layer 3
+    assert set(layer["model"]) == {"teacher", "student"} and layer.filter(pl.col("model") == "student").height == 9
+    assert 0 <= metrics["eigen/layer3_exaggerated_pair_frac"] <= 1
+    assert _unknown_metrics("eigen") == set()
+
+
+def test_noisy_cross_architecture_student_gets_a_onehot_baseline(store):
+    params = {**TINY, "label_noise": "0.25", "arch": "random_features", "teacher_arch": "mlp"}
+    student_id = distill(from_params(DistillConfig, params), "pipeline")
+    tags = tracking.get_run(student_id).data.tags
+    onehot = tracking.get_run(tags["kdtrack.onehot_run_id"])
+    assert onehot.data.params["arch"] == "random_features" and tags["kdtrack.teacher_run_id"] != onehot.info.run_id
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
+    metrics = tracking.get_run(analysis_id).data.metrics
+    assert 0 <= metrics["train/mislabeled_underfit_frac"] <= 1
+    assert "table2/student_onehot_test_acc" in metrics
+    assert _unknown_metrics("pipeline") == set()
+
+
+def test_a_student_is_refused_as_teacher(store):
+    # An experiment of its own: snapshot_every is not in the reuse key, so in "pipeline" this
+    # student, without snapshots, would be the one test_distill_then_analyze reuses.
+    student_id = distill(from_params(DistillConfig, TINY), "refused-teacher")
+    with pytest.raises(UserError, match="is a student run"):
+        distill(from_params(DistillConfig, {**TINY, "teacher_run_id": student_id}), "refused-teacher")
+
+
+def test_cifar10_cnn_preset_records_patch_eigen_trajectories(store, tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from kdtrack.config import TrainConfig
+    from kdtrack.pipeline.stages import train_teacher
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (10, 3072), dtype=np.uint8), b"labels": list(range(10))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    config = from_params(TrainConfig, {"preset": "cifar10_cnn", "data_dir": str(tmp_path), "train_size": "0",
+                                       "width": "8", "depth": "1", "epochs": "1", "batch_size": "25"})
+    run_id = train_teacher(config, "cifar-fixture")
+    trajectory = tracking.load_table(run_id, "eigen/trajectory.parquet")
+    assert trajectory.width == 1 + 6 * 6 * 3  # one column per direction of the 6x6x3 patches
+    assert trajectory["step"].to_list() == [0, 2]

@@ -1,0 +1,118 @@
+"""`kdtrack report` and `kdtrack runs` on runs made by the entry points on the embedded data."""
+import re
+import shutil
+import subprocess
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from conftest import TINY
+
+from kdtrack import tracking
+from kdtrack.analysis.analyze import analyze
+from kdtrack.cli.main import main
+from kdtrack.config import AnalyzeConfig, DistillConfig, from_params
+from kdtrack.errors import UserError
+from kdtrack.pipeline.stages import distill
+from kdtrack.report import tables
+from kdtrack.report.collect import runs_table, setting_of
+from kdtrack.report.dashboard import load, shipped
+from kdtrack.report.render import SECTIONS
+
+
+@pytest.fixture(scope="module")
+def studies(store):
+    """Two experiments of two seeds each: students analyzed."""
+    analyses = {}
+    for experiment in ("report-a", "report-b"):
+        for seed in ("0", "1"):
+            student = distill(from_params(DistillConfig, {**TINY, "seed": seed}), experiment)
+            analyses[(experiment, seed)] = analyze(AnalyzeConfig(student_run_id=student))[0]
+    return analyses
+
+
+def test_table2_and_slopes_equal_the_runs_own_numbers(studies):
+    table = setting_of(runs_table(["report-a"]))
+    row = tables.table2(table).row(0, named=True)
+    values = [tracking.get_run(studies[("report-a", s)]).data.metrics for s in ("0", "1")]
+    test_acc = [v["table2/student_distill_test_acc"] for v in values]
+    assert row["seeds"] == 2
+    assert row["student (distilled) test mean"] == pytest.approx(sum(test_acc) / 2)
+    assert row["student (distilled) test std"] == pytest.approx(pl.Series(test_acc).std())
+    slope = tables.slopes(table).row(0, named=True)["test/slope_bottom25 mean"]
+    assert slope == pytest.approx(sum(v["test/slope_bottom25"] for v in values) / 2)
+
+
+def test_every_dashboard_renders_and_the_report_is_logged(studies, tmp_path):
+    for name in shipped():
+        out = tmp_path / name
+        result = CliRunner().invoke(main, ["report", "--experiment", "report-a", "--experiment", "report-b",
+                                           "--dashboard", name, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        html = (out / "report.html").read_text()
+        assert "<table" in html and "report-a" in html and (out / "report.md").exists()
+    html = (tmp_path / "paper" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "diff" in html  # figures embedded; A vs B compared
+    experiment = tracking.client().get_experiment_by_name("report-a").experiment_id
+    reports = tracking.search_all([experiment], "tags.`kdtrack.role` = 'report'")
+    assert {a.path for a in tracking.client().list_artifacts(reports[0].info.run_id, "report")} >= {
+        "report/report.html", "report/report.md"}
+
+
+def test_markdown_report_links_its_figures_beside_it(studies, tmp_path):
+    out = tmp_path / "md"
+    result = CliRunner().invoke(main, ["report", "--experiment", "report-a", "--format", "md", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    markdown = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", markdown)
+    assert links and all((out / link).read_bytes().startswith(b"\x89PNG") for link in links)
+    assert "base64" not in markdown and not (out / "report.html").exists() and "**code version**: " in markdown
+
+
+def test_runs_lists_the_runs(studies):
+    result = CliRunner().invoke(main, ["runs", "--experiment", "report-a"])
+    assert result.exit_code == 0 and "student" in result.output and "teacher" in result.output
+
+
+def test_bad_report_input_is_one_clear_line(studies, tmp_path):
+    for args, named in ((["--experiment", "no-such"], "experiment 'no-such' does not exist"),
+                        (["--experiment", "report-a", "--filter", "params.seed = '99'"], "match"),
+                        (["--experiment", "report-a", "--dashboard", "nope"], "dashboard 'nope'")):
+        result = CliRunner().invoke(main, ["report", *args, "--out", str(tmp_path)])
+        assert result.exit_code == 2 and named in result.output, result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: x\nsectons: [runs]\n")
+    with pytest.raises(UserError, match="unknown key 'sectons'"):
+        load(str(bad))
+    bad.write_text("sections: [runs, pie_chart]\n")
+    with pytest.raises(UserError, match="sections has 'pie_chart'") as refused:
+        load(str(bad))
+    assert str(refused.value).endswith(f"allowed: {', '.join(SECTIONS)}")  # the builders' names, in order
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_html_loads_in_headless_chromium(studies, tmp_path):
+    CliRunner().invoke(main, ["report", "--experiment", "report-a", "--out", str(tmp_path)])
+    # A copy of the page with a probe that writes, once loaded, how many images decoded and how many
+    # contents links lead to a section of the page.
+    probe = ("<script>addEventListener('load', () => { const i = [...document.images]; const a = [...document"
+             ".querySelectorAll('nav a')]; document.body.insertAdjacentHTML('beforeend', `<p id=probe>${i.length}/"
+             "${i.filter(x => x.complete && x.naturalWidth > 0).length}/${a.length}/${a.filter(x => document"
+             ".getElementById(x.hash.slice(1))).length}</p>`); });</script>")
+    page = tmp_path / "probe.html"
+    page.write_text((tmp_path / "report.html").read_text().replace("</body>", probe + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(["chromium", *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    total, decoded, links, leading = map(int, re.search(r'<p id="probe">(\d+)/(\d+)/(\d+)/(\d+)</p>', dom).groups())
+    assert total >= 1 and decoded == total and links >= 3 and leading == links
+
+
+def test_markdown_cells_keep_their_row_and_their_whole_text():
+    from kdtrack.report.render import markdown_table
+
+    claim = "a claim whose text is longer than eighty characters, as the shipped dashboards' claims are"
+    text = markdown_table(pl.DataFrame({"text": [claim, "a | b", "two\nlines"], "mean": [1.0, None, 0.123456]}))
+    assert text.splitlines() == ["| text | mean |", "| --- | --- |", f"| {claim} | 1.0000 |",
+                                 r"| a \| b |  |", "| two<br>lines | 0.1235 |"]

@@ -1,0 +1,168 @@
+"""What a researcher sees in the MLflow UI: lineage links, provenance, run names, the experiment's
+description, models under their role, the evaluation input, system metrics; and the UI itself,
+in headless Chromium."""
+import dataclasses
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import mlflow
+import pytest
+from conftest import TINY
+from mlflow.tracking.context.registry import resolve_tags
+
+from kdtrack import tracking
+from kdtrack.analysis.analyze import analyze
+from kdtrack.config import AnalyzeConfig, DistillConfig, TrainConfig, from_params
+from kdtrack.contract import NOTE, RESULT, STUDENT_RUN, TEACHER_RUN
+from kdtrack.pipeline.stages import distill, run_name, train_teacher
+from kdtrack.tracking.ui import describe, link, linked
+
+EXPERIMENT = "ui"
+
+
+@pytest.fixture(scope="module")
+def lineage(store, monkeypatch_module):
+    """A registered student, its teacher and its analysis; system metrics sampled every second."""
+    monkeypatch_module.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    student_id = distill(from_params(DistillConfig, {**TINY, "register": "true", "epochs": "4"}), EXPERIMENT)
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
+    student = tracking.get_run(student_id)  # after the analysis: with its link
+    teacher = tracking.get_run(student.data.tags["kdtrack.teacher_run_id"])
+    return {"student": student, "teacher": teacher, "analysis": tracking.get_run(analysis_id)}
+
+
+def test_the_description_links_the_teacher_and_the_later_analysis(lineage):
+    student, teacher, analysis = lineage["student"], lineage["teacher"], lineage["analysis"]
+    experiment = student.info.experiment_id
+    note = student.data.tags[NOTE]
+    assert f"]({link(experiment, teacher.info.run_id)})" in note and note.startswith("**student**")
+    assert f"]({link(experiment, analysis.info.run_id)})" in note  # added when the analysis was made
+    assert "`train_size=64`" in note  # the overrides of the preset, spelled out
+    assert f"]({link(experiment, student.info.run_id)})" in analysis.data.tags[NOTE]
+    assert teacher.data.tags[NOTE].startswith("**teacher**")
+
+
+def test_a_link_is_added_once_per_label():
+    runs = {"t1": ("1", "mnist_mlp·s0·teacher"), "s1": ("1", "mnist_mlp·s0·student")}
+    note = describe("trial", "", {RESULT: "t1"}, runs.get)
+    note = linked(note, {RESULT: "s1"}, runs.get)
+    note = linked(note, {STUDENT_RUN: "s1", RESULT: "s1", TEACHER_RUN: "gone"}, runs.get)
+    links = [line for line in note.splitlines() if line.startswith("- ")]
+    assert links == ["- made: [mnist_mlp·s0·teacher](#/experiments/1/runs/t1) `t1`",
+                     "- made: [mnist_mlp·s0·student](#/experiments/1/runs/s1) `s1`",
+                     "- student: [mnist_mlp·s0·student](#/experiments/1/runs/s1) `s1`"]  # no link to a missing run
+    assert "\n\n- made" in note  # a paragraph, then the list
+
+
+def test_provenance_tags_are_present(lineage):
+    expected = resolve_tags()
+    for run in lineage.values():
+        for tag in ("mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit"):
+            assert run.data.tags.get(tag) == expected.get(tag), tag
+        assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.type"] == "LOCAL"
+
+
+def test_run_names_are_short_and_unique_setting_first(lineage):
+    assert lineage["student"].info.run_name.startswith("mnist_mlp·s0·student·")
+    assert lineage["teacher"].info.run_name.startswith("mnist_mlp·s0·teacher·")
+    assert lineage["analysis"].info.run_name.startswith("mnist_mlp·s0·analysis·")
+    preset = from_params(DistillConfig, {"preset": "mnist_mlp"})
+    assert run_name("student", preset) == "mnist_mlp·s0·student"
+    # settings that differ by one override, or by a field the name does not show, get different names
+    names = {run_name("student", dataclasses.replace(preset, **change))
+             for change in ({}, {"lr": 1e-3}, {"lr": 3e-3}, {"temperature": 2.0}, {"seed": 1})}
+    assert len(names) == 5 and all(len(name) <= 30 for name in names)
+    # fields that do not change what is trained do not change the name either
+    assert run_name("student", dataclasses.replace(preset, system_metrics=False, register=True)) == \
+        run_name("student", preset)
+
+
+def test_the_experiment_has_a_description_and_preset_tags(lineage):
+    tags = tracking.client().get_experiment(lineage["student"].info.experiment_id).tags
+    assert tags["kdtrack.preset.mnist_mlp"] == "Table 7" and "kdtrack.role" in tags[NOTE]
+
+
+def test_models_are_logged_by_role_registered_and_carry_their_own_metrics(lineage):
+    student, teacher = lineage["student"], lineage["teacher"]
+    assert mlflow.pytorch.load_model(f"runs:/{teacher.info.run_id}/teacher") is not None
+    assert mlflow.pytorch.load_model("models:/kdtrack-mnist_mlp-student/1") is not None
+    [version] = tracking.client().search_model_versions("name = 'kdtrack-mnist_mlp-student'")
+    assert version.run_id == student.info.run_id
+    [logged] = mlflow.search_logged_models(experiment_ids=[student.info.experiment_id], output_format="list",
+                                           filter_string=f"source_run_id = '{student.info.run_id}'")
+    assert logged.name == "student"
+    metrics = {metric.key: metric.value for metric in logged.metrics}
+    assert metrics["test/acc"] == student.data.metrics["test/acc"] and "test/agreement" in metrics
+    assert not any(key.startswith("teacher/") for key in metrics)  # the teacher's accuracies stay on the run
+
+
+def test_the_test_split_is_an_evaluation_input(lineage):
+    inputs = lineage["student"].inputs.dataset_inputs
+    contexts = {i.dataset.name: next(t.value for t in i.tags if t.key == "mlflow.data.context") for i in inputs}
+    assert contexts == {"mnist5k-train": "training", "mnist5k-test": "evaluation"}
+
+
+def test_system_metrics_are_logged_unless_turned_off(lineage, monkeypatch):
+    # MLflow samples every 10 s by default, longer than a tiny run takes on an idle machine
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    sampled = train_teacher(from_params(TrainConfig, {**TINY, "seed": "2", "epochs": "4"}), EXPERIMENT)
+    assert any(name.startswith("system/") for name in tracking.get_run(sampled).data.metrics)
+    quiet = train_teacher(from_params(TrainConfig, {**TINY, "seed": "1", "epochs": "4", "system_metrics": "false"}),
+                          EXPERIMENT)
+    assert not any(name.startswith("system/") for name in tracking.get_run(quiet).data.metrics)
+    assert not [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]  # stopped at run end
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui_server(store, lineage):
+    """`mlflow server` on the test store, on a free localhost port."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", tracking.tracking_uri(), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # generous: a loaded machine starts it slowly
+            try:
+                urllib.request.urlopen(f"{address}/health", timeout=5)
+                break
+            except OSError:
+                assert server.poll() is None, "mlflow server exited"
+                time.sleep(1)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_ui_shows_a_students_lineage_in_headless_chromium(lineage, ui_server, tmp_path):
+    student = lineage["student"]
+    experiment = student.info.experiment_id
+    page = f"{ui_server}/{link(experiment, student.info.run_id)}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000"]
+
+    def chromium(*args: str) -> str:
+        return subprocess.run(["chromium", *flags, *args], check=True, capture_output=True, text=True,
+                              timeout=300).stdout
+
+    dom = chromium("--dump-dom", page)
+    assert student.info.run_name in dom
+    assert f'href="{link(experiment, lineage["teacher"].info.run_id)}"' in dom  # the description, rendered
+    for name, address in (("student.png", page), ("runs.png", f"{ui_server}/#/experiments/{experiment}/runs")):
+        chromium(f"--screenshot={tmp_path / name}", address)
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
