@@ -1,14 +1,25 @@
 """The `analyze` entry point's work: for each student, gather the paper's statistics and figures
-(`evidence.gather`), record them in an `analysis` run, and copy the key numbers onto the student."""
+(`gather`), record them in an `analysis` run, and copy the key numbers onto the student."""
 from __future__ import annotations
 
+import polars as pl
+
 from kdtrack import tracking
-from kdtrack.analysis.evidence import analysis_name, gather, record
+from kdtrack.analysis.eigen_evidence import eigen_evidence
+from kdtrack.analysis.evidence import Evidence, analysis_name, confidence_evidence, record
 from kdtrack.config import AnalyzeConfig, TheoryConfig, to_params
 from kdtrack.contract import ANALYSIS_RUN, KEY, ROLE, STUDENT_RUN, TEACHER_RUN, copied_to_student
 from kdtrack.errors import UserError
 from kdtrack.say import say
 from kdtrack.tracking import RunContext
+
+
+def gather(student, config: AnalyzeConfig) -> Evidence:
+    """Everything an analysis run of `student` records, `summary.parquet` (its step-0 metrics
+    as rows) included."""
+    evidence = confidence_evidence(student, config) + eigen_evidence(student, config)
+    row = pl.DataFrame([{"metric": k, "value": v} for k, v in evidence.metrics.items()])
+    return evidence + Evidence({}, tables={"summary.parquet": row})
 
 
 def _students(config: AnalyzeConfig) -> list:

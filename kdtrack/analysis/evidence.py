@@ -155,13 +155,3 @@ def analysis_name(student) -> str:
     """`mnist_mlp·s0·student·3fa1` -> `mnist_mlp·s0·analysis·3fa1`; other students' names gain `·analysis`."""
     name = student.info.run_name
     return name.replace("·student", "·analysis", 1) if "·student" in name else f"{name}·analysis"
-
-
-def gather(student, config: AnalyzeConfig) -> Evidence:
-    """Everything an analysis run of `student` records, `summary.parquet` (its step-0 metrics
-    as rows) included."""
-    from kdtrack.analysis.eigen_evidence import eigen_evidence
-
-    evidence = confidence_evidence(student, config) + eigen_evidence(student, config)
-    row = pl.DataFrame([{"metric": k, "value": v} for k, v in evidence.metrics.items()])
-    return evidence + Evidence({}, tables={"summary.parquet": row})

@@ -66,7 +66,7 @@ class StudyStore(RDBStorage):
     its first heartbeat. Optuna sends heartbeats from a thread of their own (not waiting on training: torch releases
     the GIL and Python hands it over every 5 ms), but that thread starts only after `study.ask()` has made the
     trial RUNNING and Optuna's own check skips a trial with no heartbeat row: such a trial stayed RUNNING forever and
-    the surviving workers waited for it forever (how tests/studies/test_ablate_workers.py once hung: it kills a worker as
+    the surviving workers waited for it forever (how test_ablate_workers.py once hung: it kills a worker as
     soon as its trial is RUNNING, and on a loaded machine that moment often comes before the first heartbeat). Here
     a RUNNING trial without a heartbeat is stale once this process has seen it so for the grace period, timed on
     its own clock, as no shared clock records when the trial started."""
