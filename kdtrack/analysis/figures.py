@@ -177,7 +177,7 @@ def eigen_grid(teacher: pl.DataFrame, student: pl.DataFrame, pairs: list[tuple[i
             x, y = table[f"v{i}"].to_numpy(), table[f"v{j}"].to_numpy()
             ax.plot(x, y, color=colour, lw=1.2, label=label)
             ax.plot(x[-1], y[-1], marker="*", ms=12, color=colour)
-        ax.set(title=f"v{i} (X) vs v{j} (Y)", xlabel=rf"$\|W^\top v_{{{i}}}\|$", ylabel=rf"$\|W^\top v_{{{j}}}\|$")
+        ax.set(title=f"v{i} (X) vs v{j} (Y)", xlabel=f"‖Wᵀv{i}‖", ylabel=f"‖Wᵀv{j}‖")
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
     axes[0, 0].legend()
