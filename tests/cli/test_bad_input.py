@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
-from conftest import TINY
+from conftest import LINEAGE_EXPERIMENT, TINY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,18 +122,14 @@ def test_bad_input_is_one_line_and_starts_nothing(store, entry, params, named):
     assert_none_left_running(earlier)
 
 
-def test_runs_of_the_wrong_role_or_experiment_are_refused(store):
-    from kdtrack.config import DistillConfig, from_params
-    from kdtrack.pipeline.stages import distill
-
+def test_runs_of_the_wrong_role_or_experiment_are_refused(lineage):
     earlier = runs_in_store()
-    student = distill(from_params(DistillConfig, TINY), "bad-input")
-    teacher = tracking.get_run(student).data.tags["kdtrack.teacher_run_id"]
+    student, teacher = lineage.student, lineage.teacher
     assert_one_line_error(invoke("distill", {**TINY, "teacher_run_id": student}), student, "is a student run")
     assert_one_line_error(invoke("analyze", {"student_run_id": teacher}), teacher, "is a teacher run")
     assert_one_line_error(invoke("switch", {**TINY, "from_run_id": teacher}), teacher, "starts from a student run")
     assert_one_line_error(invoke("analyze", {"student_run_id": student, "experiment": "Default"}),
-                          student, "belongs to experiment 'bad-input'")
+                          student, f"belongs to experiment '{LINEAGE_EXPERIMENT}'")
     assert_none_left_running(earlier)
 
 

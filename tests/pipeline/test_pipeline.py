@@ -2,7 +2,7 @@
 import mlflow
 import polars as pl
 import pytest
-from conftest import TINY
+from conftest import LINEAGE, LINEAGE_EXPERIMENT, TINY
 
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
@@ -18,15 +18,16 @@ def _unknown_metrics(experiment: str) -> set[str]:
     return {name for run in runs for name in run.data.metrics if not known_metric(name)}
 
 
-def test_distill_then_analyze(store):
-    student_id = distill(from_params(DistillConfig, {**TINY, "snapshot_every": "2"}), "pipeline")
+def test_distill_then_analyze(lineage):
+    """The shared lineage (conftest): TINY with snapshots every 2 steps, distilled and analyzed."""
+    student_id = lineage.student
     student = tracking.get_run(student_id)
     assert student.data.tags["kdtrack.role"] == "student"
     assert student.data.params["lr"] == "0.0001" and student.data.params["width"] == "32"
     for name in ("train/acc", "test/acc", "train/agreement", "test/agreement", "train/kl", "test/kl", "train/kd"):
         assert name in student.data.metrics
     teacher_id = student.data.tags["kdtrack.teacher_run_id"]
-    assert tracking.get_run(teacher_id).data.tags["kdtrack.role"] == "teacher"
+    assert teacher_id == lineage.teacher and tracking.get_run(teacher_id).data.tags["kdtrack.role"] == "teacher"
 
     train = tracking.load_table(student_id, "confidences/train.parquet")
     test = tracking.load_table(student_id, "confidences/test.parquet")
@@ -39,19 +40,18 @@ def test_distill_then_analyze(store):
     assert model is not None
 
     # Same parameters again: the teacher and the student are reused, not retrained.
-    assert distill(from_params(DistillConfig, {**TINY, "snapshot_every": "2"}), "pipeline") == student_id
+    assert distill(from_params(DistillConfig, LINEAGE), LINEAGE_EXPERIMENT) == student_id
 
-    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
-    analysis = tracking.get_run(analysis_id)
+    analysis = tracking.get_run(lineage.analysis)
     assert analysis.data.tags["kdtrack.student_run_id"] == student_id
     for name in ("train/slope_bottom25", "test/slope_bottom25", "train/slope_top25", "test/slope_top25",
                  "table2/teacher_test_acc", "table2/student_distill_test_acc"):
         assert name in analysis.data.metrics
     assert "timeline/train/slope_bottom25" in analysis.data.metrics
-    figures = {f.path for f in tracking.client().list_artifacts(analysis_id, "figures")}
+    figures = {f.path for f in tracking.client().list_artifacts(lineage.analysis, "figures")}
     assert "figures/confidence.png" in figures and "figures/groups_test.png" in figures
     assert "train/slope_bottom25" in tracking.get_run(student_id).data.metrics  # copied for sorting
-    assert _unknown_metrics("pipeline") == set()
+    assert _unknown_metrics(LINEAGE_EXPERIMENT) == set()
 
 
 def test_eigen_trajectories_and_their_analysis(store):
@@ -94,12 +94,9 @@ def test_noisy_cross_architecture_student_gets_a_onehot_baseline(store):
     assert _unknown_metrics("pipeline") == set()
 
 
-def test_a_student_is_refused_as_teacher(store):
-    # An experiment of its own: snapshot_every is not in the reuse key, so in "pipeline" this
-    # student, without snapshots, would be the one test_distill_then_analyze reuses.
-    student_id = distill(from_params(DistillConfig, TINY), "refused-teacher")
+def test_a_student_is_refused_as_teacher(lineage):
     with pytest.raises(UserError, match="is a student run"):
-        distill(from_params(DistillConfig, {**TINY, "teacher_run_id": student_id}), "refused-teacher")
+        distill(from_params(DistillConfig, {**TINY, "teacher_run_id": lineage.student}), "refused-teacher")
 
 
 def test_cifar10_cnn_preset_records_patch_eigen_trajectories(store, tmp_path):

@@ -5,7 +5,7 @@ from contextlib import nullcontext
 
 import matplotlib.figure
 import pytest
-from conftest import TINY
+from conftest import LINEAGE_EXPERIMENT, TINY
 
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
@@ -77,12 +77,12 @@ def student(store):
     return distill(from_params(DistillConfig, TINY), "lifecycle-analyze")
 
 
-def test_a_failing_figure_fails_the_report_run(store, tmp_path, monkeypatch):
-    analyze(AnalyzeConfig(student_run_id=distill(from_params(DistillConfig, TINY), "lifecycle-report")))
+def test_a_failing_figure_fails_the_report_run(lineage, tmp_path, monkeypatch):
+    earlier = {r.info.run_id for r in runs_of(LINEAGE_EXPERIMENT, "report")}
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", failing_savefig(OSError("no space left")))
     with pytest.raises(OSError):
-        report(["lifecycle-report"], "", load("paper"), tmp_path / "report")
-    [run] = runs_of("lifecycle-report", "report")
+        report([LINEAGE_EXPERIMENT], "", load("paper"), tmp_path / "report")
+    [run] = [r for r in runs_of(LINEAGE_EXPERIMENT, "report") if r.info.run_id not in earlier]
     assert run.info.status == "FAILED" and "no space left" in run.data.tags["kdtrack.failure"]
 
 

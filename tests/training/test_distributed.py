@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import LINEAGE, TINY
 
 from kdtrack import tracking
 from kdtrack.config import DistillConfig, TrainConfig, from_params
@@ -21,11 +22,9 @@ from kdtrack.pipeline.rebuild import data_of, rebuild_model
 from kdtrack.pipeline.stages import distill
 from kdtrack.training.distributed import World
 from kdtrack.training.loop import predict
-from tests.conftest import TINY
 
 pytestmark = pytest.mark.distributed
 KDTRACK = [sys.executable, "-m", "kdtrack"]
-PAIRS = [item for key, value in TINY.items() for item in ("-P", f"{key}={value}")]
 
 
 def runs_of(experiment: str, role: str) -> list:
@@ -107,13 +106,14 @@ def test_nproc_per_node_is_not_in_the_reuse_key():
 
 
 @pytest.fixture(scope="module")
-def one_and_two(store):
-    """The tiny distillation in this process, and on 2 ranks through the command: student run ids."""
-    single = distill(from_params(DistillConfig, TINY), "one-process")
-    done = subprocess.run([*KDTRACK, "distill", *PAIRS, "-P", "nproc_per_node=2", "--experiment", "two-ranks"],
+def one_and_two(lineage):
+    """The tiny distillation in this process (the shared lineage), and on 2 ranks through the
+    command: student run ids."""
+    done = subprocess.run([*KDTRACK, "distill", *(f"-P{k}={v}" for k, v in LINEAGE.items()), "-P", "nproc_per_node=2",
+                           "--experiment", "two-ranks"],
                           capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return single, done.stdout.split()[-1]
+    return lineage.student, done.stdout.split()[-1]
 
 
 def test_two_ranks_train_one_run_with_the_artifacts_and_weights_of_one_process(one_and_two):
