@@ -46,19 +46,28 @@ def local(folder):
     return launch_options("local", {"folder": str(folder)}, SlurmSpec())
 
 
+ONE = """
+experiment: EXPERIMENT
+settings:
+  - name: mlp
+    preset: mnist_mlp
+    overrides: {train_size: 64, width: 32, epochs: 2, batch_size: 32}
+"""
+
+
 def test_local_jobs_train_each_student_after_its_teacher_then_a_rerun_submits_nothing(store, tmp_path):
-    path = write(tmp_path, "launch-local")
+    """The smallest suite that shows it: one teacher's job, then its student's (with the analysis)."""
+    path = write(tmp_path, "launch-local", ONE)
     launch = local(tmp_path / "jobs")
     ids = run_suite(suites.load(path), launch)
-    students, teachers = runs("launch-local", "student"), runs("launch-local", "teacher")
-    assert len(students) == 2 and len(teachers) == 2 and len(ids) == 4  # students and their analyses
-    assert {s.data.tags["kdtrack.suite"] for s in students} == {"launch-local/mlp", "launch-local/rf"}
-    for student in students:
-        teacher = tracking.get_run(student.data.tags[TEACHER_RUN])
-        assert teacher.info.status == "FINISHED" and student.info.status == "FINISHED"
-        assert student.info.start_time >= teacher.info.end_time  # its job started once the teacher's had ended
+    [student], [teacher] = runs("launch-local", "student"), runs("launch-local", "teacher")
+    assert len(ids) == 2  # the student and its analysis
+    assert student.data.tags["kdtrack.suite"] == "launch-local/mlp"
+    assert student.data.tags[TEACHER_RUN] == teacher.info.run_id
+    assert teacher.info.status == "FINISHED" and student.info.status == "FINISHED"
+    assert student.info.start_time >= teacher.info.end_time  # its job started once the teacher's had ended
     jobs = submitted(tmp_path / "jobs")
-    assert len(jobs) == 4  # two teachers, two students
+    assert len(jobs) == 2  # the teacher, then the student
 
     assert run_suite(suites.load(path), launch) == []
     assert submitted(tmp_path / "jobs") == jobs  # nothing more was submitted
