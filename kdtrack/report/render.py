@@ -17,9 +17,10 @@ from markupsafe import Markup, escape
 
 from kdtrack import code_version, tracking
 from kdtrack.report import tables
-from kdtrack.report.collect import counted, runs_table, setting_of, with_analyses
+from kdtrack.report.collect import experiment_ids, with_analyses
 from kdtrack.report.dashboard import Dashboard
-from kdtrack.report.sections import SECTIONS, Section
+from kdtrack.report.gather import gather
+from kdtrack.report.sections import SECTIONS, Fetched, Section
 
 # Autoescaped: experiment, run and dashboard names and the filter are the user's text, and a report
 # is shared and shown as an MLflow artifact. Only the tables, which pandas' Styler escapes itself,
@@ -91,16 +92,16 @@ def claim_table(kept: pl.DataFrame, experiments: list[str], claims) -> pl.DataFr
     return pl.concat(frames)
 
 
-def claims_section(kept: pl.DataFrame, experiments: list[str], claims) -> Section:
-    results = claim_table(kept, experiments, claims)
-    shown = results.select(*(["experiment"] if len(experiments) > 1 else []), "id", "setting", "n",
+def claims_section(fetched: Fetched, claims) -> Section:
+    results = claim_table(fetched.runs, list(fetched.experiments), claims)
+    shown = results.select(*(["experiment"] if len(fetched.experiments) > 1 else []), "id", "setting", "n",
                            pl.col("estimate").round_sig_figs(3).cast(pl.String),
                            pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3),
                                      pl.col("ci_high").round_sig_figs(3)).alias("95% CI"),
                            "test", "verdict", pl.col("expect").alias("paper"), "source")
     return Section("Claims", "per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, "
                    "verdict (holds/fails: the whole interval on one side of the threshold), what the paper "
-                   "reports", [shown])
+                   "reports", (shown,))
 
 
 def markdown_cell(value) -> str:
@@ -122,17 +123,8 @@ def _shown(section: Section | None) -> Section | None:
     missing is left to show."""
     if section is None:
         return None
-    frames = [f for f in section.frames if not f.is_empty()]
+    frames = tuple(f for f in section.frames if not f.is_empty())
     return replace(section, frames=frames) if (frames or section.figures or section.missing) else None
-
-
-def fetch(experiments: list[str], filter_string: str) -> pl.DataFrame:
-    """The runs a report covers, one row each, with the size of their artifacts; bad experiment
-    names or filters fail here."""
-    table = setting_of(runs_table(experiments, filter_string))
-    click.echo(f"kdtrack: fetched {table.height} runs of {', '.join(experiments)}", err=True)
-    sizes = [tracking.artifact_bytes(uri) for uri in table["artifact_uri"]]
-    return table.with_columns(pl.Series("artifact_bytes", sizes, dtype=pl.Int64))
 
 
 def size(count: int) -> str:
@@ -146,23 +138,20 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def build(table: pl.DataFrame, experiments: list[str], filter_string: str, dashboard: Dashboard,
-          version: str = "") -> tuple[str, str, dict[str, bytes]]:
-    """The report of the `fetch`ed runs as (HTML, Markdown, figures). The HTML embeds its figures;
-    the Markdown links them as figures/<name>.png, so that it reads well where it is committed.
-    Statistics use only the runs that `collect.counted` keeps; the header says what it left out,
-    and the artifacts' size; with a tracking server, run ids link to their pages in its UI.
-    `version`: the code version whose analyses count (default: this code's)."""
-    version = version or code_version()
-    kept, left_out = counted(table, version)
-    sections = [claims_section(kept, experiments, dashboard.claims)] if dashboard.claims else []
+def build(fetched: Fetched, dashboard: Dashboard) -> tuple[str, str, dict[str, bytes]]:
+    """The report of what report.gather `fetched`, as (HTML, Markdown, figures). The HTML embeds its
+    figures; the Markdown links them as figures/<name>.png, so that it reads well where it is
+    committed. Statistics use only the runs that `collect.counted` keeps; the header says what it
+    left out, and the artifacts' size; with a tracking server, run ids link to their pages in its UI."""
+    sections = [claims_section(fetched, dashboard.claims)] if dashboard.claims else []
     for name in dashboard.sections:
-        section = _shown(SECTIONS[name](kept, experiments))
+        section = _shown(SECTIONS[name](fetched))
         if section:
             sections.append(section)
     store = tracking.tracking_uri()
-    header = header_lines(table, experiments, filter_string, left_out, store, version)
-    pages = {r: tracking.run_address(e, r, store) for e, r in table.select("experiment_id", "run_id").iter_rows()}
+    header = header_lines(fetched, store)
+    pages = {r: tracking.run_address(e, r, store)
+             for e, r in fetched.table.select("experiment_id", "run_id").iter_rows()}
     figures = [{f"{slug(s.heading)}-{i + 1}": png(f) for i, f in enumerate(s.figures)} for s in sections]
     html = TEMPLATE.render(title=dashboard.title, header=header, sections=[
         {"heading": s.heading, "anchor": slug(s.heading), "note": s.note, "missing": s.missing,
@@ -187,33 +176,32 @@ def without_password(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
-def header_lines(table: pl.DataFrame, experiments: list[str], filter_string: str, left_out: list[str],
-                 store: str, version: str) -> list[tuple[str, str]]:
+def header_lines(fetched: Fetched, store: str) -> list[tuple[str, str]]:
     """What the report covers, as (name, value) rows: experiments, runs by role, date, code
     version, tracking store, artifacts' size, and the runs left out of the statistics."""
+    table, version, filtered = fetched.table, fetched.version, fetched.filter_string
     roles = table["role"].fill_null("non-kdtrack").value_counts().sort("count", "role", descending=[True, False]).rows()
-    return [("experiments", ", ".join(experiments) + (f" (filter: {filter_string})" if filter_string else "")),
+    return [("experiments", ", ".join(fetched.experiments) + (f" (filter: {filtered})" if filtered else "")),
             ("runs", f"{table.height}: " + ", ".join(f"{count} {role}" for role, count in roles)),
             ("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
             ("code version", version if version == code_version()
              else f"analyses of {version} (the report's own code: {code_version()})"),
             ("tracking store", without_password(store)),
             ("artifacts", f"{size(table['artifact_bytes'].sum())} in {table.height} runs"),
-            *([("left out", ", ".join(left_out))] if left_out else [])]
+            *([("left out", ", ".join(fetched.left_out))] if fetched.left_out else [])]
 
 
 def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path,
            formats: tuple[str, ...] = ("html", "md"), version: str = "") -> str:
     """Write report.html (self-contained) and/or report.md (with its figures/ beside it) to `out`,
     and log them in a `report` run; its id."""
-    from kdtrack.report.collect import experiment_ids
-
     tracking.check_store()
-    table = fetch(experiments, filter_string)  # before the run: bad input leaves no run behind
+    # Everything read before the run starts: bad input leaves no run behind, and the run only records.
+    fetched = gather(experiments, filter_string, dashboard.sections, version)
     first = experiment_ids(experiments[:1])[experiments[0]]
     with tracking.run(first, f"report-{dashboard.title[:40]}", "report",
                       {"experiments": ",".join(experiments), "filter": filter_string}) as run:
-        html, markdown, figures = build(table, experiments, filter_string, dashboard, version)
+        html, markdown, figures = build(fetched, dashboard)
         files = {"report.html": html.encode()} if "html" in formats else {}
         if "md" in formats:
             files["report.md"] = markdown.encode()
