@@ -17,10 +17,10 @@ from markupsafe import Markup, escape
 
 from kdtrack import code_version, tracking
 from kdtrack.report import tables
-from kdtrack.report.collect import experiment_ids, with_analyses
+from kdtrack.report.collect import experiment_ids
 from kdtrack.report.dashboard import Dashboard
 from kdtrack.report.gather import gather
-from kdtrack.report.sections import SECTIONS, Fetched, Section
+from kdtrack.report.sections import SECTIONS, Fetched, Section, claims_section
 
 # Autoescaped: experiment, run and dashboard names and the filter are the user's text, and a report
 # is shared and shown as an MLflow artifact. Only the tables, which pandas' Styler escapes itself,
@@ -80,28 +80,6 @@ def html_table(frame: pl.DataFrame, pages: dict[str, str] | None = None) -> str:
         colour = lambda verdict: f"background-color: {VERDICT_COLOURS.get(verdict, 'white')}"  # noqa: E731
         styled = styled.map(colour, subset=["verdict"])
     return styled.to_html()
-
-
-def claim_table(kept: pl.DataFrame, experiments: list[str], claims) -> pl.DataFrame:
-    """Each claim's verdict per experiment and setting, from the runs `counted` keeps."""
-    from kdtrack.report.claims import evaluate
-
-    students = with_analyses(kept)
-    frames = [evaluate(students.filter(pl.col("experiment") == e), claims).insert_column(0, pl.lit(e).alias(
-        "experiment")) for e in experiments]
-    return pl.concat(frames)
-
-
-def claims_section(fetched: Fetched, claims) -> Section:
-    results = claim_table(fetched.runs, list(fetched.experiments), claims)
-    shown = results.select(*(["experiment"] if len(fetched.experiments) > 1 else []), "id", "setting", "n",
-                           pl.col("estimate").round_sig_figs(3).cast(pl.String),
-                           pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3),
-                                     pl.col("ci_high").round_sig_figs(3)).alias("95% CI"),
-                           "test", "verdict", pl.col("expect").alias("paper"), "source")
-    return Section("Claims", "per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, "
-                   "verdict (holds/fails: the whole interval on one side of the threshold), what the paper "
-                   "reports", (shown,))
 
 
 def markdown_cell(value) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from kdtrack.report import tables
+from kdtrack.report.claims import Claim
 
 # The per-sample confidence tables of the first MOST_SETTINGS settings: one figure column each.
 MOST_SETTINGS = 6
@@ -98,6 +99,21 @@ def switch_curves(fetched: Fetched):
     settings = ", ".join(runs["setting"].drop_nulls().unique(maintain_order=True))
     title = f"{settings} ({seeds_phrase(runs['seed'])}): switch runs' test accuracy (Fig. 24)"
     return accuracy_curves({k: v for k, v in curves.items() if v}, marks, title)
+
+
+def claims_section(fetched: Fetched, claims: tuple[Claim, ...]) -> Section:
+    """The report's first section, when its dashboard declares claims (report.verdicts)."""
+    from kdtrack.report.verdicts import claim_table
+
+    results = claim_table(fetched.runs, list(fetched.experiments), claims)
+    shown = results.select(*(["experiment"] if len(fetched.experiments) > 1 else []), "id", "setting", "n",
+                           pl.col("estimate").round_sig_figs(3).cast(pl.String),
+                           pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3),
+                                     pl.col("ci_high").round_sig_figs(3)).alias("95% CI"),
+                           "test", "verdict", pl.col("expect").alias("paper"), "source")
+    return Section("Claims", "per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, "
+                   "verdict (holds/fails: the whole interval on one side of the threshold), what the paper "
+                   "reports", (shown,))
 
 
 # Section builders: each takes what was fetched and returns its Section, or None when it has
