@@ -10,7 +10,13 @@ from kdtrack.errors import UserError
 from kdtrack.report.claims import Claim, parse
 from kdtrack.report.sections import SECTIONS
 
-SHIPPED = Path(__file__).resolve().parents[2] / "dashboards"  # the repository's dashboards/
+# The one copy of the shipped dashboards is the repository's dashboards/; a wheel carries it as
+# kdtrack/dashboards/ (pyproject.toml maps the package kdtrack.dashboards to it), so an installed
+# kdtrack finds it beside its modules, a checkout (on PYTHONPATH, or installed with -e) at its top.
+# By path, not importlib.resources: the folder is a namespace package, whose files() cannot glob, and
+# an editable install's finder would answer for another checkout's folder than the one on PYTHONPATH.
+INSTALLED = Path(__file__).resolve().parents[1] / "dashboards"
+SHIPPED = INSTALLED if INSTALLED.is_dir() else Path(__file__).resolve().parents[2] / "dashboards"
 
 
 @dataclass(frozen=True)
