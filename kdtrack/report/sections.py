@@ -11,7 +11,7 @@ import polars as pl
 from kdtrack.report import tables
 from kdtrack.report.claims import Claim
 
-# The per-sample confidence tables of the first MOST_SETTINGS settings: one figure column each.
+# Fig. 5 has a column per setting and draws the first MOST_SETTINGS; gather reads only their tables.
 MOST_SETTINGS = 6
 SPLITS = ("train", "test")
 
