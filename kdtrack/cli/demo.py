@@ -47,12 +47,10 @@ def claims_summary(experiment: str) -> str:
     import math
 
     from kdtrack import code_version
-    from kdtrack.report.collect import counted, runs_table, setting_of
     from kdtrack.report.dashboard import load
-    from kdtrack.report.render import claim_table
+    from kdtrack.report.verdicts import verdicts
 
-    kept, _ = counted(setting_of(runs_table([experiment])), code_version())
-    results = claim_table(kept, [experiment], load("paper").claims).filter(pl.col("n") > 0)
+    results = verdicts([experiment], load("paper").claims, "", code_version())[0].filter(pl.col("n") > 0)
     lines = ["the paper's claims on these runs (mean over seeds, 95% t interval; `kdtrack claims` for all):"]
     for row in results.iter_rows(named=True):
         interval = "" if math.isnan(row["ci_low"]) else f" [{row['ci_low']:.3g}, {row['ci_high']:.3g}]"

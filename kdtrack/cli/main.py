@@ -274,9 +274,9 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
 
     from kdtrack import tracking
     from kdtrack.report.claims import contradictions
-    from kdtrack.report.collect import counted, runs_table, setting_of
     from kdtrack.report.dashboard import load
-    from kdtrack.report.render import claim_table, markdown_table
+    from kdtrack.report.render import markdown_table
+    from kdtrack.report.verdicts import verdicts
 
     _use_tracking_uri(tracking_uri)
 
@@ -285,10 +285,9 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
         if not board.claims:
             raise UserError(f"dashboard {dashboard!r} declares no claims; the paper's are in dashboard 'paper'")
         tracking.check_store()
-        kept, left_out = counted(setting_of(runs_table(list(experiments), filter_string)), _code_version(version))
+        results, left_out = verdicts(list(experiments), board.claims, filter_string, _code_version(version))
         if left_out:
             click.echo(f"kdtrack: left out: {', '.join(left_out)}", err=True)
-        results = claim_table(kept, list(experiments), board.claims)
         columns = ["experiment", "id", "setting", "n", "estimate", "ci_low", "ci_high", "verdict", "expect"]
         if output == "json":
             text = json.dumps([{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}

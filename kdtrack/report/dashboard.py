@@ -8,8 +8,15 @@ from pathlib import Path
 from kdtrack import specfile
 from kdtrack.errors import UserError
 from kdtrack.report.claims import Claim, parse
+from kdtrack.report.sections import SECTIONS
 
-SHIPPED = Path(__file__).resolve().parents[2] / "dashboards"  # the repository's dashboards/
+# The one copy of the shipped dashboards is the repository's dashboards/; a wheel carries it as
+# kdtrack/dashboards/ (pyproject.toml maps the package kdtrack.dashboards to it), so an installed
+# kdtrack finds it beside its modules, a checkout (on PYTHONPATH, or installed with -e) at its top.
+# By path, not importlib.resources: the folder is a namespace package, whose files() cannot glob, and
+# an editable install's finder would answer for another checkout's folder than the one on PYTHONPATH.
+INSTALLED = Path(__file__).resolve().parents[1] / "dashboards"
+SHIPPED = INSTALLED if INSTALLED.is_dir() else Path(__file__).resolve().parents[2] / "dashboards"
 
 
 @dataclass(frozen=True)
@@ -24,12 +31,10 @@ def shipped() -> dict[str, Path]:
 
 
 def load(name_or_path: str) -> Dashboard:
-    # The section names are the keys of render's builders, so the two cannot drift apart; render
-    # imports MLflow and torch, hence not at the top of this module.
-    from kdtrack.report.render import SECTIONS
-
     path, spec = specfile.load_mapping("dashboard", name_or_path, SHIPPED, ("title", "sections", "claims"))
-    names = tuple(SECTIONS)  # a tuple, not the dict: a YAML list in `sections` is unhashable
+    # The section names are the keys of the builders (report.sections), so the two cannot drift apart;
+    # a tuple, not the dict: a YAML list in `sections` is unhashable.
+    names = tuple(SECTIONS)
     allowed = ", ".join(names)
     sections = spec.get("sections")
     if not isinstance(sections, list) or not sections:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -17,11 +16,11 @@ import polars as pl
 from markupsafe import Markup, escape
 
 from kdtrack import code_version, tracking
-from kdtrack.analysis.style import styled
-from kdtrack.errors import UserError
 from kdtrack.report import tables
-from kdtrack.report.collect import counted, runs_table, setting_of, with_analyses
+from kdtrack.report.collect import experiment_ids
 from kdtrack.report.dashboard import Dashboard
+from kdtrack.report.gather import gather
+from kdtrack.report.sections import SECTIONS, Fetched, Section, claims_section
 
 # Autoescaped: experiment, run and dashboard names and the filter are the user's text, and a report
 # is shared and shown as an MLflow artifact. Only the tables, which pandas' Styler escapes itself,
@@ -56,15 +55,6 @@ figure{margin:1em 0} img{max-width:100%;height:auto;border:1px solid #eee}
 """)
 
 
-@dataclass
-class Section:
-    heading: str
-    note: str = ""
-    frames: list[pl.DataFrame] = field(default_factory=list)
-    figures: list = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # what a figure lacks: the artifact and why
-
-
 def png(figure) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -92,28 +82,6 @@ def html_table(frame: pl.DataFrame, pages: dict[str, str] | None = None) -> str:
     return styled.to_html()
 
 
-def claim_table(kept: pl.DataFrame, experiments: list[str], claims) -> pl.DataFrame:
-    """Each claim's verdict per experiment and setting, from the runs `counted` keeps."""
-    from kdtrack.report.claims import evaluate
-
-    students = with_analyses(kept)
-    frames = [evaluate(students.filter(pl.col("experiment") == e), claims).insert_column(0, pl.lit(e).alias(
-        "experiment")) for e in experiments]
-    return pl.concat(frames)
-
-
-def claims_section(kept: pl.DataFrame, experiments: list[str], claims) -> Section:
-    results = claim_table(kept, experiments, claims)
-    shown = results.select(*(["experiment"] if len(experiments) > 1 else []), "id", "setting", "n",
-                           pl.col("estimate").round_sig_figs(3).cast(pl.String),
-                           pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3),
-                                     pl.col("ci_high").round_sig_figs(3)).alias("95% CI"),
-                           "test", "verdict", pl.col("expect").alias("paper"), "source")
-    return Section("Claims", "per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, "
-                   "verdict (holds/fails: the whole interval on one side of the threshold), what the paper "
-                   "reports", [shown])
-
-
 def markdown_cell(value) -> str:
     """A value as one Markdown table cell: whole (polars' own Markdown display cuts text at a width),
     with `|` and line breaks escaped so that the row stays one row."""
@@ -128,173 +96,13 @@ def markdown_table(frame: pl.DataFrame) -> str:
     return "\n".join("| " + " | ".join(markdown_cell(v) for v in line) + " |" for line in lines)
 
 
-def seeds_phrase(seeds, pooled: bool = False) -> str:
-    """"seed 0", "seeds 0, 1, 2" ("... pooled"): which runs a figure draws."""
-    seeds = sorted({str(s) for s in seeds if s is not None}, key=lambda s: (len(s), s))
-    if len(seeds) < 2:
-        return f"seed {seeds[0]}" if seeds else "no seed recorded"
-    return f"seeds {', '.join(seeds)}" + (" pooled" if pooled else "")
-
-
-def confidence_grid(table: pl.DataFrame, most: int = 6):
-    """Fig. 5: per setting (the first `most`), teacher vs student phi of every seed's student
-    pooled, train above test; and the per-sample tables that could not be read (a figure
-    without them, not a failed report)."""
-    from kdtrack.analysis.figures import setting_grid
-
-    students = table.filter(pl.col("role") == "student").sort("setting", "seed")
-    settings = students["setting"].unique(maintain_order=True).head(most)
-    chosen = students.filter(pl.col("setting").is_in(settings.implode()))
-    loaded, missing = {}, []
-    with click.progressbar(chosen.iter_rows(named=True), length=chosen.height, label="confidence tables",
-                           file=click.get_text_stream("stderr")) as rows:
-        for row in rows:
-            try:
-                splits = {split: tracking.load_table(row["run_id"], f"confidences/{split}.parquet")
-                          for split in ("train", "test")}
-            except UserError as error:
-                missing.append(str(error))
-                continue
-            loaded.setdefault(row["setting"], []).append((row["seed"], splits))
-    if not loaded:
-        return None, missing
-    columns = [(f"{setting}, {seeds_phrase((seed for seed, _ in runs), pooled=True)}",
-                {split: pl.concat([splits[split] for _, splits in runs], how="diagonal_relaxed")
-                 for split in ("train", "test")}) for setting, runs in loaded.items()]
-    return setting_grid(columns), missing
-
-
-def switch_curves(table: pl.DataFrame):
-    from kdtrack.analysis.evidence import test_accuracy
-    from kdtrack.analysis.figures import accuracy_curves
-
-    runs = table.filter(pl.col("switch_step").is_not_null())
-    if runs.is_empty():
-        return None
-    labelled = {f"{r['run_name']} ({r['run_id'][:6]})": r for r in runs.iter_rows(named=True)}
-    curves = {label: test_accuracy(r["run_id"]) for label, r in labelled.items()}
-    marks = {label: int(r["switch_step"]) for label, r in labelled.items()}
-    settings = ", ".join(runs["setting"].drop_nulls().unique(maintain_order=True))
-    title = f"{settings} ({seeds_phrase(runs['seed'])}): switch runs' test accuracy (Fig. 24)"
-    return accuracy_curves({k: v for k, v in curves.items() if v}, marks, title)
-
-
-# Section builders: each takes the runs table and the experiments compared (every builder gets both,
-# so that one dict can call them all) and returns its Section, or None when it has nothing to show.
-
-def runs_section(table: pl.DataFrame, experiments: list[str]) -> Section:
-    return Section("Runs", frames=[tables.runs_summary(table)])
-
-
-def _per_experiment(table: pl.DataFrame, experiments: list[str], tabulate) -> list[pl.DataFrame]:
-    """`tabulate` of each experiment's runs; with two experiments, their difference too."""
-    frames = [tabulate(table.filter(pl.col("experiment") == e)) for e in experiments]
-    return [*frames, tables.difference(*frames)] if len(experiments) == 2 else frames
-
-
-def table2_section(table: pl.DataFrame, experiments: list[str]) -> Section:
-    return Section("Table 2: accuracy", "test and train accuracy in %, mean ± std over the seeds of each setting; "
-                   "'= teacher': a self-distillation, whose one-hot student is the teacher itself",
-                   _per_experiment(table, experiments, tables.table2))
-
-
-def slopes_section(table: pl.DataFrame, experiments: list[str]) -> Section:
-    return Section("Tables 3-6: slopes of the bottom and top 25%", "mean ± std over the seeds of each setting; "
-                   "> 1 at the bottom: the student exaggerates the teacher's low confidence",
-                   _per_experiment(table, experiments, tables.slopes))
-
-
-def confidence_grid_section(table: pl.DataFrame, experiments: list[str]) -> Section:
-    figure, missing = confidence_grid(table)
-    return Section("Fig. 5: logit-logit plots", "train above test", figures=[figure] if figure else [],
-                   missing=missing)
-
-
-def eigen_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
-    if "m:eigen/exaggerated_pair_frac" not in table.columns:  # no analysis computed the eigenspace
-        return None
-    return Section("Eigenspace: student more top-biased than teacher", "fraction of direction pairs",
-                   [tables.eigen(table)])
-
-
-def switch_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
-    figure = switch_curves(table)
-    return Section("Loss switching", figures=[figure]) if figure else None
-
-
-def numbers(values: list[str]) -> list[float] | None:
-    """`values` as floats, or None when one is not a number (a categorical knob: an optimizer)."""
-    try:
-        return [float(v) for v in values]
-    except ValueError:
-        return None
-
-
-def ablation_section(table: pl.DataFrame, experiments: list[str]) -> Section | None:
-    trials = table.filter(pl.col("role") == "trial")
-    if trials.is_empty():
-        return None
-    section = Section("Ablations (§C.5)", "objective of each finished trial against the ablated value")
-    studies = table.filter(pl.col("role") == "study")
-    section.frames.append(studies.select([c for c in ("study", "run_id", "m:trials/complete", "m:trials/fail",
-                                                     "m:trials/pruned", "m:best/trial") if c in studies.columns]))
-    for (study,), part in trials.group_by("study", maintain_order=True):
-        objectives = [c for c in part.columns if c.startswith("m:objective/") and part[c].is_not_null().any()]
-        runs = [tracking.get_run(r) for r in part["run_id"]]  # the knob's name is the trial's param
-        knob = next((k for k in runs[0].data.params if k != "seed"), None)
-        if knob is None or not objectives:
-            section.missing.append(f"study {study}: its trials have no knob param or no objective metric")
-            continue
-        labels = [r.data.params.get(knob, "") for r in runs]
-        seeds = seeds_phrase(r.data.params.get("seed") for r in runs)
-        section.figures.append(ablation_figure(part, objectives, knob, labels, f"study {study} ({seeds})"))
-    return section
-
-
-@styled
-def ablation_figure(trials: pl.DataFrame, objectives: list[str], knob: str, labels: list[str], title: str):
-    """Each objective of the finished `trials` against the ablated `knob`'s values (`labels`)."""
-    import matplotlib.pyplot as plt
-
-    values = numbers(labels)
-    figure, axes = plt.subplots(1, len(objectives), figsize=(5 * len(objectives), 3.8), squeeze=False)
-    for ax, column in zip(axes[0], objectives):
-        points = [(x, y) for x, y in zip(values or labels, trials[column].to_list()) if y is not None]
-        ax.scatter(*zip(*points))  # strings plot as categories, in order of appearance
-        ax.set(xlabel=knob, ylabel=column.removeprefix("m:objective/"), title=title,
-               xscale="log" if (knob == "lr" and values and min(values) > 0) else "linear")
-    return figure
-
-
-# The sections a dashboard may name; dashboard.load checks names against these keys and lists them,
-# in this order, as what is allowed.
-SECTIONS: dict[str, Callable[[pl.DataFrame, list[str]], Section | None]] = {
-    "runs": runs_section,
-    "table2": table2_section,
-    "slopes": slopes_section,
-    "confidence_grid": confidence_grid_section,
-    "eigen": eigen_section,
-    "switch": switch_section,
-    "ablation": ablation_section,
-}
-
-
 def _shown(section: Section | None) -> Section | None:
     """`section` without its empty tables, or None when no table, figure or note of what is
     missing is left to show."""
     if section is None:
         return None
-    frames = [f for f in section.frames if not f.is_empty()]
+    frames = tuple(f for f in section.frames if not f.is_empty())
     return replace(section, frames=frames) if (frames or section.figures or section.missing) else None
-
-
-def fetch(experiments: list[str], filter_string: str) -> pl.DataFrame:
-    """The runs a report covers, one row each, with the size of their artifacts; bad experiment
-    names or filters fail here."""
-    table = setting_of(runs_table(experiments, filter_string))
-    click.echo(f"kdtrack: fetched {table.height} runs of {', '.join(experiments)}", err=True)
-    sizes = [tracking.artifact_bytes(uri) for uri in table["artifact_uri"]]
-    return table.with_columns(pl.Series("artifact_bytes", sizes, dtype=pl.Int64))
 
 
 def size(count: int) -> str:
@@ -308,23 +116,20 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def build(table: pl.DataFrame, experiments: list[str], filter_string: str, dashboard: Dashboard,
-          version: str = "") -> tuple[str, str, dict[str, bytes]]:
-    """The report of the `fetch`ed runs as (HTML, Markdown, figures). The HTML embeds its figures;
-    the Markdown links them as figures/<name>.png, so that it reads well where it is committed.
-    Statistics use only the runs that `collect.counted` keeps; the header says what it left out,
-    and the artifacts' size; with a tracking server, run ids link to their pages in its UI.
-    `version`: the code version whose analyses count (default: this code's)."""
-    version = version or code_version()
-    kept, left_out = counted(table, version)
-    sections = [claims_section(kept, experiments, dashboard.claims)] if dashboard.claims else []
+def build(fetched: Fetched, dashboard: Dashboard) -> tuple[str, str, dict[str, bytes]]:
+    """The report of what report.gather `fetched`, as (HTML, Markdown, figures). The HTML embeds its
+    figures; the Markdown links them as figures/<name>.png, so that it reads well where it is
+    committed. Statistics use only the runs that `collect.counted` keeps; the header says what it
+    left out, and the artifacts' size; with a tracking server, run ids link to their pages in its UI."""
+    sections = [claims_section(fetched, dashboard.claims)] if dashboard.claims else []
     for name in dashboard.sections:
-        section = _shown(SECTIONS[name](kept, experiments))
+        section = _shown(SECTIONS[name](fetched))
         if section:
             sections.append(section)
     store = tracking.tracking_uri()
-    header = header_lines(table, experiments, filter_string, left_out, store, version)
-    pages = {r: tracking.run_address(e, r, store) for e, r in table.select("experiment_id", "run_id").iter_rows()}
+    header = header_lines(fetched, store)
+    pages = {r: tracking.run_address(e, r, store)
+             for e, r in fetched.table.select("experiment_id", "run_id").iter_rows()}
     figures = [{f"{slug(s.heading)}-{i + 1}": png(f) for i, f in enumerate(s.figures)} for s in sections]
     html = TEMPLATE.render(title=dashboard.title, header=header, sections=[
         {"heading": s.heading, "anchor": slug(s.heading), "note": s.note, "missing": s.missing,
@@ -349,33 +154,32 @@ def without_password(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
-def header_lines(table: pl.DataFrame, experiments: list[str], filter_string: str, left_out: list[str],
-                 store: str, version: str) -> list[tuple[str, str]]:
+def header_lines(fetched: Fetched, store: str) -> list[tuple[str, str]]:
     """What the report covers, as (name, value) rows: experiments, runs by role, date, code
     version, tracking store, artifacts' size, and the runs left out of the statistics."""
+    table, version, filtered = fetched.table, fetched.version, fetched.filter_string
     roles = table["role"].fill_null("non-kdtrack").value_counts().sort("count", "role", descending=[True, False]).rows()
-    return [("experiments", ", ".join(experiments) + (f" (filter: {filter_string})" if filter_string else "")),
+    return [("experiments", ", ".join(fetched.experiments) + (f" (filter: {filtered})" if filtered else "")),
             ("runs", f"{table.height}: " + ", ".join(f"{count} {role}" for role, count in roles)),
             ("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
             ("code version", version if version == code_version()
              else f"analyses of {version} (the report's own code: {code_version()})"),
             ("tracking store", without_password(store)),
             ("artifacts", f"{size(table['artifact_bytes'].sum())} in {table.height} runs"),
-            *([("left out", ", ".join(left_out))] if left_out else [])]
+            *([("left out", ", ".join(fetched.left_out))] if fetched.left_out else [])]
 
 
 def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path,
            formats: tuple[str, ...] = ("html", "md"), version: str = "") -> str:
     """Write report.html (self-contained) and/or report.md (with its figures/ beside it) to `out`,
     and log them in a `report` run; its id."""
-    from kdtrack.report.collect import experiment_ids
-
     tracking.check_store()
-    table = fetch(experiments, filter_string)  # before the run: bad input leaves no run behind
+    # Everything read before the run starts: bad input leaves no run behind, and the run only records.
+    fetched = gather(experiments, filter_string, dashboard.sections, version)
     first = experiment_ids(experiments[:1])[experiments[0]]
     with tracking.run(first, f"report-{dashboard.title[:40]}", "report",
                       {"experiments": ",".join(experiments), "filter": filter_string}) as run:
-        html, markdown, figures = build(table, experiments, filter_string, dashboard, version)
+        html, markdown, figures = build(fetched, dashboard)
         files = {"report.html": html.encode()} if "html" in formats else {}
         if "md" in formats:
             files["report.md"] = markdown.encode()

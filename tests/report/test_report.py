@@ -17,7 +17,7 @@ from kdtrack.pipeline.stages import distill
 from kdtrack.report import tables
 from kdtrack.report.collect import runs_table, setting_of
 from kdtrack.report.dashboard import load, shipped
-from kdtrack.report.render import SECTIONS
+from kdtrack.report.sections import SECTIONS
 
 
 @pytest.fixture(scope="module")

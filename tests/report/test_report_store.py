@@ -18,7 +18,8 @@ from kdtrack.errors import UserError
 from kdtrack.report import tables
 from kdtrack.report.collect import counted
 from kdtrack.report.dashboard import load
-from kdtrack.report.render import build, fetch, without_password
+from kdtrack.report.gather import fetch, gather
+from kdtrack.report.render import build, without_password
 
 HOSTILE = "<script>alert(document.cookie)</script>"
 STUDENT = {"preset": "mnist_mlp", "dataset": "mnist5k", "arch": "mlp", "teacher_arch": "", "label_noise": "0.0",
@@ -122,8 +123,9 @@ def test_a_report_can_count_the_analyses_of_an_earlier_code_version(store, tmp_p
 def test_a_filter_that_leaves_out_the_analyses_renders_with_them(reanalyzed, tmp_path):
     html = report(tmp_path, "--experiment", "reanalyzed", "--filter", "params.preset = 'mnist_mlp'")
     assert "student (distilled) test (%)" in html  # the analyses followed their student
-    teachers = fetch(["reanalyzed"], "tags.`kdtrack.role` = 'teacher'")
-    assert build(teachers, ["reanalyzed"], "", load("paper"))[0].count("<table") == 2  # claims, runs
+    paper = load("paper")
+    teachers = gather(["reanalyzed"], "tags.`kdtrack.role` = 'teacher'", paper.sections)
+    assert build(teachers, paper)[0].count("<table") == 2  # claims, runs
 
 
 def test_an_experiment_of_teachers_only_renders(store, tmp_path):
@@ -153,7 +155,8 @@ def test_the_report_states_the_size_of_the_artifacts_it_covers(store, tmp_path):
     fake.client.log_artifact(student, str(tmp_path / "a.txt"))
     fake.client.log_artifact(student, str(tmp_path / "b.txt"), "deep/er")
     assert tracking.artifact_bytes(tracking.get_run(student).info.artifact_uri) == 2000
-    html, markdown, _ = build(fetch(["sized"], ""), ["sized"], "", load("paper"))
+    paper = load("paper")
+    html, markdown, _ = build(gather(["sized"], "", paper.sections), paper)
     assert "<dt>artifacts</dt><dd>2.0 kB in 3 runs</dd>" in html and "**artifacts**: 2.0 kB in 3 runs" in markdown
 
 
@@ -216,7 +219,7 @@ def test_any_subset_renders_or_fails_in_one_line(everything, data):
     filter_string = data.draw(filters(everything))
     dashboard = load(data.draw(st.sampled_from(["paper", "ablations", "switch"])))
     try:
-        html, markdown, _ = build(fetch(["everything"], filter_string), ["everything"], filter_string, dashboard)
+        html, markdown, _ = build(gather(["everything"], filter_string, dashboard.sections), dashboard)
     except UserError as error:
         assert "\n" not in str(error) and str(error)
     else:
@@ -241,7 +244,8 @@ def two_seeds(store):
 
 def test_report_tables_hold_mean_plus_minus_std_cells_at_their_precision(two_seeds, tmp_path):
     html = report(tmp_path, "--experiment", "two-seeds")
-    markdown = build(fetch(["two-seeds"], ""), ["two-seeds"], "", load("paper"))[1]
+    paper = load("paper")
+    markdown = build(gather(["two-seeds"], "", paper.sections), paper)[1]
     table2 = tables.shown(tables.table2(counted(fetch(["two-seeds"], ""), code_version())[0]))
     row = table2.row(0, named=True)  # mnist_mlp: accuracies 0.5 and 0.7, slopes 1.2 and 1.2
     assert row["seeds"] == 2 and row["student (distilled) test (%)"] == "60.0 ± 14.1"
@@ -259,7 +263,8 @@ def test_self_distillation_says_the_one_hot_student_is_the_teacher(two_seeds):
 
 
 def test_the_header_counts_runs_by_role_and_links_each_run_to_its_ui_page(two_seeds, monkeypatch):
-    html, markdown, _ = build(fetch(["two-seeds"], ""), ["two-seeds"], "", load("paper"))
+    paper = load("paper")
+    html, markdown, _ = build(gather(["two-seeds"], "", paper.sections), paper)
     # two one-hot baselines; and a report run, where the ± test ran before
     assert re.search(r"<dt>runs</dt><dd>1[12]: 5 teacher, 3 analysis, 3 student(, 1 report)?</dd>", html)
     for name in ("date", "code version", "tracking store", "experiments"):
@@ -268,7 +273,7 @@ def test_the_header_counts_runs_by_role_and_links_each_run_to_its_ui_page(two_se
     assert "1. [Claims](#claims)" in markdown and '<section id="table-2-accuracy">' in html
     assert "#/experiments/" not in html  # a local store has no UI pages to link
     monkeypatch.setattr(tracking, "tracking_uri", lambda: "https://mlflow.example.org/")
-    served = build(fetch(["two-seeds"], ""), ["two-seeds"], "", load("paper"))[0]
+    served = build(gather(["two-seeds"], "", paper.sections), paper)[0]
     student = fetch(["two-seeds"], "tags.`kdtrack.role` = 'student'").row(0, named=True)
     page = f"https://mlflow.example.org/#/experiments/{student['experiment_id']}/runs/{student['run_id']}"
     assert f'<a href="{page}">{student["run_id"]}</a>' in served

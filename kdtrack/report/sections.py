@@ -1,0 +1,196 @@
+"""The sections a report may have: `Section`, what a dashboard names (`SECTIONS`) and the builder
+of each. A builder is a pure function of `Fetched`, what report.gather read from the store before
+anything renders: it reads no run and no artifact itself, so that a report fetches once."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from kdtrack.report import tables
+from kdtrack.report.claims import Claim
+
+# Fig. 5 has a column per setting and draws the first MOST_SETTINGS; gather reads only their tables.
+MOST_SETTINGS = 6
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a report shows, read before rendering (report.gather): the runs, those that count, and
+    the artifacts of the sections its dashboard chose; a section not chosen has nothing here."""
+
+    experiments: tuple[str, ...]
+    filter_string: str
+    version: str  # the code version whose analyses count
+    table: pl.DataFrame  # every run fetched, with the size of its artifacts
+    runs: pl.DataFrame  # the runs that enter statistics (collect.counted)
+    left_out: tuple[str, ...]  # what counted left out, one phrase per reason
+    # Fig. 5: the per-sample tables by student run id and split, and the tables not read, and why
+    confidences: Mapping[str, Mapping[str, pl.DataFrame]] = field(default_factory=dict)
+    unread: tuple[str, ...] = ()
+    accuracy: Mapping[str, list[tuple[int, float]]] = field(default_factory=dict)  # switch run id: (step, test/acc)
+    params: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # trial run id: its params
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str
+    note: str = ""
+    frames: tuple[pl.DataFrame, ...] = ()
+    figures: tuple = ()
+    missing: tuple[str, ...] = ()  # what a figure lacks: the artifact and why
+
+
+# Which runs a section draws artifacts of: report.gather reads these, the builders draw them.
+
+def confidence_runs(runs: pl.DataFrame) -> pl.DataFrame:
+    """The students of the first MOST_SETTINGS settings, by setting and seed."""
+    students = runs.filter(pl.col("role") == "student").sort("setting", "seed")
+    settings = students["setting"].unique(maintain_order=True).head(MOST_SETTINGS)
+    return students.filter(pl.col("setting").is_in(settings.implode()))
+
+
+def switch_runs(runs: pl.DataFrame) -> pl.DataFrame:
+    return runs.filter(pl.col("switch_step").is_not_null())
+
+
+def trial_runs(runs: pl.DataFrame) -> pl.DataFrame:
+    return runs.filter(pl.col("role") == "trial")
+
+
+def seeds_phrase(seeds, pooled: bool = False) -> str:
+    """"seed 0", "seeds 0, 1, 2" ("... pooled"): which runs a figure draws."""
+    seeds = sorted({str(s) for s in seeds if s is not None}, key=lambda s: (len(s), s))
+    if len(seeds) < 2:
+        return f"seed {seeds[0]}" if seeds else "no seed recorded"
+    return f"seeds {', '.join(seeds)}" + (" pooled" if pooled else "")
+
+
+def confidence_grid(fetched: Fetched):
+    """Fig. 5: per setting (the first MOST_SETTINGS), teacher vs student phi of every seed's
+    student pooled, train above test; None when no table was read (a figure without them, not a
+    failed report: the section says which are missing)."""
+    from kdtrack.analysis.figures import setting_grid
+
+    loaded = {}
+    for row in confidence_runs(fetched.runs).iter_rows(named=True):
+        splits = fetched.confidences.get(row["run_id"])
+        if splits is not None:
+            loaded.setdefault(row["setting"], []).append((row["seed"], splits))
+    if not loaded:
+        return None
+    columns = [(f"{setting}, {seeds_phrase((seed for seed, _ in runs), pooled=True)}",
+                {split: pl.concat([splits[split] for _, splits in runs], how="diagonal_relaxed")
+                 for split in SPLITS}) for setting, runs in loaded.items()]
+    return setting_grid(columns)
+
+
+def switch_curves(fetched: Fetched):
+    from kdtrack.analysis.figures import accuracy_curves
+
+    runs = switch_runs(fetched.runs)
+    if runs.is_empty():
+        return None
+    labelled = {f"{r['run_name']} ({r['run_id'][:6]})": r for r in runs.iter_rows(named=True)}
+    curves = {label: fetched.accuracy.get(r["run_id"], []) for label, r in labelled.items()}
+    marks = {label: int(r["switch_step"]) for label, r in labelled.items()}
+    settings = ", ".join(runs["setting"].drop_nulls().unique(maintain_order=True))
+    title = f"{settings} ({seeds_phrase(runs['seed'])}): switch runs' test accuracy (Fig. 24)"
+    return accuracy_curves({k: v for k, v in curves.items() if v}, marks, title)
+
+
+def claims_section(fetched: Fetched, claims: tuple[Claim, ...]) -> Section:
+    """The report's first section, when its dashboard declares claims (report.verdicts)."""
+    from kdtrack.report.verdicts import claim_table
+
+    results = claim_table(fetched.runs, list(fetched.experiments), claims)
+    shown = results.select(*(["experiment"] if len(fetched.experiments) > 1 else []), "id", "setting", "n",
+                           pl.col("estimate").round_sig_figs(3).cast(pl.String),
+                           pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3),
+                                     pl.col("ci_high").round_sig_figs(3)).alias("95% CI"),
+                           "test", "verdict", pl.col("expect").alias("paper"), "source")
+    return Section("Claims", "per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, "
+                   "verdict (holds/fails: the whole interval on one side of the threshold), what the paper "
+                   "reports", (shown,))
+
+
+# Section builders: each takes what was fetched and returns its Section, or None when it has
+# nothing to show.
+
+def runs_section(fetched: Fetched) -> Section:
+    return Section("Runs", frames=(tables.runs_summary(fetched.runs),))
+
+
+def _per_experiment(fetched: Fetched, tabulate) -> tuple[pl.DataFrame, ...]:
+    """`tabulate` of each experiment's runs; with two experiments, their difference too."""
+    frames = [tabulate(fetched.runs.filter(pl.col("experiment") == e)) for e in fetched.experiments]
+    return (*frames, tables.difference(*frames)) if len(frames) == 2 else tuple(frames)
+
+
+def table2_section(fetched: Fetched) -> Section:
+    return Section("Table 2: accuracy", "test and train accuracy in %, mean ± std over the seeds of each setting; "
+                   "'= teacher': a self-distillation, whose one-hot student is the teacher itself",
+                   _per_experiment(fetched, tables.table2))
+
+
+def slopes_section(fetched: Fetched) -> Section:
+    return Section("Tables 3-6: slopes of the bottom and top 25%", "mean ± std over the seeds of each setting; "
+                   "> 1 at the bottom: the student exaggerates the teacher's low confidence",
+                   _per_experiment(fetched, tables.slopes))
+
+
+def confidence_grid_section(fetched: Fetched) -> Section:
+    figure = confidence_grid(fetched)
+    return Section("Fig. 5: logit-logit plots", "train above test", figures=(figure,) if figure else (),
+                   missing=fetched.unread)
+
+
+def eigen_section(fetched: Fetched) -> Section | None:
+    if "m:eigen/exaggerated_pair_frac" not in fetched.runs.columns:  # no analysis computed the eigenspace
+        return None
+    return Section("Eigenspace: student more top-biased than teacher", "fraction of direction pairs",
+                   (tables.eigen(fetched.runs),))
+
+
+def switch_section(fetched: Fetched) -> Section | None:
+    figure = switch_curves(fetched)
+    return Section("Loss switching", figures=(figure,)) if figure else None
+
+
+def ablation_section(fetched: Fetched) -> Section | None:
+    from kdtrack.report.figures import ablation_figure
+
+    trials = trial_runs(fetched.runs)
+    if trials.is_empty():
+        return None
+    studies = fetched.runs.filter(pl.col("role") == "study")
+    frame = studies.select([c for c in ("study", "run_id", "m:trials/complete", "m:trials/fail", "m:trials/pruned",
+                                        "m:best/trial") if c in studies.columns])
+    figures, missing = [], []
+    for (study,), part in trials.group_by("study", maintain_order=True):
+        objectives = [c for c in part.columns if c.startswith("m:objective/") and part[c].is_not_null().any()]
+        params = [fetched.params[r] for r in part["run_id"]]  # the knob's name is the trial's param
+        knob = next((k for k in params[0] if k != "seed"), None)
+        if knob is None or not objectives:
+            missing.append(f"study {study}: its trials have no knob param or no objective metric")
+            continue
+        labels = [p.get(knob, "") for p in params]
+        seeds = seeds_phrase(p.get("seed") for p in params)
+        figures.append(ablation_figure(part, objectives, knob, labels, f"study {study} ({seeds})"))
+    return Section("Ablations (§C.5)", "objective of each finished trial against the ablated value", (frame,),
+                   tuple(figures), tuple(missing))
+
+
+# The sections a dashboard may name; dashboard.load checks names against these keys and lists them,
+# in this order, as what is allowed.
+SECTIONS: dict[str, Callable[[Fetched], Section | None]] = {
+    "runs": runs_section,
+    "table2": table2_section,
+    "slopes": slopes_section,
+    "confidence_grid": confidence_grid_section,
+    "eigen": eigen_section,
+    "switch": switch_section,
+    "ablation": ablation_section,
+}
