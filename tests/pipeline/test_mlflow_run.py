@@ -10,6 +10,8 @@ from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 
 def mlflow_run(entry: str, params: dict, env, experiment: str = "e2e") -> subprocess.CompletedProcess:
     """Each test has an experiment of its own: what it finds there, it made, in any test order."""

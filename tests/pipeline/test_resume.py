@@ -78,6 +78,7 @@ def reference(store):
     return stopped.info.run_id, train_teacher(from_params(TrainConfig, {**params, "resume": "false"}), "straight")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_an_interrupted_run_resumes_where_it_stopped(store, reference, sig):
     experiment = f"resume-{sig.name}"
@@ -157,6 +158,7 @@ def stop_server(server: subprocess.Popen) -> None:
     server.wait(30)
 
 
+@pytest.mark.slow
 def test_a_tracking_server_that_restarts_mid_run_loses_nothing(store, tmp_path, monkeypatch):
     """Its own server and store; `store` only clears the environment, as for every test here."""
     import socket

@@ -90,6 +90,7 @@ def test_bad_report_input_is_one_clear_line(studies, tmp_path):
     assert str(refused.value).endswith(f"allowed: {', '.join(SECTIONS)}")  # the builders' names, in order
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_the_html_loads_in_headless_chromium(studies, tmp_path):
     CliRunner().invoke(main, ["report", "--experiment", "report-a", "--out", str(tmp_path)])

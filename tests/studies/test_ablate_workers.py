@@ -19,8 +19,9 @@ from conftest import TINY
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 KDTRACK = str(Path(sys.executable).parent / "kdtrack")
-pytestmark = pytest.mark.skipif(not BIN or not shutil.which("runuser"),
-                                reason="PostgreSQL server programs (Debian's /usr/lib/postgresql/*/bin) not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not BIN or not shutil.which("runuser"),
+                                 reason="PostgreSQL server programs (/usr/lib/postgresql/*/bin) not installed")]
 
 
 def as_postgres(*args: str) -> list[str]:

@@ -55,6 +55,7 @@ settings:
 """
 
 
+@pytest.mark.slow
 def test_local_jobs_train_each_student_after_its_teacher_then_a_rerun_submits_nothing(store, tmp_path):
     """The smallest suite that shows it: one teacher's job, then its student's (with the analysis)."""
     path = write(tmp_path, "launch-local", ONE)
@@ -83,6 +84,7 @@ settings:
 """
 
 
+@pytest.mark.slow
 def test_a_local_job_of_two_tasks_trains_one_run_on_two_ranks(store, tmp_path):
     """nproc_per_node=2: each job's two tasks form the DDP world, as on a Slurm node."""
     suite = suites.load(write(tmp_path, "launch-ddp", DDP))
@@ -224,6 +226,7 @@ def test_slurm_without_sbatch_says_where_to_submit_from(store, tmp_path, monkeyp
                                               "submit from a machine of the cluster (or use --launcher local)")
 
 
+@pytest.mark.slow
 def test_local_ablation_workers_share_one_study(store, tmp_path):
     import optuna
 

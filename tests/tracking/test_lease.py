@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.entities import Param
 
 from kdtrack import tracking
@@ -125,6 +126,7 @@ def assert_no_step_twice(run_id: str, steps: int) -> None:
     assert sorted(logged) == list(range(4, steps + 1, 4))  # every log step once
 
 
+@pytest.mark.slow
 def test_identical_commands_started_together_train_one_run(store):
     experiment = "together"
     tracking.resolve_experiment(experiment)  # an existing store: two processes creating its tables at once collide
@@ -139,6 +141,7 @@ def test_identical_commands_started_together_train_one_run(store):
     assert any("waiting for it" in err or "reusing finished" in err for _, err in outputs)
 
 
+@pytest.mark.slow
 def test_a_live_run_is_refused_then_reaped_once_its_lease_lapses_and_resumed(store):
     experiment = "live-then-dead"
     tracking.resolve_experiment(experiment)

@@ -147,6 +147,7 @@ def ui_server(store, lineage):
         server.wait(60)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_the_ui_shows_a_students_lineage_in_headless_chromium(lineage, ui_server, tmp_path):
     student = lineage["student"]

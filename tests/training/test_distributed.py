@@ -23,7 +23,7 @@ from kdtrack.pipeline.stages import distill
 from kdtrack.training.distributed import World
 from kdtrack.training.loop import predict
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 KDTRACK = [sys.executable, "-m", "kdtrack"]
 
 
