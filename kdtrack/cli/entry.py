@@ -25,7 +25,8 @@ class _Once(argparse.Action):
 def parse_args(config_class, argv: list[str]) -> dict[str, str]:
     parser = argparse.ArgumentParser(description=config_class.__doc__)
     for field in fields(config_class):
-        parser.add_argument(f"--{field.name}", action=_Once, help=f"default: {field.default!r}")
+        meaning = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
+        parser.add_argument(f"--{field.name}", action=_Once, help=f"{meaning} (default: {field.default!r})")
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v not in (None, "")}
 
 

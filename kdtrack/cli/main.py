@@ -4,12 +4,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import click
 
 from kdtrack.cli.entry import exit_on_user_error
+from kdtrack.config import ENTRY_POINTS, from_params
 from kdtrack.errors import UserError
 
 
@@ -53,8 +54,13 @@ PARAM = click.option("-P", "params", multiple=True, metavar="KEY=VALUE",
                      help="A config field, as in `mlflow run -P`.")
 EXPERIMENT = click.option("--experiment", default="",
                           help="MLflow experiment name (default: MLFLOW_EXPERIMENT_NAME or Default).")
-# analyze and theory name their experiment in the config: the option sets that field.
-EXPERIMENT_FIELD = click.option("--experiment", default=None, help="MLflow experiment name (-P experiment=NAME).")
+
+
+def field_option(entry: str, name: str):
+    """`--NAME` (dashes for underscores): sets the config field `name` of `entry` as `-P NAME=VALUE`
+    would, with the field's help (kdtrack/config.py)."""
+    spec = next(f for f in fields(ENTRY_POINTS[entry]) if f.name == name)
+    return click.option(f"--{name.replace('_', '-')}", default=None, help=f"{spec.metadata['help']} (-P {name}=...)")
 
 
 @dataclass(frozen=True)
@@ -72,14 +78,8 @@ class EntryCommand:
 
 
 # Shorthands for the fields an ablation is mostly about (`--knob lr` is `-P knob=lr`); they win over -P.
-ABLATE_OPTIONS = (
-    click.option("--preset", default=None, help="The base setting's preset."),
-    click.option("--knob", default=None, help="batch_size, lr, length, or any config field."),
-    click.option("--values", default=None, help="Comma-separated knob values (default: the paper's ablation)."),
-    click.option("--seeds", default=None, help="Seeds per value."),
-    click.option("--n-trials", default=None, help="0 = the grid; N = a TPE search of N trials."),
-    click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study store."),
-)
+ABLATE_OPTIONS = tuple(field_option("ablate", name) for name in ("preset", "knob", "values", "seeds", "n_trials",
+                                                                 "storage"))
 # How `suite run` and `ablate` submit their work as jobs (kdtrack.studies.launch); how, not what: no config field.
 LAUNCHER = click.option("--launcher", type=click.Choice(["process", "local", "slurm"]), default="process",
                         show_default=True, help="process: here; local: submitit jobs on this machine; slurm: "
@@ -125,7 +125,8 @@ ENTRY_COMMANDS = (
     EntryCommand("analyze", "kdtrack.analysis.analyze:analyze",
                  "Analyze a student, or every unanalyzed student of an experiment; prints the analysis run "
                  "ids.\n\nExample: kdtrack analyze -P student_run_id=3f2a9c1b   (or: kdtrack analyze "
-                 "--experiment demo)", takes_experiment=False, options=(EXPERIMENT_FIELD,)),
+                 "--experiment demo)", takes_experiment=False,
+                 options=(field_option("analyze", "experiment"),)),
     EntryCommand("ablate", "kdtrack.studies.ablate:ablate",
                  "An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the "
                  "same command on several machines against one storage. Prints the study run's id.\n\n"
@@ -136,15 +137,13 @@ ENTRY_COMMANDS = (
     EntryCommand("theory", "kdtrack.analysis.theory:theory",
                  "Check Theorem 4.1 on a random linear-regression instance; prints the theory run's id."
                  "\n\nExample: kdtrack theory -P n=32 -P p=256 --experiment theory",
-                 takes_experiment=False, options=(EXPERIMENT_FIELD,)),
+                 takes_experiment=False, options=(field_option("theory", "experiment"),)),
 )
 PARAMS_HINT = "\n\n`kdtrack params {name}` lists every -P field with its default and allowed values."
 
 
 def entry_command(command: EntryCommand) -> click.Command:
     def callback(params, **options) -> None:
-        from kdtrack.config import ENTRY_POINTS, from_params
-
         module, _, name = command.work.partition(":")
         work = getattr(importlib.import_module(module), name)
         # --experiment is the work's argument, or (analyze, theory) a config field like the other options
