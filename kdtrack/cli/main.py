@@ -9,22 +9,9 @@ from pathlib import Path
 
 import click
 
-from kdtrack.cli.entry import exit_on_user_error
+from kdtrack.cli.entry import exit_on_user_error, parse_params
 from kdtrack.config import ENTRY_POINTS, from_params
 from kdtrack.errors import UserError
-
-
-def _pairs(values: tuple[str, ...]) -> dict[str, str]:
-    params = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"-P {item!r} is not KEY=VALUE")
-        if key.strip() in params:  # silently keeping one of the two would run what was not meant
-            raise UserError(f"-P {key.strip()} is given twice ({params[key.strip()]!r}, then {value!r}); "
-                            "allowed: each key once")
-        params[key.strip()] = value
-    return params
 
 
 def _use_tracking_uri(uri: str | None) -> None:
@@ -152,7 +139,7 @@ def entry_command(command: EntryCommand) -> click.Command:
         given = {field: str(value) for field, value in options.items() if value is not None}
 
         def configure_and_work():
-            config = from_params(ENTRY_POINTS[command.entry_point], {**_pairs(params), **given})
+            config = from_params(ENTRY_POINTS[command.entry_point], {**parse_params(params), **given})
             submitted = submit_jobs(command, config, experiment, launching) if command.launched else None
             if submitted is not None:
                 return " ".join(submitted)

@@ -102,13 +102,19 @@ def test_the_training_length_is_capped():
         from_params(SwitchConfig, {"extend_to": str(MAX_STEPS + 1)})
 
 
-def test_a_parameter_given_twice_is_refused_by_the_entry_point_scripts():
+def test_a_parameter_given_twice_is_refused_by_the_commands_and_the_entry_point_scripts():
+    """One parser of KEY=VALUE items serves `kdtrack ... -P` and the scripts' `--KEY VALUE`."""
     import pytest
 
-    from kdtrack.cli.entry import parse_args
+    from kdtrack.cli.entry import parse_args, parse_params
     from kdtrack.config import TrainConfig
     from kdtrack.errors import UserError
 
+    assert parse_params(["seed=1", " lr=0.1=x", "tokenizer="]) == {"seed": "1", "lr": "0.1=x", "tokenizer": ""}
+    with pytest.raises(UserError, match=r"^-P seed is given twice \('1', then '2'\)"):
+        parse_params(["seed=1", "seed =2"])
+    with pytest.raises(UserError, match=r"^-P 'seed' is not KEY=VALUE$"):
+        parse_params(["seed"])
     assert parse_args(TrainConfig, ["--lr", "0.1", "--seed", ""]) == {"lr": "0.1"}
     with pytest.raises(UserError, match=r"--lr is given twice \('0.1', then '0.2'\)"):
         parse_args(TrainConfig, ["--lr", "0.1", "--lr", "0.2"])
