@@ -60,11 +60,11 @@ def exit_on_user_error(work: Callable[[], object]) -> object:
 
 
 def run_entrypoint(config_class, work: Callable, argv: list[str] | None = None) -> None:
-    """Training entry points run on `nproc_per_node` processes (kdtrack.replicas): this one, or
+    """Training entry points run on `nproc_per_node` processes (kdtrack.pipeline.replicas): this one, or
     the ranks torchrun starts; rank 0 alone claims the `mlflow run` launcher and prints the result."""
     from kdtrack import tracking
     from kdtrack.config import PARALLEL, from_params
-    from kdtrack.pipeline import replicas
+    from kdtrack.pipeline.replicas import on_ranks
 
     args = sys.argv[1:] if argv is None else argv
 
@@ -72,8 +72,8 @@ def run_entrypoint(config_class, work: Callable, argv: list[str] | None = None) 
         config = from_params(config_class, parse_args(config_class, args))
         if config_class not in PARALLEL:
             return work(config, context=tracking.claim_launcher())
-        return replicas.command(config, lambda world: work(config, context=tracking.claim_launcher(world)),
-                                [sys.argv[0], *args])
+        return on_ranks(config, lambda world: work(config, context=tracking.claim_launcher(world)),
+                        [sys.argv[0], *args])
 
     result = exit_on_user_error(parse_and_work)
     if result is not None:  # None: a rank other than 0

@@ -143,8 +143,12 @@ def entry_command(command: EntryCommand) -> click.Command:
             submitted = submit_jobs(command, config, experiment, launching) if command.launched else None
             if submitted is not None:
                 return " ".join(submitted)
-            if command.parallel:
-                result = on_ranks(command, config, work, params, experiment)
+            if command.parallel:  # on nproc_per_node processes (kdtrack.pipeline.replicas)
+                from kdtrack.pipeline.replicas import on_ranks
+                from kdtrack.tracking import RunContext
+
+                result = on_ranks(config, lambda world: work(config, experiment, context=RunContext(world=world)),
+                                  again(command, params, experiment))
             else:
                 result = work(config, experiment) if command.takes_experiment else work(config)
             return " ".join(result) if isinstance(result, (list, tuple)) else result  # analyze's run ids
@@ -187,15 +191,10 @@ def submit_jobs(command: EntryCommand, config, experiment: str, launching: dict)
     return getattr(importlib.import_module(module), name)(config, experiment, launch, launching.get("array") or 1)
 
 
-def on_ranks(command: EntryCommand, config, work, params: tuple[str, ...], experiment: str):
-    """`work` on `nproc_per_node` processes (kdtrack.replicas), torchrun's or started here by
-    running this command again under torch.distributed.run."""
-    from kdtrack.pipeline import replicas
-    from kdtrack.tracking import RunContext
-
-    again = ["-m", "kdtrack", command.entry_point.replace("_", "-"), *(f"-P{pair}" for pair in params)]
-    return replicas.command(config, lambda world: work(config, experiment, context=RunContext(world=world)),
-                            again + (["--experiment", experiment] if experiment else []))
+def again(command: EntryCommand, params: tuple[str, ...], experiment: str) -> list[str]:
+    """What follows `python` to run this command again: how torch.distributed.run starts its ranks."""
+    return ["-m", "kdtrack", command.entry_point.replace("_", "-"), *(f"-P{pair}" for pair in params),
+            *(["--experiment", experiment] if experiment else [])]
 
 
 for _entry in ENTRY_COMMANDS:
