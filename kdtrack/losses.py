@@ -8,10 +8,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-# What the KD term matches: the teacher as is (Eq. 2), or §7, point 1: "encouraging underfitting
-# of teachers' low-confidence points" by pulling less toward them, or toward flatter targets there.
-KD_TARGETS = ("standard", "confidence_weighted", "confidence_tempered")
-
 
 def onehot_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Eq. 1: mean softmax cross-entropy to the one-hot labels, -log p_y(x)."""
@@ -89,7 +85,7 @@ def confidence_tempered_loss(student_logits: torch.Tensor, teacher_logits: torch
 
 @dataclass(frozen=True, eq=False)
 class KDTarget:
-    """What a batch's KD term matches: the target kind, its strength (gamma for
+    """What a batch's KD term matches: the target kind (kdtrack.config.KD_TARGETS), its strength (gamma for
     confidence_weighted, beta for confidence_tempered) and, for confidence_tempered, the batch's
     teacher-confidence quantiles; with data parallelism, `whole` (see `confidence_weights`)."""
 

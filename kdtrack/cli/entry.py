@@ -1,5 +1,6 @@
-"""Shared body of the thin scripts in entrypoints/: parse `--field value` pairs into the entry
-point's config, run it, and turn user errors into one line and exit status 2."""
+"""Shared body of the thin scripts in entrypoints/ and of the `kdtrack` commands: parse the
+parameters given (`parse_params`: `-P KEY=VALUE`, or the scripts' `--KEY VALUE`), run the work, and
+turn user errors into one line and exit status 2."""
 from __future__ import annotations
 
 import argparse
@@ -7,26 +8,37 @@ import signal
 import sys
 import threading
 from dataclasses import fields
-from typing import Callable
+from typing import Callable, Iterable
 
 from kdtrack.errors import UserError
 
 
-class _Once(argparse.Action):
-    """Store an option's value, refusing a second one: argparse would silently keep the last."""
-
-    def __call__(self, parser, namespace, value, option_string=None):
-        if getattr(namespace, self.dest) is not None:
-            raise UserError(f"{option_string} is given twice ({getattr(namespace, self.dest)!r}, then {value!r}); "
+def parse_params(items: Iterable[str], option: str = "-P {}") -> dict[str, str]:
+    """`KEY=VALUE` items (what -P takes) by key. A key given twice is refused: keeping either value
+    would run what was not meant. `option` spells a key as the command line gave it, for errors."""
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"{option.format(repr(item))} is not KEY=VALUE")
+        key = key.strip()
+        if key in params:
+            raise UserError(f"{option.format(key)} is given twice ({params[key]!r}, then {value!r}); "
                             "allowed: each parameter once")
-        setattr(namespace, self.dest, value)
+        params[key] = value
+    return params
 
 
 def parse_args(config_class, argv: list[str]) -> dict[str, str]:
+    """The scripts' `--KEY VALUE` pairs (as MLproject passes them), each key once; blank ones are not given."""
     parser = argparse.ArgumentParser(description=config_class.__doc__)
     for field in fields(config_class):
-        parser.add_argument(f"--{field.name}", action=_Once, help=f"default: {field.default!r}")
-    return {k: v for k, v in vars(parser.parse_args(argv)).items() if v not in (None, "")}
+        meaning = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
+        parser.add_argument(f"--{field.name}", action="append", default=[],
+                            help=f"{meaning} (default: {field.default!r})")
+    given = vars(parser.parse_args(argv))
+    params = parse_params((f"{key}={value}" for key, values in given.items() for value in values), "--{}")
+    return {key: value for key, value in params.items() if value != ""}
 
 
 def _interrupt(signum, frame):
@@ -48,11 +60,11 @@ def exit_on_user_error(work: Callable[[], object]) -> object:
 
 
 def run_entrypoint(config_class, work: Callable, argv: list[str] | None = None) -> None:
-    """Training entry points run on `nproc_per_node` processes (kdtrack.replicas): this one, or
+    """Training entry points run on `nproc_per_node` processes (kdtrack.pipeline.replicas): this one, or
     the ranks torchrun starts; rank 0 alone claims the `mlflow run` launcher and prints the result."""
     from kdtrack import tracking
     from kdtrack.config import PARALLEL, from_params
-    from kdtrack.pipeline import replicas
+    from kdtrack.pipeline.replicas import on_ranks
 
     args = sys.argv[1:] if argv is None else argv
 
@@ -60,8 +72,8 @@ def run_entrypoint(config_class, work: Callable, argv: list[str] | None = None) 
         config = from_params(config_class, parse_args(config_class, args))
         if config_class not in PARALLEL:
             return work(config, context=tracking.claim_launcher())
-        return replicas.command(config, lambda world: work(config, context=tracking.claim_launcher(world)),
-                                [sys.argv[0], *args])
+        return on_ranks(config, lambda world: work(config, context=tracking.claim_launcher(world)),
+                        [sys.argv[0], *args])
 
     result = exit_on_user_error(parse_and_work)
     if result is not None:  # None: a rank other than 0

@@ -4,26 +4,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import click
 
-from kdtrack.cli.entry import exit_on_user_error
+from kdtrack.cli.entry import exit_on_user_error, parse_params
+from kdtrack.config import ENTRY_POINTS, from_params
 from kdtrack.errors import UserError
-
-
-def _pairs(values: tuple[str, ...]) -> dict[str, str]:
-    params = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"-P {item!r} is not KEY=VALUE")
-        if key.strip() in params:  # silently keeping one of the two would run what was not meant
-            raise UserError(f"-P {key.strip()} is given twice ({params[key.strip()]!r}, then {value!r}); "
-                            "allowed: each key once")
-        params[key.strip()] = value
-    return params
 
 
 def _use_tracking_uri(uri: str | None) -> None:
@@ -53,8 +41,13 @@ PARAM = click.option("-P", "params", multiple=True, metavar="KEY=VALUE",
                      help="A config field, as in `mlflow run -P`.")
 EXPERIMENT = click.option("--experiment", default="",
                           help="MLflow experiment name (default: MLFLOW_EXPERIMENT_NAME or Default).")
-# analyze and theory name their experiment in the config: the option sets that field.
-EXPERIMENT_FIELD = click.option("--experiment", default=None, help="MLflow experiment name (-P experiment=NAME).")
+
+
+def field_option(entry: str, name: str):
+    """`--NAME` (dashes for underscores): sets the config field `name` of `entry` as `-P NAME=VALUE`
+    would, with the field's help (kdtrack/config.py)."""
+    spec = next(f for f in fields(ENTRY_POINTS[entry]) if f.name == name)
+    return click.option(f"--{name.replace('_', '-')}", default=None, help=f"{spec.metadata['help']} (-P {name}=...)")
 
 
 @dataclass(frozen=True)
@@ -72,14 +65,8 @@ class EntryCommand:
 
 
 # Shorthands for the fields an ablation is mostly about (`--knob lr` is `-P knob=lr`); they win over -P.
-ABLATE_OPTIONS = (
-    click.option("--preset", default=None, help="The base setting's preset."),
-    click.option("--knob", default=None, help="batch_size, lr, length, or any config field."),
-    click.option("--values", default=None, help="Comma-separated knob values (default: the paper's ablation)."),
-    click.option("--seeds", default=None, help="Seeds per value."),
-    click.option("--n-trials", default=None, help="0 = the grid; N = a TPE search of N trials."),
-    click.option("--storage", default=None, help="SQLAlchemy URL of the Optuna study store."),
-)
+ABLATE_OPTIONS = tuple(field_option("ablate", name) for name in ("preset", "knob", "values", "seeds", "n_trials",
+                                                                 "storage"))
 # How `suite run` and `ablate` submit their work as jobs (kdtrack.studies.launch); how, not what: no config field.
 LAUNCHER = click.option("--launcher", type=click.Choice(["process", "local", "slurm"]), default="process",
                         show_default=True, help="process: here; local: submitit jobs on this machine; slurm: "
@@ -125,7 +112,8 @@ ENTRY_COMMANDS = (
     EntryCommand("analyze", "kdtrack.analysis.analyze:analyze",
                  "Analyze a student, or every unanalyzed student of an experiment; prints the analysis run "
                  "ids.\n\nExample: kdtrack analyze -P student_run_id=3f2a9c1b   (or: kdtrack analyze "
-                 "--experiment demo)", takes_experiment=False, options=(EXPERIMENT_FIELD,)),
+                 "--experiment demo)", takes_experiment=False,
+                 options=(field_option("analyze", "experiment"),)),
     EntryCommand("ablate", "kdtrack.studies.ablate:ablate",
                  "An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the "
                  "same command on several machines against one storage. Prints the study run's id.\n\n"
@@ -136,15 +124,13 @@ ENTRY_COMMANDS = (
     EntryCommand("theory", "kdtrack.analysis.theory:theory",
                  "Check Theorem 4.1 on a random linear-regression instance; prints the theory run's id."
                  "\n\nExample: kdtrack theory -P n=32 -P p=256 --experiment theory",
-                 takes_experiment=False, options=(EXPERIMENT_FIELD,)),
+                 takes_experiment=False, options=(field_option("theory", "experiment"),)),
 )
 PARAMS_HINT = "\n\n`kdtrack params {name}` lists every -P field with its default and allowed values."
 
 
 def entry_command(command: EntryCommand) -> click.Command:
     def callback(params, **options) -> None:
-        from kdtrack.config import ENTRY_POINTS, from_params
-
         module, _, name = command.work.partition(":")
         work = getattr(importlib.import_module(module), name)
         # --experiment is the work's argument, or (analyze, theory) a config field like the other options
@@ -153,12 +139,16 @@ def entry_command(command: EntryCommand) -> click.Command:
         given = {field: str(value) for field, value in options.items() if value is not None}
 
         def configure_and_work():
-            config = from_params(ENTRY_POINTS[command.entry_point], {**_pairs(params), **given})
+            config = from_params(ENTRY_POINTS[command.entry_point], {**parse_params(params), **given})
             submitted = submit_jobs(command, config, experiment, launching) if command.launched else None
             if submitted is not None:
                 return " ".join(submitted)
-            if command.parallel:
-                result = on_ranks(command, config, work, params, experiment)
+            if command.parallel:  # on nproc_per_node processes (kdtrack.pipeline.replicas)
+                from kdtrack.pipeline.replicas import on_ranks
+                from kdtrack.tracking import RunContext
+
+                result = on_ranks(config, lambda world: work(config, experiment, context=RunContext(world=world)),
+                                  again(command, params, experiment))
             else:
                 result = work(config, experiment) if command.takes_experiment else work(config)
             return " ".join(result) if isinstance(result, (list, tuple)) else result  # analyze's run ids
@@ -201,15 +191,10 @@ def submit_jobs(command: EntryCommand, config, experiment: str, launching: dict)
     return getattr(importlib.import_module(module), name)(config, experiment, launch, launching.get("array") or 1)
 
 
-def on_ranks(command: EntryCommand, config, work, params: tuple[str, ...], experiment: str):
-    """`work` on `nproc_per_node` processes (kdtrack.replicas), torchrun's or started here by
-    running this command again under torch.distributed.run."""
-    from kdtrack.pipeline import replicas
-    from kdtrack.tracking import RunContext
-
-    again = ["-m", "kdtrack", command.entry_point.replace("_", "-"), *(f"-P{pair}" for pair in params)]
-    return replicas.command(config, lambda world: work(config, experiment, context=RunContext(world=world)),
-                            again + (["--experiment", experiment] if experiment else []))
+def again(command: EntryCommand, params: tuple[str, ...], experiment: str) -> list[str]:
+    """What follows `python` to run this command again: how torch.distributed.run starts its ranks."""
+    return ["-m", "kdtrack", command.entry_point.replace("_", "-"), *(f"-P{pair}" for pair in params),
+            *(["--experiment", experiment] if experiment else [])]
 
 
 for _entry in ENTRY_COMMANDS:

@@ -90,3 +90,7 @@ def text_loader(name: str):
         return load_text(name, data_dir, tokenizer, max_length)
     load.__doc__ = f"{name}: see kdtrack.data.text."
     return load
+
+
+# The readers kdtrack.data.DATASETS names, one per data set of TEXT_COLUMNS.
+load_mnli, load_qqp, load_agnews, load_imdb = (text_loader(name) for name in ("mnli", "qqp", "agnews", "imdb"))

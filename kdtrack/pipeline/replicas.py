@@ -1,4 +1,4 @@
-"""A training command on N processes: how it starts (`command`), what rank 0 hands the other
+"""A training command on N processes: how it starts (`on_ranks`), what rank 0 hands the other
 ranks before each run it trains (`Order`), and what they do with it (`serve`).
 
 Rank 0 runs the command as one process would: it alone finds, reuses, resumes or creates runs,
@@ -9,11 +9,10 @@ part of each batch, and train in step with rank 0 until it sends no order (None)
 done. A BatchNorm model on CPU is refused before any of this (`check_batch_norm`)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -78,23 +77,24 @@ def serve(world: World) -> None:
             continue
 
 
-def command(config: TrainConfig, work: Callable[[World], object], relaunch: list[str]):
+def on_ranks(config: TrainConfig, work: Callable[[World], object], relaunch: Sequence[str] = (),
+             world: World | None = None):
     """Run `work` (a training command, given the world it runs in) on `config.nproc_per_node`
-    processes. Started by torchrun (its environment says so), this process takes its rank: rank 0
-    runs `work`, the others `serve`. Else, with nproc_per_node > 1, the same command (`relaunch`:
-    what follows `python`) starts again under torch.distributed.run on this machine; else `work`
-    runs here alone."""
-    world = World.from_env()
+    processes: how every command trains on N ranks. `world` is this process's place among those
+    started together (default: what torchrun's environment says; a Slurm job's tasks say it
+    themselves, kdtrack.studies.launch): rank 0 runs `work`, the others `serve`. A process alone
+    with nproc_per_node > 1 starts the same command (`relaunch`: what follows `python`) again under
+    torch.distributed.run on this machine; else `work` runs here alone."""
+    world = World.from_env() if world is None else world
     check_batch_norm(config, world.size if world.size > 1 else config.nproc_per_node, torch.cuda.is_available())
     if world.size == 1 and config.nproc_per_node > 1:
         raise SystemExit(launch(config.nproc_per_node, relaunch))
     if world.size == 1:
         return work(world)
     check_world(config.batch_size, world.size)
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
-    if config.nproc_per_node > 1 and config.nproc_per_node != local:
-        raise UserError(f"nproc_per_node={config.nproc_per_node} but torchrun started {local} processes on this "
-                        "node; allowed: the same number, or nproc_per_node=1 (torchrun decides)")
+    if config.nproc_per_node > 1 and config.nproc_per_node != world.local_size:
+        raise UserError(f"nproc_per_node={config.nproc_per_node} but torchrun started {world.local_size} processes "
+                        "on this node; allowed: the same number, or nproc_per_node=1 (torchrun decides)")
     world = world.join()
     try:
         if not world.leads:
@@ -133,7 +133,7 @@ def check_batch_norm(config: TrainConfig, processes: int, cuda: bool) -> None:
                             + reuse)
 
 
-def launch(processes: int, relaunch: list[str]) -> int:
+def launch(processes: int, relaunch: Sequence[str]) -> int:
     """Run `python RELAUNCH...` on `processes` local processes through torch.distributed.run; its
     exit status. A signal to this process goes on to all of them (torchrun passes it on)."""
     if torch.cuda.is_available() and processes > torch.cuda.device_count():

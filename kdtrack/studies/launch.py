@@ -12,7 +12,6 @@ of a kdtrack command does.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,18 +48,16 @@ def launch_options(launcher: str, flags: dict, slurm: SlurmSpec) -> Launch:
     return Launch(launcher, Path(flags.get("folder") or FOLDER).resolve(), slurm.model_copy(update=update))
 
 
-def on_ranks(processes: int, config, work):
-    """`work(world)` on this job's `processes` tasks (kdtrack.replicas: rank 0 runs it, the others
-    train what it orders); one process runs it alone. Slurm (or the local executor) started the
-    tasks: torch.distributed learns its world from the variables torchrun would set."""
-    from kdtrack.pipeline import replicas
+def job_world(processes: int):
+    """This task's place among its job's `processes` tasks (kdtrack.training.distributed.World), which
+    Slurm (or the local executor) started, not torchrun; None for one process, whose world is its own."""
+    if processes == 1:
+        return None
+    from kdtrack.training.distributed import World
 
-    if processes > 1:
-        job = submitit.JobEnvironment()
-        os.environ.update(RANK=str(job.global_rank), LOCAL_RANK=str(job.local_rank), WORLD_SIZE=str(job.num_tasks),
-                          LOCAL_WORLD_SIZE=str(processes), MASTER_ADDR=job.hostnames[0],
-                          MASTER_PORT=str(PORTS[0] + int(job.raw_job_id) % (PORTS[1] - PORTS[0])))
-    return replicas.command(config, work, [])
+    job = submitit.JobEnvironment()
+    port = PORTS[0] + int(job.raw_job_id) % (PORTS[1] - PORTS[0])
+    return World.started(job.global_rank, job.num_tasks, job.local_rank, processes, f"tcp://{job.hostnames[0]}:{port}")
 
 
 @dataclass(frozen=True)
@@ -72,11 +69,13 @@ class TeacherJob(submitit.helpers.Checkpointable):
     task: Task
 
     def __call__(self) -> str | None:
+        from kdtrack.pipeline.replicas import on_ranks
         from kdtrack.pipeline.stages import train_teacher
 
         config = self.task.config().teacher_config
-        return on_ranks(config.nproc_per_node, config, lambda world: train_teacher(
-            config, self.suite.experiment, context=suites.context(self.suite, self.task, world)))
+        return on_ranks(config, lambda world: train_teacher(
+            config, self.suite.experiment, context=suites.context(self.suite, self.task, world)),
+            world=job_world(config.nproc_per_node))
 
 
 @dataclass(frozen=True)
@@ -88,8 +87,11 @@ class TaskJob(submitit.helpers.Checkpointable):
     task: Task
 
     def __call__(self) -> list[str]:
+        from kdtrack.pipeline.replicas import on_ranks
+
         config = self.task.config()
-        student = on_ranks(config.nproc_per_node, config, lambda world: suites.train_task(self.suite, self.task, world))
+        student = on_ranks(config, lambda world: suites.train_task(self.suite, self.task, world),
+                           world=job_world(config.nproc_per_node))
         return [student, *suites.analyze_task(self.suite, self.task, student)] if student else []
 
 

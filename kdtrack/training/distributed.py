@@ -38,7 +38,17 @@ class World:
     size: int = 1
     local_rank: int = 0
     backend: str = ""  # "nccl" or "gloo"; "" for one process
+    local_size: int = 1  # the processes of this world on this node
+    address: str = ""  # where the ranks meet, "tcp://HOST:PORT"; "" = torchrun's MASTER_ADDR and MASTER_PORT
     orders: Any = field(default=None, compare=False, repr=False)  # the gloo group rank 0 sends orders on
+
+    @classmethod
+    def started(cls, rank: int, size: int, local_rank: int, local_size: int, address: str = "") -> World:
+        """Rank `rank` of `size` processes started together (by torchrun, or as a Slurm job's
+        tasks); one process alone is the default world."""
+        if size == 1:
+            return cls()
+        return cls(rank, size, local_rank, "nccl" if torch.cuda.is_available() else "gloo", local_size, address)
 
     @classmethod
     def from_env(cls) -> World:
@@ -46,8 +56,8 @@ class World:
         size = int(os.environ.get("WORLD_SIZE", "1"))
         if size == 1:
             return cls()
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        return cls(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")), backend)
+        return cls.started(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")),
+                           int(os.environ.get("LOCAL_WORLD_SIZE", size)))
 
     @property
     def leads(self) -> bool:
@@ -59,10 +69,11 @@ class World:
         return {"world_size": str(self.size), "backend": self.backend or "none"}
 
     def join(self) -> World:
-        """Join the process group torchrun set up; the world with its order group."""
+        """Join the process group of the world's ranks; the world with its order group."""
         if self.backend == "nccl":
             torch.cuda.set_device(self.local_rank)  # so that "cuda" means this rank's GPU everywhere
-        dist.init_process_group(self.backend, timeout=STEP_TIMEOUT)
+        dist.init_process_group(self.backend, init_method=self.address or None, rank=self.rank, world_size=self.size,
+                                timeout=STEP_TIMEOUT)
         return replace(self, orders=dist.new_group(backend="gloo", timeout=ORDER_TIMEOUT))
 
     def leave(self) -> None:

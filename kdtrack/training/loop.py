@@ -53,7 +53,7 @@ class Teacher:
     logits on the fixed, unaugmented train and test sets, computed once: the teacher is frozen, so
     recomputing them per batch would be wasted work. With `config.augment` the inputs differ per
     batch, and `module`, when given, is run on each augmented batch instead. `kd_target` and
-    `strength` choose the KD term (losses.KD_TARGETS); `quantiles`, the teacher's confidence
+    `strength` choose the KD term (config.KD_TARGETS); `quantiles`, the teacher's confidence
     quantile per training point (confidence.phi_quantiles), is what confidence_tempered needs."""
 
     logits: dict[str, torch.Tensor]

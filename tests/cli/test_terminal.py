@@ -14,7 +14,7 @@ from conftest import TINY
 
 from kdtrack import tracking
 from kdtrack.cli.main import main
-from kdtrack.cli.paramdoc import meanings, render
+from kdtrack.cli.paramdoc import render
 from kdtrack.config import ENTRY_POINTS
 from kdtrack.errors import UserError
 from kdtrack.progress import Progress
@@ -57,10 +57,9 @@ def test_resumed_work_counts_from_where_it_was_and_short_work_shows_nothing():
 def test_params_lists_every_field_with_its_default_and_meaning(entry):
     cls = ENTRY_POINTS[entry]
     text = render(entry)
-    notes = meanings(cls)
     for field in fields(cls):
         assert re.search(rf"^  {field.name}: \w+ = {re.escape(repr(field.default))}", text, re.M), field.name
-        assert notes[field.name], f"{entry}.{field.name} has no comment in kdtrack/config.py"
+        assert field.metadata.get("help"), f"{entry}.{field.name} has no help in kdtrack/config.py"
 
 
 def test_params_states_allowed_values_and_presets():
@@ -70,13 +69,26 @@ def test_params_states_allowed_values_and_presets():
     assert "fraction of training labels flipped uniformly to another class" in text
     assert re.search(r"^  noisy_mnist_rf: dataset=mnist5k, .*label_noise=0\.25", text, re.M)
     assert "presets" not in render("theory") and max(map(len, text.splitlines())) <= 100
-    # a comment line under a field's own comment continues it
-    assert "the experiment it must belong to" in meanings(ENTRY_POINTS["analyze"])["experiment"]
     result = CliRunner().invoke(main, ["params", "switch"])
     assert result.exit_code == 0 and "switch_to: str = 'onehot'; allowed: distill, onehot" in result.stdout
     refused = CliRunner().invoke(main, ["params", "distil"])
     assert refused.exit_code == 2 and "entry point 'distil' does not exist; choose one of: train_teacher" in \
         refused.stderr
+
+
+def test_a_fields_help_is_what_params_mlproject_and_the_option_that_sets_it_show():
+    """One declaration (the field's metadata) for the three places a parameter is explained."""
+    from kdtrack.cli.mlproject import render as mlproject
+
+    def flat(text: str) -> str:  # wrapped lines back into one
+        return " ".join(text.split())
+
+    for entry, name, command in (("ablate", "n_trials", "ablate"), ("analyze", "experiment", "analyze")):
+        meaning = next(f for f in fields(ENTRY_POINTS[entry]) if f.name == name).metadata["help"]
+        assert meaning in flat(render(entry))
+        assert f'      {name}: {{type: string, default: ""}}  # {meaning}\n' in mlproject()
+        shown = CliRunner().invoke(main, [command, "--help"])
+        assert shown.exit_code == 0 and f"{meaning} (-P {name}=...)" in flat(shown.stdout)
 
 
 def test_every_command_says_what_it_does_with_an_example():

@@ -10,6 +10,16 @@ from kdtrack.data.splits import flip_labels, stratified_subset
 from kdtrack.errors import UserError
 
 
+def test_every_registered_data_set_names_a_reader_that_exists():
+    """The registry holds "module:function" strings, imported on first use: a typo would surface
+    only when that data set is read."""
+    from kdtrack.data import DATASETS, TEXT_DATASETS, reader
+    from kdtrack.data.text import NUM_CLASSES, TEXT_COLUMNS
+
+    assert all(callable(reader(name)) for name in DATASETS)
+    assert set(TEXT_DATASETS) == set(TEXT_COLUMNS) == set(NUM_CLASSES)
+
+
 def test_label_noise_flips_the_exact_fraction_to_other_classes():
     labels = np.repeat(np.arange(10), 40)
     noisy = flip_labels(labels, 0.25, 10, seed=3)

@@ -102,16 +102,49 @@ def test_the_training_length_is_capped():
         from_params(SwitchConfig, {"extend_to": str(MAX_STEPS + 1)})
 
 
-def test_a_parameter_given_twice_is_refused_by_the_entry_point_scripts():
+def test_a_parameter_given_twice_is_refused_by_the_commands_and_the_entry_point_scripts():
+    """One parser of KEY=VALUE items serves `kdtrack ... -P` and the scripts' `--KEY VALUE`."""
+    import pytest
+
+    from kdtrack.cli.entry import parse_args, parse_params
+    from kdtrack.config import TrainConfig
+    from kdtrack.errors import UserError
+
+    assert parse_params(["seed=1", " lr=0.1=x", "tokenizer="]) == {"seed": "1", "lr": "0.1=x", "tokenizer": ""}
+    with pytest.raises(UserError, match=r"^-P seed is given twice \('1', then '2'\)"):
+        parse_params(["seed=1", "seed =2"])
+    with pytest.raises(UserError, match=r"^-P 'seed' is not KEY=VALUE$"):
+        parse_params(["seed"])
+    assert parse_args(TrainConfig, ["--lr", "0.1", "--seed", ""]) == {"lr": "0.1"}
+    with pytest.raises(UserError, match=r"--lr is given twice \('0.1', then '0.2'\)"):
+        parse_args(TrainConfig, ["--lr", "0.1", "--lr", "0.2"])
+
+
+def test_the_entry_point_scripts_help_shows_each_fields_help(capsys):
+    """argparse %-formats help texts: a field's "5%" must come out as it is."""
     import pytest
 
     from kdtrack.cli.entry import parse_args
     from kdtrack.config import TrainConfig
-    from kdtrack.errors import UserError
 
-    assert parse_args(TrainConfig, ["--lr", "0.1", "--seed", ""]) == {"lr": "0.1"}
-    with pytest.raises(UserError, match=r"--lr is given twice \('0.1', then '0.2'\)"):
-        parse_args(TrainConfig, ["--lr", "0.1", "--lr", "0.2"])
+    with pytest.raises(SystemExit) as done:
+        parse_args(TrainConfig, ["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0 and "evaluation every N steps; 0 = within a 5% compute budget (default: 0)" in shown
+
+
+def test_every_field_declares_its_meaning_and_its_default_is_allowed():
+    """The metadata `kdtrack params`, MLproject and the validation read: a help for each field, and
+    a rule its own default passes (check_fields lets defaults through without asking)."""
+    from kdtrack.config import allowed_values
+
+    for cls in ENTRY_POINTS.values():
+        for spec in fields(cls):
+            rule = spec.metadata
+            assert rule["help"] and not (rule["check"] and not rule["allowed"]), (cls.__name__, spec.name)
+            assert rule["check"] is None or rule["check"](spec.default), (cls.__name__, spec.name)
+            assert not rule["choices"] or spec.default in rule["choices"] or spec.default == "", spec.name
+            assert spec.type == "bool" or allowed_values(spec) or not (rule["check"] or rule["choices"]), spec.name
 
 
 def test_model_memory_is_estimated_before_anything_is_allocated():

@@ -44,6 +44,21 @@ def test_a_world_splits_each_batch_into_disjoint_parts_that_cover_it():
     assert torch.equal(torch.cat(parts), batch) and [len(p) for p in parts] == [3, 3, 4]
 
 
+def test_a_world_started_without_torchrun_says_where_its_ranks_meet(monkeypatch):
+    """A Slurm job's tasks (kdtrack.studies.launch.job_world) describe their world themselves,
+    nothing in the environment; torchrun's is read from it. One process is the default world."""
+    world = World.started(1, 2, 1, 2, "tcp://node1:20001")
+    assert (world.rank, world.size, world.local_rank, world.local_size) == (1, 2, 1, 2)
+    assert world.address == "tcp://node1:20001" and world.backend in ("gloo", "nccl")
+    assert World.started(0, 1, 0, 1, "tcp://node1:20001") == World()
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    env = World.from_env()
+    assert (env.rank, env.size, env.local_rank, env.local_size, env.address) == (3, 4, 1, 2, "")
+
+
 @pytest.mark.parametrize("params, wrong", [({"nproc_per_node": "0"}, "nproc_per_node=0"),
                                             ({"nproc_per_node": "2", "batch_size": "33"}, "batch_size=33"),
                                             ({"nproc_per_node": "-3"}, "nproc_per_node=-3")])
