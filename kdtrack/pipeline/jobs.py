@@ -20,7 +20,8 @@ from kdtrack.pipeline import replicas
 from kdtrack.progress import duration
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights
-from kdtrack.training.loop import NonFiniteLoss, Teacher, TrainState, evaluate, fit, predict_splits
+from kdtrack.training.loop import NonFiniteLoss, Teacher, evaluate, fit, predict_splits
+from kdtrack.training.state import TrainState
 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",

@@ -33,7 +33,8 @@ from kdtrack.pipeline.rebuild import load_data, new_model, rebuild_model
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights, constant_weights, switch_weights
 from kdtrack.tracking import RunContext
-from kdtrack.training.loop import Plan, Teacher, TrainState, predict_splits
+from kdtrack.training.loop import Teacher, predict_splits
+from kdtrack.training.state import Plan, TrainState
 
 NO_CONTEXT = RunContext()
 
