@@ -103,10 +103,9 @@ def run_job(experiment_id: str, job: Job, data: Splits, context: tracking.RunCon
     key = tracking.run_key(job.role, params, job.upstream)
     while True:
         if not config.force:
-            found = tracking.find_finished(experiment_id, job.role, key, params)
+            found = tracking.reuse_finished(experiment_id, job.role, key, params, context)
             if found:
                 say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
-                context.report(found.info.run_id)
                 return found.info.run_id
             live = tracking.find_live(experiment_id, job.role, key, params)
             if live:

@@ -1,5 +1,5 @@
 """The thin layer that knows MLflow. Nothing else in kdtrack calls MLflow's run APIs: runs are
-created, reopened and ended here (`runs`: one lifecycle, a `with` block that owns the run's
+created, reopened, reused and ended here (`runs`: one lifecycle, a `with` block that owns the run's
 status), inherit what a command hands down (`context`), go to an experiment (`experiments`), keep
 rotating checkpoints (`checkpoints`) and checksummed artifacts (`artifacts`), are written on
 background threads (`uploader`), tagged after the fact (`tags`), held by a lease while a process
@@ -14,7 +14,7 @@ Store: whatever MLFLOW_TRACKING_URI says, else MLflow's own default (sqlite `mlf
 from kdtrack.tracking.context import RunContext, claim_launcher
 from kdtrack.tracking.experiments import experiment_id, experiment_name, experiment_names, resolve_experiment
 from kdtrack.tracking.lease import elect, find_live, find_resumable, holder, reap_experiments, take_over, wait, withdraw
-from kdtrack.tracking.runs import TrackedRun, reopen, run, study_run
+from kdtrack.tracking.runs import TrackedRun, reopen, reuse_finished, run, study_run
 from kdtrack.tracking.store import (
                                    artifact_bytes,
                                    artifact_paths,
@@ -47,7 +47,7 @@ __all__ = [
     "claim_launcher", "client", "delete_artifacts", "download", "elect", "experiment_id", "experiment_name",
     "experiment_names", "find_finished", "find_live", "find_resumable", "follow_launcher", "get_run",
     "has_artifact", "holder", "load_state", "load_table", "metric_history", "now_ms", "quoted", "reap_experiments",
-    "reopen", "require_run", "resolve_experiment", "run", "run_key", "search_all", "study_run",
+    "reopen", "require_run", "resolve_experiment", "reuse_finished", "run", "run_key", "search_all", "study_run",
     "take_over", "tracking_uri", "use_tracking_uri", "wait", "withdraw",
     "resolve_run_id", "run_address",
 ]

@@ -1,5 +1,6 @@
 """A kdtrack run's lifecycle: created, reopened or shared (a study's), and ended in one `with`
-block that owns its status. `TrackedRun` is the open run, which the training loop logs to."""
+block that owns its status; or, in place of a new one, a finished run reused. `TrackedRun` is the
+open run, which the training loop logs to."""
 from __future__ import annotations
 
 import threading
@@ -22,7 +23,7 @@ from kdtrack.tracking.artifacts import upload_bytes, upload_file
 from kdtrack.tracking.checkpoints import keep_unsaved, next_path, stage
 from kdtrack.tracking.context import RunContext
 from kdtrack.tracking.lease import hold, lease_tags
-from kdtrack.tracking.store import client, now_ms, parquet_bytes, quoted, search_all, torch_bytes
+from kdtrack.tracking.store import client, find_finished, now_ms, parquet_bytes, quoted, search_all, torch_bytes
 from kdtrack.tracking.tags import tag_and_link, where
 from kdtrack.tracking.uploader import Uploader
 
@@ -111,6 +112,17 @@ def study_run(experiment_id: str, study: str, params: Mapping[str, str], context
 
     return _lifetime(find_or_create)
 
+
+
+def reuse_finished(experiment_id: str, role: str, key: str, params: Mapping[str, str],
+                   context: RunContext = RunContext()):
+    """The run to reuse in place of a new one: the newest FINISHED run with this reuse key and
+    these params (`store.find_finished`), reported to `context` as the run that did its work; None
+    where there is none."""
+    found = find_finished(experiment_id, role, key, dict(params))
+    if found:
+        context.report(found.info.run_id)
+    return found
 
 
 class TrackedRun:
