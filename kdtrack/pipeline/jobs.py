@@ -78,14 +78,15 @@ def eigen_probes(model: nn.Module, data: Splits, config: TrainConfig) -> Probes:
     names = [f"v{k}" for k in range(1, len(values) + 1)]
     vectors = vectors.to(data.y_train.device)
     tables = {"eigen/eigenvalues.parquet": pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})}
-    probes = {"eigen/trajectory.parquet": lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))}
+    trajectory = {"eigen/trajectory.parquet":
+                  lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))}
     head = last_layer(model)
     if head and head[1].weight.numel() > LAST_LAYER_CAP:
-        return Probes(tables, probes, {EIGEN_LAST_LAYER: f"not recorded: {head[1].weight.numel()} weights > "
-                                                          f"{LAST_LAYER_CAP}"})
-    if head:  # §D.7: projected in the analysis, onto the teacher's final representation
-        probes["eigen/last_layer_weights.pt"] = lambda m: last_layer(m)[1].weight.detach().T.cpu().clone()
-    return Probes(tables, probes)
+        return Probes(tables, trajectory, {EIGEN_LAST_LAYER: f"not recorded: {head[1].weight.numel()} weights > "
+                                                               f"{LAST_LAYER_CAP}"})
+    # §D.7: projected in the analysis, onto the teacher's final representation
+    weights = {"eigen/last_layer_weights.pt": lambda m: last_layer(m)[1].weight.detach().T.cpu().clone()}
+    return Probes(tables, {**trajectory, **weights} if head else trajectory)
 
 
 class Outrun(StopRun):

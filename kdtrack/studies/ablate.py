@@ -289,15 +289,23 @@ def suggest(trial: optuna.Trial, knob: str, values: list):
 
 def record_best(study: optuna.Study, study_run: tracking.TrackedRun, objectives: list[str]) -> None:
     """The study run's record: trial counts, and the best trial (or the Pareto front)."""
+    metrics, tags = best_of(study, objectives)
+    if tags:
+        study_run.set_tags(tags)
+    study_run.metrics(metrics, 0)
+
+
+def best_of(study: optuna.Study, objectives: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """The trial counts by state and, once a trial completed, the best trial's objectives as
+    metrics; the best trials (several on a Pareto front) and their runs as tags."""
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)}
     metrics = {f"trials/{k}": float(v) for k, v in counts.items()}
-    if counts["complete"]:
-        best = study.best_trials
-        study_run.set_tags({BEST_TRIALS: ",".join(str(t.number) for t in best),
-                            BEST_RUNS: ",".join(t.user_attrs.get("mlflow_run_id", "") for t in best)})
-        for name, value in zip(objectives, best[0].values):
-            metrics[f"best/{name}"] = value
-        metrics["best/trial"] = float(best[0].number)
-    study_run.metrics(metrics, 0)
+    if not counts["complete"]:
+        return metrics, {}
+    best = study.best_trials
+    tags = {BEST_TRIALS: ",".join(str(t.number) for t in best),
+            BEST_RUNS: ",".join(t.user_attrs.get("mlflow_run_id", "") for t in best)}
+    scores = {f"best/{name}": value for name, value in zip(objectives, best[0].values)}
+    return {**metrics, **scores, "best/trial": float(best[0].number)}, tags
