@@ -48,7 +48,8 @@ from kdtrack import tracking  # noqa: E402
 from kdtrack.config import TrainConfig, from_params  # noqa: E402
 from kdtrack.pipeline.stages import load_data, teacher_job  # noqa: E402
 from kdtrack.training import loop as training  # noqa: E402
-from kdtrack.training.loop import Plan, fit  # noqa: E402
+from kdtrack.training.loop import fit  # noqa: E402
+from kdtrack.training.state import Plan  # noqa: E402
 
 probe = from_params(TrainConfig, {"preset": "mnist_mlp", "train_size": args.train_size, "epochs": args.epochs})
 data = load_data(probe)

@@ -48,10 +48,9 @@ def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunCon
     student_id = student.info.run_id
     params = {**to_params(config), "student_run_id": student_id, "experiment": ""}
     key = tracking.run_key("analysis", params)
-    found = tracking.find_finished(student.info.experiment_id, "analysis", key, params)
+    found = tracking.reuse_finished(student.info.experiment_id, "analysis", key, params, context)
     if found:
         say(f"reusing finished analysis run {found.info.run_id} of student {student_id}")
-        context.report(found.info.run_id)
         return found.info.run_id
     evidence = gather(student, config)
     tags = {KEY: key, STUDENT_RUN: student_id, TEACHER_RUN: student.data.tags.get(TEACHER_RUN, "")}

@@ -152,6 +152,12 @@ def confidence_evidence(student, config: AnalyzeConfig) -> Evidence:
 
 
 def analysis_name(student) -> str:
-    """`mnist_mlp·s0·student·3fa1` -> `mnist_mlp·s0·analysis·3fa1`; other students' names gain `·analysis`."""
-    name = student.info.run_name
-    return name.replace("·student", "·analysis", 1) if "·student" in name else f"{name}·analysis"
+    """Named like its student, with `analysis` for the kind among the `·`-separated parts:
+    `mnist_mlp·s0·student·3fa1` -> `mnist_mlp·s0·analysis·3fa1`; a name without the kind
+    `student` (a switch run's `...·switch-to-onehot`) gains `·analysis`."""
+    parts = student.info.run_name.split("·")
+    if "student" not in parts:
+        return "·".join([*parts, "analysis"])
+    kind = parts.index("student")
+    return "·".join([*parts[:kind], "analysis", *parts[kind + 1:]])
+

@@ -185,10 +185,10 @@ def theory(config, context=None) -> str:
     tracking.check_store()
     metrics, detail = check(config.n, config.p, config.seed, config.teacher_time, config.steps,
                             config.pairs, config.classes)
+    figure = trajectories_figure(detail["instance"], config.teacher_time, detail["pairs"])
     with tracking.run(tracking.resolve_experiment(config.experiment, context), f"theory-n{config.n}-p{config.p}-"
                       f"seed{config.seed}", "theory", to_params(config), context) as run:
         run.metrics(metrics, 0)
-        run.log_figure(trajectories_figure(detail["instance"], config.teacher_time, detail["pairs"]),
-                       "figures/theorem41.png")
+        run.log_figure(figure, "figures/theorem41.png")
     say(", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return run.run_id

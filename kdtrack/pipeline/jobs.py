@@ -20,7 +20,9 @@ from kdtrack.pipeline import replicas
 from kdtrack.progress import duration
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights
-from kdtrack.training.loop import NonFiniteLoss, Teacher, TrainState, evaluate, fit, predict_splits
+from kdtrack.training.distributed import World
+from kdtrack.training.loop import NonFiniteLoss, Teacher, evaluate, fit, predict_splits
+from kdtrack.training.state import TrainState
 
 # Fields that do not change what is trained, left out of reuse keys.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
@@ -76,14 +78,15 @@ def eigen_probes(model: nn.Module, data: Splits, config: TrainConfig) -> Probes:
     names = [f"v{k}" for k in range(1, len(values) + 1)]
     vectors = vectors.to(data.y_train.device)
     tables = {"eigen/eigenvalues.parquet": pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})}
-    probes = {"eigen/trajectory.parquet": lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))}
+    trajectory = {"eigen/trajectory.parquet":
+                  lambda m: dict(zip(names, components(weight_matrix(m), vectors).tolist()))}
     head = last_layer(model)
     if head and head[1].weight.numel() > LAST_LAYER_CAP:
-        return Probes(tables, probes, {EIGEN_LAST_LAYER: f"not recorded: {head[1].weight.numel()} weights > "
-                                                          f"{LAST_LAYER_CAP}"})
-    if head:  # §D.7: projected in the analysis, onto the teacher's final representation
-        probes["eigen/last_layer_weights.pt"] = lambda m: last_layer(m)[1].weight.detach().T.cpu().clone()
-    return Probes(tables, probes)
+        return Probes(tables, trajectory, {EIGEN_LAST_LAYER: f"not recorded: {head[1].weight.numel()} weights > "
+                                                               f"{LAST_LAYER_CAP}"})
+    # §D.7: projected in the analysis, onto the teacher's final representation
+    weights = {"eigen/last_layer_weights.pt": lambda m: last_layer(m)[1].weight.detach().T.cpu().clone()}
+    return Probes(tables, {**trajectory, **weights} if head else trajectory)
 
 
 class Outrun(StopRun):
@@ -101,10 +104,9 @@ def run_job(experiment_id: str, job: Job, data: Splits, context: tracking.RunCon
     key = tracking.run_key(job.role, params, job.upstream)
     while True:
         if not config.force:
-            found = tracking.find_finished(experiment_id, job.role, key, params)
+            found = tracking.reuse_finished(experiment_id, job.role, key, params, context)
             if found:
                 say(f"reusing finished {job.role} run {found.info.run_id} ({found.info.run_name})")
-                context.report(found.info.run_id)
                 return found.info.run_id
             live = tracking.find_live(experiment_id, job.role, key, params)
             if live:
@@ -135,37 +137,20 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
         return ""
     model = job.make_model()
     probes = eigen_probes(model, data, config) if config.eigen else Probes()
-    recording = dict(confidence_tables=job.confidence_tables, probes=probes.probes)
     if paused:
         saved = tracking.load_state(paused.info.run_id, paused.data.tags[RESUME])
-        logged = max((step for step, _ in tracking.metric_history(paused.info.run_id, "lr")), default=0)
-        opened = tracking.reopen(paused.info.run_id, job.role, context, logged_through=logged,
-                                 system_metrics=config.system_metrics, **recording)
+        opened = reopen_paused(paused, job, context, probes)
     else:
-        params_logged = {**to_params(config), **context.world.params()}
-        opened = tracking.run(experiment_id, job.name, job.role, params_logged, context,
-                              {**job.tags, KEY: key, **probes.tags}, summary=job.summary,
-                              system_metrics=config.system_metrics, **recording)
+        saved, opened = None, open_new(experiment_id, job, context, key, probes)
     run_id, started = "", time.monotonic()
     try:
         with opened as run:
             run_id = run.run_id
             if paused:
-                run.restore_probes(saved, paused.data.tags[RESUME])
-                say(f"resuming {job.role} run {run_id} ({paused.info.status}) after step {saved['step']}")
+                start = continue_paused(run, paused, saved, job.role)
             else:
-                winner = run_id if config.force else tracking.elect(run_id, experiment_id, job.role, key, params)
-                if winner != run_id:
-                    raise Outrun(f"run {winner}, started at the same moment with the same parameters, trains it")
-                say(f"training {job.name} (run {run_id})")
-                record_start(run, job, probes, data)
-            start = TrainState.from_dict(saved) if paused else job.start
-            if context.world.size > 1:
-                context.world.send(replicas.order(job, model, start))
-            fit(model, data, config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at,
-                progress=f"training {job.name}", world=context.world)
-            final = record_end(run, model, data, job.teacher,
-                               f"kdtrack-{config.preset}-{job.role}" if config.register else "")
+                start = begin_new(run, experiment_id, job, key, params, probes, data)
+            final = train_and_record(run, job, model, data, start, context.world)
     except Outrun:
         tracking.withdraw(run_id)
         return ""
@@ -175,6 +160,54 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
         drop_resume_checkpoints(run_id)
     say(summary(job, run_id, final, time.monotonic() - started, tracking.run_address(experiment_id, run_id)))
     return run_id
+
+
+def reopen_paused(paused, job: Job, context: tracking.RunContext, probes: Probes):
+    """The `with` block of a paused run this process took over: its params are logged, and so are
+    its metrics up to the last step that logged `lr`."""
+    logged = max((step for step, _ in tracking.metric_history(paused.info.run_id, "lr")), default=0)
+    return tracking.reopen(paused.info.run_id, job.role, context, confidence_tables=job.confidence_tables,
+                           probes=probes.probes, logged_through=logged, system_metrics=job.config.system_metrics)
+
+
+def open_new(experiment_id: str, job: Job, context: tracking.RunContext, key: str, probes: Probes):
+    """The `with` block of the job's new run: the resolved config and the world as params, its
+    reuse key and the probes' tags among its tags."""
+    params = {**to_params(job.config), **context.world.params()}
+    return tracking.run(experiment_id, job.name, job.role, params, context, {**job.tags, KEY: key, **probes.tags},
+                        summary=job.summary, system_metrics=job.config.system_metrics,
+                        confidence_tables=job.confidence_tables, probes=probes.probes)
+
+
+def continue_paused(run: tracking.TrackedRun, paused, saved: dict, role: str) -> TrainState:
+    """The state a reopened run continues from, its probe rows restored."""
+    run.restore_probes(saved, paused.data.tags[RESUME])
+    say(f"resuming {role} run {run.run_id} ({paused.info.status}) after step {saved['step']}")
+    return TrainState.from_dict(saved)
+
+
+def begin_new(run: tracking.TrackedRun, experiment_id: str, job: Job, key: str, params: dict[str, str],
+              probes: Probes, data: Splits) -> TrainState | None:
+    """A new run wins the election among identical runs started at the same moment (else `Outrun`)
+    and records what comes before its first step; the job's own starting state, if any."""
+    winner = run.run_id if job.config.force else tracking.elect(run.run_id, experiment_id, job.role, key, params)
+    if winner != run.run_id:
+        raise Outrun(f"run {winner}, started at the same moment with the same parameters, trains it")
+    say(f"training {job.name} (run {run.run_id})")
+    record_start(run, job, probes, data)
+    return job.start
+
+
+def train_and_record(run: tracking.TrackedRun, job: Job, model: nn.Module, data: Splits, start: TrainState | None,
+                     world: World) -> dict[str, float]:
+    """Train the open run from `start` (the other ranks of `world` are ordered to train along) and
+    record its end; its final accuracies."""
+    if world.size > 1:
+        world.send(replicas.order(job, model, start))
+    fit(model, data, job.config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at,
+        progress=f"training {job.name}", world=world)
+    register_as = f"kdtrack-{job.config.preset}-{job.role}" if job.config.register else ""
+    return record_end(run, model, data, job.teacher, register_as)
 
 
 def summary(job: Job, run_id: str, final: dict[str, float], seconds: float, address: str) -> str:

@@ -23,7 +23,8 @@ from kdtrack.errors import RunFailure, UserError
 from kdtrack.models import ARCHITECTURES, BATCH_NORM_ARCHITECTURES, TEXT_ARCHITECTURES
 from kdtrack.schedules import LossWeights
 from kdtrack.training.distributed import World, check_world
-from kdtrack.training.loop import Teacher, TrainState, fit, pick_device, place, predict
+from kdtrack.training.loop import Teacher, fit, pick_device, place, predict
+from kdtrack.training.state import TrainState
 
 
 @dataclass(frozen=True)

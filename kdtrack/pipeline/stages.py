@@ -33,7 +33,8 @@ from kdtrack.pipeline.rebuild import load_data, new_model, rebuild_model
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights, constant_weights, switch_weights
 from kdtrack.tracking import RunContext
-from kdtrack.training.loop import Plan, Teacher, TrainState, predict_splits
+from kdtrack.training.loop import Teacher, predict_splits
+from kdtrack.training.state import Plan, TrainState
 
 NO_CONTEXT = RunContext()
 
@@ -125,7 +126,30 @@ class Lineage:
 def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunContext) -> Lineage:
     """The teacher `config` names, reused or trained first; where architectures differ, the
     one-hot student Table 2 compares against is trained (or reused) too."""
-    # before the teacher trains, not after; a pretrained (text) model is its checkpoint's size
+    check_sizes(config, data)  # before the teacher trains, not after
+    teacher_id = config.teacher_run_id or train_teacher(config.teacher_config, experiment, data, context)
+    teacher_id, teacher, teacher_params = load_teacher(teacher_id, data, config.dataset)
+    if config.arch != teacher_params["arch"]:
+        onehot_id = train_teacher(config.onehot_config, experiment, data, context)
+    else:
+        onehot_id = teacher_id  # self-distillation: the teacher is the baseline
+    same_init = initialization(config, teacher_params)
+    if same_init.startswith("skipped"):
+        say("same_init skipped: the student's architecture differs from the teacher's")
+    logits = predict_splits(teacher, data)
+    quantiles = None
+    if config.kd_target == "confidence_tempered":  # each training point ranked by the teacher's phi, once
+        quantiles = phi_quantiles(logits["train"]).to(logits["train"].device, torch.float32)
+    tags = {TEACHER_RUN: teacher_id, NUM_CLASSES: str(data.num_classes), ONEHOT_RUN: onehot_id, SAME_INIT: same_init}
+    distiller = Teacher(logits, teacher, config.temperature, config.kd_target, config.kd_strength, quantiles)
+    return Lineage(teacher_id, teacher_params["arch"], distiller, tags,
+                   student_maker(config, data, teacher_id, teacher_params, same_init),
+                   teacher_accuracy(logits, data))
+
+
+def check_sizes(config: DistillConfig, data: Splits) -> None:
+    """The student, and a teacher that is to be trained, fit in memory; a pretrained (text) model is
+    its checkpoint's size."""
     check_fits(config.arch, config.depth, data.input_shape, "", config.width,
                0 if config.pretrained else data.num_classes, **data.extras)
     if not config.teacher_run_id:
@@ -133,22 +157,21 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
         own = teacher.arch != config.arch or config.teacher_depth or config.teacher_width  # else the student's
         check_fits(teacher.arch, teacher.depth, data.input_shape, "teacher_" * bool(own), teacher.width,
                    0 if teacher.pretrained else data.num_classes, **data.extras)
-    teacher_id = config.teacher_run_id or train_teacher(config.teacher_config, experiment, data, context)
-    teacher_id, teacher, teacher_params = load_teacher(teacher_id, data, config.dataset)
-    if config.arch != teacher_params["arch"]:
-        onehot_id = train_teacher(config.onehot_config, experiment, data, context)
-    else:
-        onehot_id = teacher_id  # self-distillation: the teacher is the baseline
+
+
+def initialization(config: DistillConfig, teacher_params: Mapping[str, str]) -> str:
+    """The student's `kdtrack.same_init`: `teacher` (the teacher's initial weights), `no`, or
+    skipped where the shapes differ."""
     same_shape = (config.arch, str(config.width), str(config.depth)) == (
         teacher_params["arch"], teacher_params["width"], teacher_params["depth"])
     if not config.same_init:
-        same_init = "no"
-    elif same_shape:
-        same_init = "teacher"
-    else:
-        same_init = "skipped (architectures differ)"
-        say("same_init skipped: the student's architecture differs from the teacher's")
+        return "no"
+    return "teacher" if same_shape else "skipped (architectures differ)"
 
+
+def student_maker(config: DistillConfig, data: Splits, teacher_id: str, teacher_params: Mapping[str, str],
+                  same_init: str) -> Callable[[], nn.Module]:
+    """A new student model, seeded; with `same_init=teacher`, from the teacher's initial weights."""
     def make_model():
         torch.manual_seed(config.seed)
         # The teacher's seed draws random features' fixed projection, which its init.pt does not store.
@@ -158,15 +181,13 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
             model.load_state_dict(tracking.load_state(teacher_id, "checkpoints/init.pt"))
         return model
 
-    logits = predict_splits(teacher, data)
-    quantiles = None
-    if config.kd_target == "confidence_tempered":  # each training point ranked by the teacher's phi, once
-        quantiles = phi_quantiles(logits["train"]).to(logits["train"].device, torch.float32)
-    accuracy = {f"teacher/{split}_acc": (logits[split].argmax(1) == split_labels(data, split)[0])
-                .float().mean().item() for split in logits}
-    tags = {TEACHER_RUN: teacher_id, NUM_CLASSES: str(data.num_classes), ONEHOT_RUN: onehot_id, SAME_INIT: same_init}
-    distiller = Teacher(logits, teacher, config.temperature, config.kd_target, config.kd_strength, quantiles)
-    return Lineage(teacher_id, teacher_params["arch"], distiller, tags, make_model, accuracy)
+    return make_model
+
+
+def teacher_accuracy(logits: dict[str, torch.Tensor], data: Splits) -> dict[str, float]:
+    """The teacher's accuracy per split, logged at a student's step 0."""
+    return {f"teacher/{split}_acc": (logits[split].argmax(1) == split_labels(data, split)[0]).float().mean().item()
+            for split in logits}
 
 
 def student_job(config: DistillConfig, data: Splits, parents: Lineage, weights: LossWeights, kind: str = "student",
@@ -261,11 +282,11 @@ def switch(config: SwitchConfig, experiment: str = "", context: RunContext = NO_
     before, after = (config.distill_weight, 0.0) if config.switch_to == "onehot" else (0.0, config.distill_weight)
     source = from_run(config) if config.from_run_id else None  # a wrong id or role fails before a teacher trains
     parents = lineage(config, experiment, data, context)
-    tags = {SWITCH_TO: config.switch_to, SWITCH_STEP: str(at), SWITCH_WINDOW: str(config.switch_window)}
-    start = None
+    from_id, start = starting_checkpoint(config, source, at, parents.teacher_id) if source else ("", None)
     if source:
-        tags[FROM_RUN], start = starting_checkpoint(config, source, at, parents.teacher_id)
-        say(f"starting from run {tags[FROM_RUN]} at step {at}")
+        say(f"starting from run {from_id} at step {at}")
+    tags = {SWITCH_TO: config.switch_to, SWITCH_STEP: str(at), SWITCH_WINDOW: str(config.switch_window),
+            **({FROM_RUN: from_id} if source else {})}
     snapshot_at = tuple(sorted({at, at + config.switch_window, total, *(round(k * total / 4) for k in (1, 2, 3))}))
     switching = (f"The loss switches to {config.switch_to} after step {at} (over {config.switch_window} steps) "
                  f"and training ends at step {total}.")

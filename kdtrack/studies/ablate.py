@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -66,8 +67,8 @@ class StudyStore(RDBStorage):
     its first heartbeat. Optuna sends heartbeats from a thread of their own (not waiting on training: torch releases
     the GIL and Python hands it over every 5 ms), but that thread starts only after `study.ask()` has made the
     trial RUNNING and Optuna's own check skips a trial with no heartbeat row: such a trial stayed RUNNING forever and
-    the surviving workers waited for it forever (how test_ablate_workers.py once hung: it kills a worker as
-    soon as its trial is RUNNING, and on a loaded machine that moment often comes before the first heartbeat). Here
+    the surviving workers waited for it forever (how tests/studies/test_ablate_workers.py once hung: it kills a worker
+    as soon as its trial is RUNNING, and on a loaded machine that moment often comes before the first heartbeat). Here
     a RUNNING trial without a heartbeat is stale once this process has seen it so for the grace period, timed on
     its own clock, as no shared clock records when the trial started."""
 
@@ -131,54 +132,89 @@ def objective_values(student_id: str, analysis_id: str, names: list[str]) -> lis
     return [metrics[n] for n in names]
 
 
-def ablate(config: AblateConfig, experiment: str = "", context: RunContext = RunContext()) -> str:
-    """Run (or continue) the study; returns the id of its `study` run."""
-    tracking.check_store()
+@dataclass(frozen=True)
+class StudyPlan:
+    """What every trial of a study shares, complete before the study opens: its name, the grid
+    (`values` of the knob by `seeds`), the objectives and where the runs go."""
+
+    config: AblateConfig
+    name: str
+    values: list
+    seeds: list[int]
+    objectives: list[str]
+    directions: list[str]
+    experiment: str  # as given (distill resolves it again for the runs it makes)
+    experiment_id: str
+
+    @property
+    def total(self) -> int:
+        """Trials to run: the budget of a search, else the grid's size."""
+        return self.config.n_trials or len(self.values) * len(self.seeds)
+
+
+def plan_study(config: AblateConfig, experiment: str, context: RunContext) -> StudyPlan:
+    """The study `config` asks for, every setting checked before anything trains."""
     values = config.knob_values()
-    seeds = [config.seed + s for s in range(config.seeds)]
-    for value in values:  # every setting is checked before anything trains
+    for value in values:
         trial_setting(config, value, config.seed)
     experiment_id = tracking.resolve_experiment(experiment, context)
     name = config.study or f"{experiment or experiment_id}-{config.preset}-{config.knob}"
     tracking.quoted(name)  # a name no search filter can find the study run by is refused before the study exists
-    objectives = [config.objective] + ([config.second_objective] if config.second_objective else [])
-    directions = [config.direction] + ([config.second_direction] if config.second_objective else [])
-    grid = {"value": values, "seed": seeds}
-    sampler = optuna.samplers.GridSampler(grid, seed=0) if not config.n_trials else optuna.samplers.TPESampler(seed=0)
-    total = config.n_trials or len(values) * len(seeds)  # for the message
-    study = optuna.create_study(study_name=name, storage=storage(config.storage, config.heartbeat), sampler=sampler,
-                                directions=directions, load_if_exists=True, pruner=make_pruner(config))
+    second = [config.second_objective] if config.second_objective else []
+    return StudyPlan(config, name, values, [config.seed + s for s in range(config.seeds)], [config.objective, *second],
+                     [config.direction] + ([config.second_direction] if second else []), experiment, experiment_id)
 
-    tracking.reap_experiments([experiment_id])  # trial runs a killed worker left RUNNING are marked KILLED
-    with tracking.study_run(experiment_id, name, to_params(config), context) as study_run:
-        say(f"study {name!r}: {total} trials over {config.knob} = {values} x seeds {seeds} "
+
+def open_study(plan: StudyPlan) -> optuna.Study:
+    """The Optuna study, created or (another worker's, an earlier run's) loaded: a grid sampler
+    over (value, seed), or TPE for a budget of trials."""
+    config = plan.config
+    grid = {"value": plan.values, "seed": plan.seeds}
+    sampler = optuna.samplers.GridSampler(grid, seed=0) if not config.n_trials else optuna.samplers.TPESampler(seed=0)
+    return optuna.create_study(study_name=plan.name, storage=storage(config.storage, config.heartbeat),
+                               sampler=sampler, directions=plan.directions, load_if_exists=True,
+                               pruner=make_pruner(config))
+
+
+def ablate(config: AblateConfig, experiment: str = "", context: RunContext = RunContext()) -> str:
+    """Run (or continue) the study; returns the id of its `study` run."""
+    tracking.check_store()
+    plan = plan_study(config, experiment, context)
+    study = open_study(plan)
+    tracking.reap_experiments([plan.experiment_id])  # trial runs a killed worker left RUNNING are marked KILLED
+    with tracking.study_run(plan.experiment_id, plan.name, to_params(config), context) as study_run:
+        say(f"study {plan.name!r}: {plan.total} trials over {config.knob} = {plan.values} x seeds {plan.seeds} "
             f"(study run {study_run.run_id})")
         # A trial's own run nests under the study run; the runs it trains or reuses nest under it.
         trial_context = replace(context, parent=study_run.run_id, report_to="")
-
-        def objective(trial: optuna.Trial):
-            if config.n_trials:
-                value = suggest(trial, config.knob, values)
-                seed = trial.suggest_categorical("seed", seeds)
-            else:
-                value, seed = trial.suggest_categorical("value", values), trial.suggest_categorical("seed", seeds)
-                skip_done_point(trial)
-            try:
-                scores = run_trial(trial, config, value, seed, objectives, experiment, experiment_id, trial_context)
-            except Pruned:
-                raise
-            except BaseException as error:
-                trial.set_user_attr("failure", str(error)[:1000])
-                raise
-            if any(not math.isfinite(s) for s in scores):
-                raise UserError(f"objective is not finite: {scores}")
-            return scores[0] if len(scores) == 1 else tuple(scores)
-
-        with Progress(total, f"study {name!r}", "trials") as progress:
-            work_loop(study, objective, [(v, sd) for v in values for sd in seeds], config.n_trials, config.heartbeat,
-                      progress)
-        record_best(study, study_run, objectives)
+        grid = [(value, seed) for value in plan.values for seed in plan.seeds]
+        with Progress(plan.total, f"study {plan.name!r}", "trials") as progress:
+            work_loop(study, partial(objective, plan=plan, context=trial_context), grid, config.n_trials,
+                      config.heartbeat, progress)
+        record_best(study, study_run, plan.objectives)
     return study_run.run_id
+
+
+def objective(trial: optuna.Trial, plan: StudyPlan, context: RunContext):
+    """One trial: its point (the grid's, or TPE's choice), distilled and analyzed; the objectives'
+    values. A failure is kept on the trial (`failure`), which the grid then counts as done."""
+    if plan.config.n_trials:
+        value = suggest(trial, plan.config.knob, plan.values)
+        seed = trial.suggest_categorical("seed", plan.seeds)
+    else:
+        value, seed = trial.suggest_categorical("value", plan.values), trial.suggest_categorical("seed", plan.seeds)
+        skip_done_point(trial)
+    try:
+        scores = run_trial(trial, plan.config, value, seed, plan.objectives, plan.experiment, plan.experiment_id,
+                           context)
+    except Pruned:
+        raise
+    except BaseException as error:
+        trial.set_user_attr("failure", str(error)[:1000])
+        raise
+    if any(not math.isfinite(s) for s in scores):
+        raise UserError(f"objective is not finite: {scores}")
+    return scores[0] if len(scores) == 1 else tuple(scores)
 
 
 def run_trial(trial: optuna.Trial, config: AblateConfig, value, seed: int, objectives: list[str], experiment: str,
@@ -253,15 +289,23 @@ def suggest(trial: optuna.Trial, knob: str, values: list):
 
 def record_best(study: optuna.Study, study_run: tracking.TrackedRun, objectives: list[str]) -> None:
     """The study run's record: trial counts, and the best trial (or the Pareto front)."""
+    metrics, tags = best_of(study, objectives)
+    if tags:
+        study_run.set_tags(tags)
+    study_run.metrics(metrics, 0)
+
+
+def best_of(study: optuna.Study, objectives: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """The trial counts by state and, once a trial completed, the best trial's objectives as
+    metrics; the best trials (several on a Pareto front) and their runs as tags."""
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)}
     metrics = {f"trials/{k}": float(v) for k, v in counts.items()}
-    if counts["complete"]:
-        best = study.best_trials
-        study_run.set_tags({BEST_TRIALS: ",".join(str(t.number) for t in best),
-                            BEST_RUNS: ",".join(t.user_attrs.get("mlflow_run_id", "") for t in best)})
-        for name, value in zip(objectives, best[0].values):
-            metrics[f"best/{name}"] = value
-        metrics["best/trial"] = float(best[0].number)
-    study_run.metrics(metrics, 0)
+    if not counts["complete"]:
+        return metrics, {}
+    best = study.best_trials
+    tags = {BEST_TRIALS: ",".join(str(t.number) for t in best),
+            BEST_RUNS: ",".join(t.user_attrs.get("mlflow_run_id", "") for t in best)}
+    scores = {f"best/{name}": value for name, value in zip(objectives, best[0].values)}
+    return {**metrics, **scores, "best/trial": float(best[0].number)}, tags

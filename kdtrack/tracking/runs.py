@@ -1,121 +1,34 @@
-"""A kdtrack run's lifecycle: created (or reopened) and ended in one `with` block that owns its
-status, and the `RunContext` a command hands down to the runs it creates."""
+"""A kdtrack run's lifecycle: created, reopened or shared (a study's), and ended in one `with`
+block that owns its status; or, in place of a new one, a finished run reused. `TrackedRun` is the
+open run, which the training loop logs to."""
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
 import threading
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import mlflow
 import polars as pl
-import torch
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 
 from kdtrack import code_version
-from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESULT, RESUME, ROLE, STUDY
+from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESUME, ROLE, STUDY
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, shielded, stop_requests
 from kdtrack.tracking import ui
+from kdtrack.tracking.artifacts import upload_bytes, upload_file
+from kdtrack.tracking.checkpoints import keep_unsaved, next_path, stage
+from kdtrack.tracking.context import RunContext
 from kdtrack.tracking.lease import hold, lease_tags
-from kdtrack.tracking.store import client, get_run, now_ms, parquet_bytes, quoted, search_all, torch_bytes
+from kdtrack.tracking.store import client, find_finished, now_ms, parquet_bytes, quoted, search_all, torch_bytes
+from kdtrack.tracking.tags import tag_and_link, where
 from kdtrack.tracking.uploader import Uploader
-from kdtrack.training.distributed import ONE_PROCESS, World
 
-# Written into logged models so they reload without pip's slow requirement inference.
-MODEL_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-# Called with (role, metrics, step) whenever a run logs metrics: how an Optuna trial sees
-# intermediate values (kdtrack.ablate) without the training loop knowing about Optuna.
-MetricHook = Callable[[str, dict[str, float], int], None]
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What the runs a command creates inherit, handed down from the command to the job."""
-
-    parent: str = ""  # the run new runs nest under (mlflow.parentRunId)
-    report_to: str = ""  # a run told the id of each run that did its work (kdtrack.result_run_id)
-    experiment_id: str = ""  # where runs go when no experiment is named (the launcher's)
-    tags: Mapping[str, str] = field(default_factory=dict)  # every new run's (a suite's kdtrack.suite)
-    hooks: tuple[MetricHook, ...] = ()
-    world: World = ONE_PROCESS  # the processes that train each run together (rank 0 alone runs this code)
-
-    def within(self, run_id: str) -> "RunContext":
-        """Runs nested under `run_id`, which learns their ids (a study's trial)."""
-        return replace(self, parent=run_id, report_to=run_id)
-
-    def tagged(self, tags: Mapping[str, str]) -> "RunContext":
-        return replace(self, tags={**self.tags, **tags})
-
-    def hooked(self, hook: MetricHook) -> "RunContext":
-        return replace(self, hooks=(*self.hooks, hook))
-
-    def report(self, run_id: str) -> None:
-        if self.report_to:
-            tag_and_link(self.report_to, {RESULT: run_id})
-
-
-def claim_launcher(world: World = ONE_PROCESS) -> RunContext:
-    """The context of the run `mlflow run` created for this process, if any.
-
-    `mlflow run` logs every -P value, defaults included, as params of that run before the entry
-    point starts, and MLflow refuses to change a param once logged. kdtrack logs the *resolved*
-    config (preset applied), so the `mlflow run` run becomes a launcher that records what was
-    asked, and the runs that did the work are nested under it with what ran.
-    """
-    run_id = os.environ.pop("MLFLOW_RUN_ID", None)  # else MLflow's fluent API would resume it
-    if not run_id:
-        return RunContext(world=world)
-    client().log_batch(run_id, tags=[RunTag(ROLE, "launcher"), RunTag(NOTE, ui.describe("launcher", "", {}, where))])
-    return RunContext(run_id, run_id, get_run(run_id).info.experiment_id, world=world)
-
-
-def resolve_experiment(name: str = "", context: RunContext = RunContext()) -> str:
-    """Experiment id: `name` if given, else the one `mlflow run` chose, else the default."""
-    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
-    if name:
-        found = client().get_experiment_by_name(name)
-        if found:
-            return found.experiment_id
-        try:
-            return client().create_experiment(name)
-        except mlflow.exceptions.MlflowException:  # created by another worker meanwhile?
-            found = client().get_experiment_by_name(name)
-            if not found:
-                raise
-            return found.experiment_id
-    return os.environ.get("MLFLOW_EXPERIMENT_ID") or context.experiment_id or "0"
-
-
-def annotate(run_id: str, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
-    """Add step-0 metrics and tags to a run that has ended (a student, its analysis's numbers)."""
-    client().log_batch(run_id, metrics=[Metric(k, float(v), now_ms(), 0) for k, v in metrics.items()])
-    tag_and_link(run_id, tags)
-
-
-def where(run_id: str) -> tuple[str, str] | None:
-    """The experiment id and name of a run, for a link to it; None if the store has no such run."""
-    try:
-        found = client().get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        return None
-    return found.info.experiment_id, found.info.run_name
-
-
-def tag_and_link(run_id: str, tags: Mapping[str, str]) -> None:
-    """Set `tags` on a run; those naming a run made after it (its analysis, the run that did a
-    launcher's work) become links in its description too."""
-    note = client().get_run(run_id).data.tags.get(NOTE, "") if set(tags) & set(ui.LINKS) else ""
-    relinked = ui.linked(note, tags, where) if note else ""
-    extra = {NOTE: relinked} if relinked != note else {}
-    client().log_batch(run_id, tags=[RunTag(k, v) for k, v in {**tags, **extra}.items()])
+if TYPE_CHECKING:
+    import torch
 
 
 def failure_of(error: BaseException) -> str:
@@ -200,6 +113,18 @@ def study_run(experiment_id: str, study: str, params: Mapping[str, str], context
     return _lifetime(find_or_create)
 
 
+
+def reuse_finished(experiment_id: str, role: str, key: str, params: Mapping[str, str],
+                   context: RunContext = RunContext()):
+    """The run to reuse in place of a new one: the newest FINISHED run with this reuse key and
+    these params (`store.find_finished`), reported to `context` as the run that did its work; None
+    where there is none."""
+    found = find_finished(experiment_id, role, key, dict(params))
+    if found:
+        context.report(found.info.run_id)
+    return found
+
+
 class TrackedRun:
     """One open MLflow run; implements training.RunLog. Made by `run`, `reopen` or `study_run`,
     whose `with` block ends it."""
@@ -215,7 +140,7 @@ class TrackedRun:
         self.rows: dict[str, list[dict]] = {path: [] for path in probes}
         self.logged_through = logged_through
         self.last_step = 0  # of the metrics logged; the logged model carries those of this step
-        self.last_checkpoint: tuple[str, str] | None = None  # artifact path, local file until uploaded
+        self.last_checkpoint: tuple[str, Path] | None = None  # artifact path, local file until uploaded
         self.resume_path = ""
         self.uploader = Uploader()
         self.buffer: list[Metric] = []
@@ -229,10 +154,9 @@ class TrackedRun:
                tags: dict[str, str], confidence_tables=None, probes: dict | None = None,
                fluent: bool = True, summary: str = "", system_metrics: bool = False) -> "TrackedRun":
         # The lease is there from the start: a run without one looks abandoned to other processes.
-        all_tags = {ROLE: role, CODE_VERSION: code_version(), **context.tags, **tags, **lease_tags(now_ms())}
-        if context.parent:
-            all_tags.setdefault(PARENT, context.parent)
-        all_tags = ui.provenance({**all_tags, NOTE: ui.describe(role, summary, all_tags, where)})
+        parent = {PARENT: context.parent} if context.parent else {}  # unless `tags` name another
+        own = {ROLE: role, CODE_VERSION: code_version(), **parent, **context.tags, **tags, **lease_tags(now_ms())}
+        all_tags = ui.provenance({**own, NOTE: ui.describe(role, summary, own, where)})
         run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
         client().log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         existing = client().get_experiment(experiment_id).tags
@@ -277,6 +201,8 @@ class TrackedRun:
         """Tables for `.parquet` probes; {"step", "values"} stacked tensors for `.pt` probes."""
         for path, rows in self.rows.items():
             if rows and path.endswith(".pt"):
+                import torch  # here, not above: commands that only read the store do without it
+
                 self.log_state({"step": torch.tensor([r["step"] for r in rows]),
                                 "values": torch.stack([r["values"] for r in rows])}, path)
             elif rows:
@@ -303,23 +229,16 @@ class TrackedRun:
         tag RESUME names the newest, set once it and its checksum are completely written."""
         self.flush()
         self.write_probes()
-        # Never overwrite the file the tag points to: a kill in mid-upload would leave it torn.
-        # Unkept checkpoints alternate between two names; kept ones have names of their own.
-        spare = "checkpoints/last_b.pt" if self.resume_path == "checkpoints/last_a.pt" else "checkpoints/last_a.pt"
-        path = f"checkpoints/step_{step}.pt" if keep else spare
+        path = next_path(step, keep, self.resume_path)
         self.resume_path = path
-        state = {**state, "probes": self.rows}  # the probe rows so far resume with the weights
-        # Serialized now (the tensors change with the next step), straight to a file: no second
-        # in-memory copy of a large model's checkpoint while it waits for the uploader.
-        handle, local = tempfile.mkstemp(prefix="checkpoint-", suffix=".pt", dir=self.uploader.scratch())
-        os.close(handle)
-        torch.save(state, local)
+        # the probe rows so far resume with the weights
+        local = stage({**state, "probes": self.rows}, self.uploader.scratch())
         self.last_checkpoint = (path, local)
         self._fail_if_lost()  # after the save: `end` keeps this newest state on local disk
 
         def upload_then_point():
-            self._upload_file(Path(local), path)
-            Path(local).unlink()  # kept where the upload failed: `end` saves the newest
+            upload_file(self.run_id, local, path, self.uploader.scratch())
+            local.unlink()  # kept where the upload failed: `end` saves the newest
             # Behind the metrics flushed above, on their lane: a resume after this tag never skips
             # metrics that did not reach the store.
             self.uploader.submit(f"tag {RESUME}={path}", lambda: client().set_tag(self.run_id, RESUME, path), "metrics")
@@ -338,20 +257,7 @@ class TrackedRun:
                              f"({self.uploader.budget:g} s)")
 
     def _upload(self, payload: bytes, artifact_path: str) -> None:
-        with tempfile.TemporaryDirectory(dir=self.uploader.scratch()) as tmp:
-            local = Path(tmp) / os.path.basename(artifact_path)
-            local.write_bytes(payload)
-            self._upload_file(local, artifact_path)
-
-    def _upload_file(self, local: Path, artifact_path: str) -> None:
-        """The file, then `<path>.sha256` beside it: readers verify what they load."""
-        folder, name = os.path.split(artifact_path)
-        with tempfile.TemporaryDirectory(dir=self.uploader.scratch()) as tmp:
-            named = Path(tmp) / name
-            shutil.copyfile(local, named)
-            (Path(tmp) / f"{name}.sha256").write_text(hashlib.sha256(named.read_bytes()).hexdigest())
-            for file in (name, f"{name}.sha256"):
-                client().log_artifact(self.run_id, str(Path(tmp) / file), folder or None)
+        upload_bytes(self.run_id, payload, artifact_path, self.uploader.scratch())
 
     def log_table(self, table: pl.DataFrame, artifact_path: str) -> None:
         self.log_bytes(parquet_bytes(table), artifact_path)
@@ -380,7 +286,7 @@ class TrackedRun:
         self.uploader.submit("metrics before the model", in_store.set, "metrics")
         in_store.wait()
         mlflow.pytorch.log_model(model, name=self.role, input_example=example.cpu().numpy(),
-                                 pip_requirements=MODEL_REQUIREMENTS, step=self.last_step,
+                                 pip_requirements=model_requirements(), step=self.last_step,
                                  registered_model_name=register_as or None)
 
     def log_dataset(self, array, targets, source: str, name: str, context: str) -> None:
@@ -416,7 +322,7 @@ class TrackedRun:
             self.flush()
             self.write_probes()
         lost = self.uploader.drain(stopping, leaving)
-        kept = self._keep_last_checkpoint()
+        kept = keep_unsaved(self.run_id, *self.last_checkpoint) if self.last_checkpoint else ""
         if lost and status == "FINISHED":
             status = "KILLED" if stopping() else "FAILED"
         if lost:
@@ -435,11 +341,9 @@ class TrackedRun:
             raise UserError(f"run {self.run_id}: {len(lost)} record(s) could not be written to "
                             f"the tracking store, the first: {lost[0]}{kept}")
 
-    def _keep_last_checkpoint(self) -> str:
-        """Move a checkpoint that never reached the store beside the working directory."""
-        if not (self.last_checkpoint and Path(self.last_checkpoint[1]).exists()):
-            return ""
-        local = Path("kdtrack-unsaved") / self.run_id / Path(self.last_checkpoint[0]).name
-        local.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(self.last_checkpoint[1], local)
-        return f"; the last checkpoint is kept at {local.resolve()}"
+
+def model_requirements() -> list[str]:
+    """Written into logged models, so that they reload without pip's slow requirement inference."""
+    import torch
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import mlflow
 import polars as pl
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
@@ -72,20 +71,6 @@ def check_store() -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def experiment_id(name: str) -> str | None:
-    """The id of the experiment called `name`, None where there is none."""
-    found = client().get_experiment_by_name(name)
-    return found.experiment_id if found else None
-
-
-def experiment_name(experiment_id: str) -> str:
-    return client().get_experiment(experiment_id).name
-
-
-def experiment_names() -> list[str]:
-    return [e.name for e in client().search_experiments()]
 
 
 RUN_ID_LENGTH = 32  # MLflow's run ids: 32 lowercase hex digits (a UUID4)
@@ -209,6 +194,8 @@ def artifact_bytes(artifact_uri: str) -> int:
             else:
                 total += entry.file_size or 0
     return total
+
+
 def delete_artifacts(run_id: str, paths: list[str]) -> list[str]:
     """Delete artifacts of a run, each with its `.sha256`; returns those the store refused.
     MLflow's client has no call for it; its artifact repositories can, for local folders, a
@@ -240,6 +227,8 @@ def parquet_bytes(table: pl.DataFrame) -> bytes:
 
 
 def torch_bytes(state: dict) -> bytes:
+    import torch  # here, not above: commands that only read the store do without it
+
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
@@ -278,6 +267,8 @@ def load_table(run_id: str, artifact_path: str) -> pl.DataFrame:
 
 def load_state(run_id: str, artifact_path: str) -> dict:
     """A saved state dict, loaded with weights_only=True: never unpickle arbitrary objects."""
+    import torch
+
     with tempfile.TemporaryDirectory() as tmp:
         path = verified(run_id, artifact_path, download(run_id, artifact_path, tmp), tmp)
         try:

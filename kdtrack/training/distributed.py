@@ -6,6 +6,9 @@ drawn from the same seeded order on every rank, so with N ranks the sequence of 
 is the single-process one. Gradients are averaged by DistributedDataParallel with each rank's
 loss weighted by its share of the batch, so a step is the single-process step up to float
 reassociation. Backend: NCCL on CUDA (one GPU per rank), gloo on CPU.
+
+torch is imported by the methods that use it: the tracking layer carries a `World` in every
+RunContext, and commands that only read the store do without torch.
 """
 from __future__ import annotations
 
@@ -14,13 +17,13 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Iterator
-
-import torch
-import torch.distributed as dist
-from torch import nn
+from typing import TYPE_CHECKING, Any, Iterator
 
 from kdtrack.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # Rank 0 evaluates the whole sets and writes checkpoints alone while the other ranks wait at the
 # next step's gradient reduction: collectives may wait that long.
@@ -53,6 +56,7 @@ class World:
     @classmethod
     def from_env(cls) -> World:
         """The world torchrun describes in its environment variables; one process without them."""
+
         size = int(os.environ.get("WORLD_SIZE", "1"))
         if size == 1:
             return cls()
@@ -70,6 +74,9 @@ class World:
 
     def join(self) -> World:
         """Join the process group of the world's ranks; the world with its order group."""
+        import torch
+        import torch.distributed as dist
+
         if self.backend == "nccl":
             torch.cuda.set_device(self.local_rank)  # so that "cuda" means this rank's GPU everywhere
         dist.init_process_group(self.backend, init_method=self.address or None, rank=self.rank, world_size=self.size,
@@ -77,6 +84,8 @@ class World:
         return replace(self, orders=dist.new_group(backend="gloo", timeout=ORDER_TIMEOUT))
 
     def leave(self) -> None:
+        import torch.distributed as dist
+
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -94,6 +103,9 @@ class World:
         same numbers, so all stop together on a non-finite loss."""
         if self.size == 1:
             return values
+        import torch
+        import torch.distributed as dist
+
         stacked = torch.stack([value.detach().float() for value in values.values()]) * share
         dist.all_reduce(stacked)
         return dict(zip(values, stacked.unbind()))
@@ -102,6 +114,8 @@ class World:
         """A global batch's `size` values on every rank, from each rank's `part` of them, and where
         this rank's part lies in it. One all-reduce of the parts, each zero-padded to the whole:
         adding zeros is exact, so every rank holds exactly the values one process would."""
+        import torch.distributed as dist
+
         start, stop = self.bounds(size)
         whole = part.new_zeros((size, *part.shape[1:]))
         whole[start:stop] = part
@@ -125,6 +139,8 @@ class World:
         if self.size == 1:
             yield model
             return
+        from torch import nn
+
         norms = [name for name, module in model.named_modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
         originals = {name: model.get_submodule(name) for name in norms}
         for name, module in originals.items():
@@ -138,12 +154,18 @@ class World:
 
     def send(self, order: object) -> None:
         """Rank 0: hand `order` to the other ranks (torch-serialized: tensors and modules included)."""
+        import torch
+        import torch.distributed as dist
+
         buffer = io.BytesIO()
         torch.save(order, buffer)
         dist.broadcast_object_list([buffer.getvalue()], src=0, group=self.orders)
 
     def receive(self, device: torch.device) -> object:
         """The other ranks: rank 0's next order, its tensors on `device`."""
+        import torch
+        import torch.distributed as dist
+
         holder = [None]
         dist.broadcast_object_list(holder, src=0, group=self.orders)
         return torch.load(io.BytesIO(holder[0]), map_location=device, weights_only=False)  # rank 0's own bytes

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
-from typing import Collection, Protocol
+from typing import Callable, Collection, Protocol
 
 import torch
 from torch import nn
 
-from kdtrack.config import MAX_STEPS, TrainConfig
+from kdtrack.config import TrainConfig
 from kdtrack.data import FolderImages, Splits
 from kdtrack.data.augment import augment
 from kdtrack.data.splits import stratified_subset
@@ -19,14 +19,10 @@ from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, stop_requests
 from kdtrack.losses import STANDARD, KDTarget, WholeBatch, combined_loss
 from kdtrack.progress import Progress
-from kdtrack.schedules import LearningRates, LossWeights
+from kdtrack.schedules import LossWeights
 from kdtrack.training.distributed import ONE_PROCESS, World
+from kdtrack.training.state import Plan, TrainState, fit_size
 
-# Full-set evaluation (both splits, forward only) is budgeted at this fraction of the training
-# compute when `eval_every` is 0; a training step costs about 3 forward passes of its batch.
-EVAL_BUDGET = 0.05
-# Fractions of training at which every run keeps a checkpoint, so that `switch` can start there.
-SWITCH_POINTS = (0.25, 0.5, 0.75)
 EVAL_PROGRESS_DELAY = 2.0  # seconds: an evaluation pass shows progress only when it takes longer
 
 
@@ -80,120 +76,6 @@ class Teacher:
             targets = self.module(inputs)
         return targets.float().clone()  # a normal tensor, usable by autograd
 
-
-@dataclass(frozen=True)
-class TrainState:
-    """Training after `step` steps: all a resumed run needs to continue bit-identically. The
-    weights, the optimizer, the three generators (batch order, augmentation, torch's global one),
-    this epoch's batch order, and the running sums of the loss terms over the `seen` steps since
-    the last log step. Checkpoint files hold `as_dict()`."""
-
-    step: int
-    model: dict[str, torch.Tensor]
-    optimizer: dict
-    order_rng: torch.Tensor
-    augment_rng: torch.Tensor | None  # absent from checkpoints written before augmentation drew from it
-    torch_rng: torch.Tensor
-    order: torch.Tensor
-    running: dict[str, torch.Tensor]
-    seen: int
-
-    @classmethod
-    def capture(cls, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                order_rng: torch.Generator, augment_rng: torch.Generator, order: torch.Tensor,
-                running: dict[str, torch.Tensor], seen: int) -> TrainState:
-        return cls(step, model.state_dict(), optimizer.state_dict(), order_rng.get_state(),
-                   augment_rng.get_state(), torch.get_rng_state(), order.cpu(), running, seen)
-
-    def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer, order_rng: torch.Generator,
-                augment_rng: torch.Generator) -> None:
-        """Load the weights, the optimizer and the generators; the loop takes the rest."""
-        model.load_state_dict(self.model)
-        optimizer.load_state_dict(self.optimizer)
-        order_rng.set_state(self.order_rng)
-        if self.augment_rng is not None:
-            augment_rng.set_state(self.augment_rng)
-        torch.set_rng_state(self.torch_rng)
-
-    def as_dict(self) -> dict:
-        """The checkpoint dict (plain values, loadable with `torch.load(weights_only=True)`)."""
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.augment_rng is None:
-            del state["augment_rng"]
-        return state
-
-    @classmethod
-    def from_dict(cls, state: dict) -> TrainState:
-        """Read a checkpoint dict; keys other than the fields (the tracking layer's "probes") are
-        ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{"augment_rng": None, **{k: v for k, v in state.items() if k in names}})
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Step counts derived from a config, and which steps log, evaluate, snapshot and keep a
-    checkpoint. The step methods take `done`, the number of steps trained so far."""
-
-    steps_per_epoch: int
-    total_steps: int  # the nominal length, which the learning-rate schedule spans
-    warmup_steps: int
-    log_every: int
-    eval_every: int
-    final_step: int  # where this run stops: total_steps, or past it for a `switch` run's extend_to
-    snapshot_every: int
-    snapshot_at: frozenset[int]
-
-    @classmethod
-    def of(cls, config: TrainConfig, train_points: int, eval_points: int = 0, final_step: int = 0,
-           snapshot_at: Collection[int] = ()) -> Plan:
-        """`eval_points`: the points of one full evaluation (both sets), which set its default
-        cadence; `final_step`: where the run stops, by default the nominal length."""
-        per_epoch = math.ceil(fit_size(train_points, config.fit_fraction) / config.batch_size)
-        total = config.steps or max(1, math.ceil(config.epochs * per_epoch))
-        if total > MAX_STEPS:  # only epochs can get here: steps is capped by the config
-            raise UserError(f"epochs={config.epochs!r} is {total} steps of batch_size={config.batch_size} on "
-                            f"{train_points} points; allowed: at most {MAX_STEPS} steps")
-        warmup = round(config.warmup * (1 if config.steps else per_epoch))
-        log_every = config.log_every or per_epoch
-        eval_every = config.eval_every
-        if not eval_every:  # the smallest multiple of log_every within EVAL_BUDGET
-            steps_per_eval = eval_points / (3 * config.batch_size * EVAL_BUDGET)
-            eval_every = log_every * max(1, math.ceil(steps_per_eval / log_every))
-        return cls(per_epoch, total, min(warmup, total), log_every, eval_every, final_step or total,
-                   config.snapshot_every, frozenset(snapshot_at))
-
-    def evaluates(self, done: int) -> bool:
-        """Full-set evaluation every `eval_every` steps and at the end."""
-        return done % self.eval_every == 0 or done == self.final_step
-
-    def logs(self, done: int) -> bool:
-        """Running means every `log_every` steps, and with every evaluation."""
-        return done % self.log_every == 0 or self.evaluates(done)
-
-    def snapshots(self, done: int) -> bool:
-        """Confidence snapshots every `snapshot_every` steps (0: never) and at `snapshot_at`."""
-        return (bool(self.snapshot_every) and done % self.snapshot_every == 0) or done in self.snapshot_at
-
-    def keeps_checkpoint(self, done: int, every: int, policy: str = "switch") -> bool:
-        """Steps whose checkpoint stays as `checkpoints/step_<N>.pt`, where `switch` can start:
-        every `every` steps, and the SWITCH_POINTS fractions of nominal training; none with
-        `keep_checkpoints=last` (its checkpoints only resume)."""
-        if policy == "last":
-            return False
-        switch_steps = {round(f * self.total_steps) for f in SWITCH_POINTS}
-        return (bool(every) and done % every == 0) or done in switch_steps
-
-    def rates(self, config: TrainConfig) -> LearningRates:
-        """The rate of each step up to `final_step`: the config's schedule over the nominal
-        length, then its last rate."""
-        milestones = tuple(float(m) for m in config.decay_milestones.split(",") if m.strip())
-        return LearningRates(self.total_steps, config.lr, self.warmup_steps, config.schedule, config.decay_factor,
-                             milestones)
-
-
-def fit_size(train_points: int, fraction: float) -> int:
-    return max(1, round(train_points * fraction))
 
 
 def fit_indices(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -384,6 +266,7 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
     With a `world` of N processes, each trains on its part of every batch (kdtrack.training.distributed);
     only rank 0 is handed a `log`, and it evaluates, snapshots and checkpoints on its own.
     """
+    check_last_batch(data, config, world)
     total = distill_weights.total_steps
     plan = Plan.of(config, len(data.y_train), len(data.y_train) + len(data.y_test), total, snapshot_at)
     rates = plan.rates(config)
@@ -391,21 +274,10 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
     order_rng = torch.Generator().manual_seed(config.seed)
     augment_rng = torch.Generator().manual_seed(config.seed + 1)
     device = data.y_train.device
-    teacher_logits = teacher.logits if teacher is not None else None
     temperature = teacher.temperature if teacher is not None else 1.0
-    start, order, running, seen = 0, None, {}, 0
-    if resume is not None:
-        resume.restore(model, optimizer, order_rng, augment_rng)
-        start, order, running, seen = resume.step, resume.order.to(device), resume.running, resume.seen
-        if log is not None and start in plan.snapshot_at:  # the state a switch starts from
-            log.snapshot(start, predict_splits(model, data))
-    if log is not None and start == 0:
-        log.observe(0, model)
-    last_batch = fit_size(len(data.y_train), config.fit_fraction) % config.batch_size
-    if 0 < last_batch < world.size:
-        raise UserError(f"an epoch's last batch has {last_batch} points, fewer than the {world.size} processes "
-                        "(nproc_per_node) that would share it; allowed: a train_size or fit_fraction whose "
-                        "last batch has at least one point per process")
+    start, order, running, seen = resume_from(resume, model, optimizer, order_rng, augment_rng, device)
+    if log is not None:
+        record_start(log, model, data, plan, start, resume is not None)
     model.train()
     steps = batches(data, fit_indices(data.y_train, config.fit_fraction, config.seed), plan, config,
                     order_rng, augment_rng, start, order, world)
@@ -430,25 +302,70 @@ def fit(model: nn.Module, data: Splits, config: TrainConfig, distill_weights: Lo
             running, seen = accumulate(running, measured), seen + 1
             if bar is not None:
                 bar.update(done, partial(running_status, running, seen))
-            evaluates, snapshots = plan.evaluates(done), plan.snapshots(done)
-            # One forward pass over both sets serves the evaluation and the snapshot of this step.
-            outputs = predict_splits(model, data) if evaluates or snapshots else None
-            if plan.logs(done):
-                evaluation = evaluate(outputs, data, teacher_logits) if evaluates else {}
-                log.metrics(log_values(running, seen, evaluation, rates(step), distill_weights(step),
-                                       done / plan.steps_per_epoch), done)
-                log.observe(done, model)
-                running, seen = {}, 0
-            if snapshots:
-                log.snapshot(done, outputs)
-
-            keep = plan.keeps_checkpoint(done, config.checkpoint_every, config.keep_checkpoints)
-            periodic = bool(config.checkpoint_every) and done % config.checkpoint_every == 0
-            if stop and leaving():  # a second signal: the run is marked KILLED now, without a last checkpoint
-                raise KeyboardInterrupt(f"stopped by a second signal after step {done}")
-            if keep or stop or ((evaluates or periodic) and done < total):  # a finished run needs none
-                state = TrainState.capture(done, model, optimizer, order_rng, augment_rng, order, running, seen)
-                log.checkpoint(done, state.as_dict(), keep)
-            if stop:
-                raise KeyboardInterrupt(f"stopped by signal {stop[0]} after step {done}; checkpoint saved")
+            running, seen = record_step(log, plan, done, model, data, teacher, running, seen, rates(step),
+                                        distill_weights(step))
+            state = partial(TrainState.capture, done, model, optimizer, order_rng, augment_rng, order, running, seen)
+            checkpoint_or_stop(log, plan, config, done, stop, state)
     return model
+
+
+def resume_from(resume: TrainState | None, model: nn.Module, optimizer: torch.optim.Optimizer,
+                order_rng: torch.Generator, augment_rng: torch.Generator, device: torch.device):
+    """(step, this epoch's batch order, running sums, steps they sum) to start from: nothing done
+    yet, or the state `resume` holds, whose weights, optimizer and generators are loaded too."""
+    if resume is None:
+        return 0, None, {}, 0
+    resume.restore(model, optimizer, order_rng, augment_rng)
+    return resume.step, resume.order.to(device), resume.running, resume.seen
+
+
+def record_start(log: RunLog, model: nn.Module, data: Splits, plan: Plan, start: int, resumed: bool) -> None:
+    """What a run records before its first step: the model's probes at step 0; for a run resumed
+    at a step `plan` snapshots (the state a switch starts from), that snapshot."""
+    if resumed and start in plan.snapshot_at:
+        log.snapshot(start, predict_splits(model, data))
+    if start == 0:
+        log.observe(0, model)
+
+
+def check_last_batch(data: Splits, config: TrainConfig, world: World) -> None:
+    """Every process needs a point of each batch, the epoch's last one included."""
+    last_batch = fit_size(len(data.y_train), config.fit_fraction) % config.batch_size
+    if 0 < last_batch < world.size:
+        raise UserError(f"an epoch's last batch has {last_batch} points, fewer than the {world.size} processes "
+                        "(nproc_per_node) that would share it; allowed: a train_size or fit_fraction whose "
+                        "last batch has at least one point per process")
+
+
+def record_step(log: RunLog, plan: Plan, done: int, model: nn.Module, data: Splits, teacher: Teacher | None,
+                running: dict[str, torch.Tensor], seen: int, rate: float, distill_weight: float) -> tuple[dict, int]:
+    """Rank 0's record after `done` steps, where `plan` calls for one: the running means of the
+    `seen` steps since the last log step, with the full-set evaluation when due and where the
+    schedules stand (`rate`, `distill_weight`), and the model's probes; a confidence snapshot. Returns
+    the running sums to carry on with, emptied by a log step."""
+    evaluates, snapshots = plan.evaluates(done), plan.snapshots(done)
+    # One forward pass over both sets serves the evaluation and the snapshot of this step.
+    outputs = predict_splits(model, data) if evaluates or snapshots else None
+    if plan.logs(done):
+        evaluation = evaluate(outputs, data, teacher.logits if teacher is not None else None) if evaluates else {}
+        log.metrics(log_values(running, seen, evaluation, rate, distill_weight, done / plan.steps_per_epoch), done)
+        log.observe(done, model)
+        running, seen = {}, 0
+    if snapshots:
+        log.snapshot(done, outputs)
+    return running, seen
+
+
+def checkpoint_or_stop(log: RunLog, plan: Plan, config: TrainConfig, done: int, stop: list[int],
+                       state: Callable[[], TrainState]) -> None:
+    """Checkpoint the `state` after `done` steps where it is kept (`Plan.keeps_checkpoint`), at an
+    evaluation or every `checkpoint_every` steps before the end (a finished run needs none), and
+    when a signal asked to `stop`; then stop."""
+    keep = plan.keeps_checkpoint(done, config.checkpoint_every, config.keep_checkpoints)
+    periodic = bool(config.checkpoint_every) and done % config.checkpoint_every == 0
+    if stop and leaving():  # a second signal: the run is marked KILLED now, without a last checkpoint
+        raise KeyboardInterrupt(f"stopped by a second signal after step {done}")
+    if keep or stop or ((plan.evaluates(done) or periodic) and done < plan.final_step):
+        log.checkpoint(done, state().as_dict(), keep)
+    if stop:
+        raise KeyboardInterrupt(f"stopped by signal {stop[0]} after step {done}; checkpoint saved")

@@ -92,7 +92,7 @@ def test_the_training_length_is_capped():
 
     from kdtrack.config import MAX_STEPS, SwitchConfig, TrainConfig
     from kdtrack.errors import UserError
-    from kdtrack.training.loop import Plan
+    from kdtrack.training.state import Plan
 
     with pytest.raises(UserError, match=rf"epochs=1000000000.0 is 4000000000 steps .* at most {MAX_STEPS} steps"):
         Plan.of(from_params(TrainConfig, {"epochs": "1e9", "batch_size": "32"}), 128)

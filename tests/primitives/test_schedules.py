@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from kdtrack.config import TrainConfig
 from kdtrack.schedules import constant_weights, learning_rate, switch_weights
-from kdtrack.training.loop import Plan
+from kdtrack.training.state import Plan
 
 
 def listed_switch_weights(total_steps, start, end, switch_step, window):

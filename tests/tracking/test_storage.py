@@ -14,7 +14,7 @@ from kdtrack.errors import UserError
 from kdtrack.models import build_model
 from kdtrack.pipeline.rebuild import data_of, rebuild_model
 from kdtrack.pipeline.stages import distill, switch, train_teacher
-from kdtrack.training.loop import Plan
+from kdtrack.training.state import Plan
 
 # 64 points, batch 32, 4 epochs: 8 steps; kept checkpoints at 2, 4, 6; an evaluation, and so a
 # checkpoint, at every step: the odd ones go to last_a (the resume tag then names a kept one), and

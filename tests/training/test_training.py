@@ -9,7 +9,8 @@ from kdtrack.config import TrainConfig
 from kdtrack.data import load_dataset
 from kdtrack.models import build_model
 from kdtrack.schedules import constant_weights, learning_rate
-from kdtrack.training.loop import NonFiniteLoss, Plan, Teacher, TrainState, fit, predict
+from kdtrack.training.loop import NonFiniteLoss, Teacher, fit, predict
+from kdtrack.training.state import Plan, TrainState
 
 
 def test_schedule_closed_forms():
