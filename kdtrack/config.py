@@ -491,3 +491,15 @@ def _as_string(value) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+# Fields that do not change what is trained, left out of reuse keys.
+NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
+              "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running",
+              "keep_checkpoints", "nproc_per_node", "register", "system_metrics")
+
+
+def key_params(config) -> dict[str, str]:
+    """The params of a training run that its reuse key holds: those that shape what is trained.
+    Here rather than with the jobs, so that `suite status` can match runs without torch."""
+    return {k: v for k, v in to_params(config).items() if k not in NOT_IN_KEY}

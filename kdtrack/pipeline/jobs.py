@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from kdtrack import tracking
-from kdtrack.config import TrainConfig, to_params
+from kdtrack.config import TrainConfig, key_params, to_params
 from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
 from kdtrack.data import Splits
 from kdtrack.errors import StopRun, UserError
@@ -24,17 +24,9 @@ from kdtrack.training.distributed import World
 from kdtrack.training.loop import NonFiniteLoss, Teacher, evaluate, fit, predict_splits
 from kdtrack.training.state import TrainState
 
-# Fields that do not change what is trained, left out of reuse keys.
-NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
-              "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running",
-              "keep_checkpoints", "nproc_per_node", "register", "system_metrics")
 # The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
 # heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
 LAST_LAYER_CAP = 100_000
-
-
-def key_params(config) -> dict[str, str]:
-    return {k: v for k, v in to_params(config).items() if k not in NOT_IN_KEY}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from kdtrack import tracking
-from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, from_params, to_params
+from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, from_params, key_params, to_params
 from kdtrack.contract import (
     FROM_RUN,
     NUM_CLASSES,
@@ -28,7 +28,7 @@ from kdtrack.data import Splits
 from kdtrack.errors import UserError
 from kdtrack.metrics.confidence import phi_quantiles, student_table, teacher_table
 from kdtrack.models import check_fits
-from kdtrack.pipeline.jobs import Job, key_params, run_job
+from kdtrack.pipeline.jobs import Job, run_job
 from kdtrack.pipeline.rebuild import load_data, new_model, rebuild_model
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights, constant_weights, switch_weights

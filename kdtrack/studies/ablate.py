@@ -94,14 +94,18 @@ class StudyStore(RDBStorage):
         return [i for i in running if i not in beating]
 
 
+LOST_CREATION_RACE = ("already exists", "alembic_version")
+
+
 def storage(url: str, heartbeat: int) -> StudyStore:
     for attempt in range(3):
         try:
             return StudyStore(url or default_storage(), heartbeat)
         except Exception as error:
-            # Workers started together on a new database race to create Optuna's tables; the loser
-            # finds them made ("table ... already exists") and opens the storage again.
-            if "already exists" in str(error) and attempt < 2:
+            # Workers started together on a new database race to create Optuna's tables and stamp
+            # their version; the loser finds them made ("table ... already exists", or "UNIQUE
+            # constraint failed: alembic_version.version_num", as CI once saw) and opens it again.
+            if any(sign in str(error) for sign in LOST_CREATION_RACE) and attempt < 2:
                 continue
             raise UserError(f"storage={url or default_storage()!r} cannot be opened as an Optuna study store: "
                             f"{str(error).splitlines()[0]}") from None

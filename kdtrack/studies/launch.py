@@ -167,7 +167,7 @@ def teacher_groups(suite: Suite, tasks: list[Task]) -> tuple[dict[tuple, list[Ta
     """The tasks by the teacher run they need trained first (by its reuse key), and those whose
     teacher is given or FINISHED already."""
     from kdtrack import tracking
-    from kdtrack.pipeline.jobs import key_params
+    from kdtrack.config import key_params
 
     experiment_id = tracking.resolve_experiment(suite.experiment)
     groups: dict[tuple, list[Task]] = {}

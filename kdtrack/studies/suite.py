@@ -170,7 +170,7 @@ STATES = {"FINISHED": "done", "RUNNING": "running", "FAILED": "failed", "KILLED"
 
 def task_state(students: list, task: Task) -> str:
     """done, running, failed (the newest matching student run's status) or missing."""
-    from kdtrack.pipeline.jobs import key_params
+    from kdtrack.config import key_params
 
     params = key_params(task.config())
     matching = [r for r in students if all(r.data.params.get(k) == v for k, v in params.items())]

@@ -9,8 +9,7 @@ from conftest import TINY
 
 from kdtrack import tracking
 from kdtrack.cli.main import main
-from kdtrack.config import AblateConfig, DistillConfig, SwitchConfig, from_params
-from kdtrack.pipeline.jobs import key_params
+from kdtrack.config import AblateConfig, DistillConfig, SwitchConfig, from_params, key_params
 from kdtrack.pipeline.stages import distill, switch
 from kdtrack.report.claims import evaluate
 from kdtrack.report.collect import setting_of

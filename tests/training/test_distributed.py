@@ -114,7 +114,7 @@ def test_a_batch_norm_model_on_several_cpu_processes_is_refused_before_any_run(s
 
 
 def test_nproc_per_node_is_not_in_the_reuse_key():
-    from kdtrack.pipeline.jobs import key_params
+    from kdtrack.config import key_params
 
     one, two = from_params(TrainConfig, TINY), from_params(TrainConfig, {**TINY, "nproc_per_node": "2"})
     assert key_params(one) == key_params(two)
