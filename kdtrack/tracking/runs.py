@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 import mlflow
 import polars as pl
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 
 from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESUME, ROLE, STUDY
@@ -159,9 +160,8 @@ class TrackedRun:
         all_tags = ui.provenance({**own, NOTE: ui.describe(role, summary, own, where)})
         run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
         client().log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-        existing = client().get_experiment(experiment_id).tags
-        for key, value in ui.experiment_tags(existing, params, all_tags).items():
-            client().set_experiment_tag(experiment_id, key, value)
+        set_experiment_tags(experiment_id, ui.experiment_tags(client().get_experiment(experiment_id).tags,
+                                                              params, all_tags))
         return cls(run_id, role, context, confidence_tables, probes or {}, 0, fluent, system_metrics)
 
     @classmethod
@@ -340,6 +340,18 @@ class TrackedRun:
         if lost:
             raise UserError(f"run {self.run_id}: {len(lost)} record(s) could not be written to "
                             f"the tracking store, the first: {lost[0]}{kept}")
+
+
+def set_experiment_tags(experiment_id: str, tags: Mapping[str, str]) -> None:
+    """The experiment's description and preset tags, which runs created at once (an ablation's
+    workers) may both find missing: on PostgreSQL the second insert of a key fails ("duplicate key
+    ... experiment_tag_pk"), although the first wrote the value this one would have."""
+    for key, value in tags.items():
+        try:
+            client().set_experiment_tag(experiment_id, key, value)
+        except MlflowException as error:
+            if key not in client().get_experiment(experiment_id).tags:
+                raise error
 
 
 def model_requirements() -> list[str]:

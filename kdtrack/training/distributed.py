@@ -51,6 +51,8 @@ class World:
         tasks); one process alone is the default world."""
         if size == 1:
             return cls()
+        import torch
+
         return cls(rank, size, local_rank, "nccl" if torch.cuda.is_available() else "gloo", local_size, address)
 
     @classmethod
