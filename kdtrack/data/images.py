@@ -44,12 +44,30 @@ def load_mnist(data_dir: Path, download: bool, **_) -> Pool:
     return Pool(x_tr, y_tr, x_te, y_te, 10, str(raw))
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch and nothing else. A real batch is a dict of bytes keys, lists of
+    numbers and bytes, and one uint8 array; the only globals it names are numpy's array
+    reconstruction (and `_codecs.encode`, with which protocol 2 spells bytes). A file named like a
+    batch in a shared data folder could otherwise run any code on load (pickle calls the globals it
+    names), so every other global is refused."""
+
+    ALLOWED = frozenset({(f"numpy.{core}.{module}", name) for core in ("core", "_core")
+                         for module, name in (("multiarray", "_reconstruct"), ("numeric", "_frombuffer"))}
+                        | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")})
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds "
+                                         "(only numpy arrays, lists, bytes and numbers): refused, not run")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batches(folder: Path, names: list[str], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for name in names:
         try:
             with open(folder / name, "rb") as handle:
-                batch = pickle.load(handle, encoding="bytes")
+                batch = CifarUnpickler(handle, encoding="bytes").load()
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(batch[label_key], dtype=np.int64))
         except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as error:

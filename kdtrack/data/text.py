@@ -70,7 +70,7 @@ def load_text(name: str, data_dir: Path, tokenizer: str, max_length: int) -> Poo
         raise UserError(f"tokenizer={tokenizer!r} is not a local folder (nothing is downloaded): expected the files "
                         "a transformers tokenizer's save_pretrained writes")
     try:
-        tok = AutoTokenizer.from_pretrained(tokenizer)
+        tok = AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise UserError(f"tokenizer={tokenizer!r} could not be loaded: {str(error).splitlines()[0]}") from None
     arrays = []

@@ -56,7 +56,7 @@ def _from_pretrained(folder: str, num_classes: int) -> nn.Module:
     if not (Path(folder) / "config.json").is_file():  # else transformers takes it for a hub name
         raise UserError(f"pretrained={folder!r} is not a local model folder: expected config.json and weights "
                         "as written by save_pretrained (nothing is downloaded)")
-    try:
+    try:  # a concrete class: a folder's own modelling code (auto_map) is never imported here
         return RobertaForSequenceClassification.from_pretrained(folder, num_labels=num_classes,
                                                                 ignore_mismatched_sizes=True)
     except (OSError, ValueError) as error:

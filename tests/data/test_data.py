@@ -72,15 +72,42 @@ def test_full_mnist_reads_torchvision_idx_layout(tmp_path):
     assert data.x_train.shape == (20, 1, 28, 28) and data.y_test.tolist() == (np.arange(12) % 10).tolist()
 
 
-def test_cifar10_reads_the_pickled_batches(tmp_path):
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])  # 2: as the published (Python 2) batches
+def test_cifar10_reads_the_pickled_batches(tmp_path, protocol):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": np.full((10, 3072), 255, np.uint8), b"labels": list(range(10))}
-        (folder / name).write_bytes(pickle.dumps(batch))
+        batch = {b"batch_label": b"training batch", b"data": np.full((10, 3072), 255, np.uint8),
+                 b"labels": list(range(10)), b"filenames": [b"x.png"] * 10}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
     data = load_dataset("cifar10", str(tmp_path), False, 0, 0.0, seed=0)
     assert data.x_train.shape == (50, 3, 32, 32) and float(data.x_train.max()) == 1.0
     assert data.num_classes == 10 and len(data.y_test) == 10
+
+
+class Crafted:
+    """What a hostile file named like a CIFAR batch holds: unpickling it calls os.system."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_cifar_batch_runs_nothing_and_is_named(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    batch = {b"data": np.zeros((10, 3072), np.uint8), b"labels": list(range(10))}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Crafted(marker), b"labels": []}))
+    with pytest.raises(UserError, match=r"malformed CIFAR batch .*data_batch_3: .*system.*refused, not run") as refused:
+        load_dataset("cifar10", str(tmp_path), False, 0, 0.0, seed=0)
+    assert not marker.exists() and "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100"])

@@ -1,6 +1,8 @@
 """The paper's data sets and architectures (Tables 1 and 2): loaders on fixtures written in the
 published on-disk formats, device augmentation against a per-image reference, model sizes
 against closed forms, and distill -> analyze end to end on each kind of data."""
+import json
+
 import datafixtures as fx
 import polars as pl
 import pytest
@@ -239,3 +241,27 @@ def test_cross_architecture_text_distillation_fine_tunes_each_models_own_checkpo
     assert student.data.params["pretrained"] == onehot.data.params["pretrained"] == ""
     with pytest.raises(UserError, match="teacher_pretrained=.* is for text"):
         from_params(DistillConfig, {"teacher_pretrained": str(teacher_folder)})
+
+
+def test_a_tokenizer_folder_with_its_own_code_runs_nothing(tmp_path):
+    """transformers runs a folder's own tokenizer code (asking on stdout first) unless told not to:
+    kdtrack passes trust_remote_code=False, so reading the data runs none of it, whether the folder
+    then loads with transformers' own class or is refused in one line."""
+    from transformers import AutoTokenizer
+
+    tokenizer = fx.write_tokenizer(tmp_path / "tokenizer")
+    marker = tmp_path / "ran"
+    (tokenizer / "custom.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                         "from transformers import PreTrainedTokenizerFast\n"
+                                         "class Custom(PreTrainedTokenizerFast):\n    pass\n")
+    config = json.loads((tokenizer / "tokenizer_config.json").read_text())
+    config["auto_map"] = {"AutoTokenizer": [None, "custom.Custom"]}
+    (tokenizer / "tokenizer_config.json").write_text(json.dumps(config))
+    fx.write_text_files(tmp_path, "qqp")
+    try:
+        load_dataset("qqp", str(tmp_path), False, 0, 0.0, seed=0, tokenizer=str(tokenizer), max_length=16)
+    except UserError as refused:
+        assert "tokenizer=" in str(refused) and "\n" not in str(refused)
+    assert not marker.exists()
+    AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=True)  # the folder is hostile indeed
+    assert marker.exists()
