@@ -61,7 +61,7 @@ job = teacher_job(config, data)
 
 class NullLog:
     def metrics(self, values, step): pass
-    def snapshot(self, step, logits): job.tables(logits)
+    def snapshot(self, step, logits): job.confidence_tables(logits)
     def checkpoint(self, step, state, keep): torch.save(state, os.devnull)
     def observe(self, step, model): pass
 
@@ -98,7 +98,9 @@ def timed(log_factory, steps: int = total) -> dict[str, float]:
 
 
 def tracked_run():
-    return tracking.TrackedRun(tracking.resolve_experiment("bench"), "teacher", "bench", {}, {}, job.tables)
+    experiment = tracking.resolve_experiment("bench")
+    return tracking.TrackedRun.create(experiment, "bench", "teacher", {}, tracking.RunContext(), {},
+                                      job.confidence_tables)
 
 
 def spread(ratios: list[float]) -> str:
