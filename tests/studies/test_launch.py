@@ -74,14 +74,7 @@ def test_local_jobs_train_each_student_after_its_teacher_then_a_rerun_submits_no
     assert submitted(tmp_path / "jobs") == jobs  # nothing more was submitted
 
 
-DDP = """
-experiment: launch-ddp
-slurm: {nproc_per_node: 2}
-settings:
-  - name: mlp
-    preset: mnist_mlp
-    overrides: {train_size: 64, width: 32, epochs: 2, batch_size: 32}
-"""
+DDP = ONE.replace("settings:", "slurm: {nproc_per_node: 2}\nsettings:")
 
 
 @pytest.mark.slow
