@@ -16,6 +16,15 @@ LINEAGE = {**TINY, "snapshot_every": "2"}
 LINEAGE_EXPERIMENT = "lineage"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The files that hold slow tests first, each part in pytest-randomly's order: with `-n 2
+    --dist loadfile` the long files then overlap each other, and the short ones fill the end
+    rather than one process finishing a long file alone."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: a file's tests stay together
+
+
 @pytest.fixture(scope="session")
 def store(tmp_path_factory):
     """A temporary tracking store (sqlite + local artifacts), the working directory beside it.

@@ -58,14 +58,19 @@ def postgres():
 @pytest.fixture
 def busy_machine():
     """Two processes spinning, as on a loaded CI machine: the test once hung there, because the worker was
-    killed after creating its trial and before its first heartbeat, a moment load stretches."""
+    killed after creating its trial and before its first heartbeat, a moment load stretches. The
+    fixture's value stops them: once that moment has passed, the load only slows the other tests."""
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    try:
-        yield
-    finally:
+
+    def stop():
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
+
+    try:
+        yield stop
+    finally:
+        stop()
 
 
 def test_two_workers_share_a_grid_and_survive_a_killed_worker(postgres, busy_machine, tmp_path, monkeypatch):
@@ -90,6 +95,7 @@ def test_two_workers_share_a_grid_and_survive_a_killed_worker(postgres, busy_mac
             deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         if len(running) == 2:
             workers[0].send_signal(signal.SIGKILL)
+            busy_machine()  # the kill came inside a trial, under load: the rest needs none
             break
         ended = [w for w in workers if w.poll() is not None]
         assert not ended, ended[0].stderr.read()[-2000:]
