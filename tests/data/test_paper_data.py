@@ -162,6 +162,9 @@ def test_distill_and_analyze_on_paper_data(store, tmp_path, name):
     assert (train.height, test.height) == {"cifar100": (100, 100), "tinyimagenet": (18, 6), "imagenet": (10, 4),
                                            "qqp": (24, 9)}[name]
     assert train["phi_student"].is_finite().all()
+    if name == "tinyimagenet":  # `-P dataset=tinyimagenet` alone picks the data set's preset
+        assert student.data.params["preset"] == "tinyimagenet" and student.data.params["weight_decay"] == "0.0005"
+        assert student.data.params["augment"] == "true"
     teacher = tracking.get_run(student.data.tags["kdtrack.teacher_run_id"])
     if config.teacher_arch and config.teacher_arch != config.arch:  # Table 2's one-hot student exists
         assert tracking.get_run(student.data.tags["kdtrack.onehot_run_id"]).data.params["arch"] == config.arch

@@ -1,4 +1,6 @@
-"""The entry points through `mlflow run . --env-manager local` (about 15 s each)."""
+"""The entry points through `mlflow run . --env-manager local` (about 15 s each): one path through
+this front-end. The data sets themselves (Tiny-ImageNet included, as `-P dataset=tinyimagenet`
+picks its preset) are tested in-process, in tests/data/test_paper_data.py."""
 import os
 import subprocess
 import sys
@@ -61,22 +63,3 @@ def test_bad_input_fails_before_training_with_one_line(store, env):
     client = MlflowClient()
     experiment = client.get_experiment_by_name("e2e-bad").experiment_id
     assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
-
-
-def test_distill_on_tinyimagenet_through_mlflow_run(store, env, tmp_path):
-    """The README's promise, `mlflow run . -e distill -P dataset=tinyimagenet`, on a fixture in
-    the published layout (the dataset's preset, shortened)."""
-    import datafixtures
-
-    datafixtures.write_tinyimagenet(tmp_path)
-    params = {"dataset": "tinyimagenet", "data_dir": str(tmp_path), "arch": "resnet18", "image_size": "32",
-              "epochs": "1", "batch_size": "9", "warmup": "0", "workers": "1"}
-    result = mlflow_run("distill", params, env, "e2e-tinyimagenet")
-    assert result.returncode == 0, result.stderr[-2000:]
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name("e2e-tinyimagenet").experiment_id
-    [student] = client.search_runs([experiment], "params.dataset = 'tinyimagenet' and tags.`kdtrack.role` = 'student'")
-    assert student.data.params["preset"] == "tinyimagenet" and student.data.params["weight_decay"] == "0.0005"
-    assert student.data.params["augment"] == "true" and "test/acc" in student.data.metrics
-    artifacts = {a.path for a in client.list_artifacts(student.info.run_id, "confidences")}
-    assert {"confidences/train.parquet", "confidences/test.parquet"} <= artifacts
