@@ -15,13 +15,15 @@ from kdtrack.studies import suite as suites
 from kdtrack.studies.launch import TaskJob, launch_options, run_suite
 from kdtrack.studies.suite import SlurmSpec
 
-SUITE = """
+# One setting: the local executor's runs. Two: the sbatch scripts, whose teachers come first.
+ONE = """
 experiment: EXPERIMENT
 settings:
   - name: mlp
     preset: mnist_mlp
     overrides: {train_size: 64, width: 32, epochs: 2, batch_size: 32}
-  - name: rf
+"""
+SUITE = ONE + """  - name: rf
     preset: noisy_mnist_rf
     overrides: {train_size: 64, width: 64, epochs: 2, batch_size: 32}
 """
@@ -45,14 +47,6 @@ def submitted(folder) -> list:
 def local(folder):
     return launch_options("local", {"folder": str(folder)}, SlurmSpec())
 
-
-ONE = """
-experiment: EXPERIMENT
-settings:
-  - name: mlp
-    preset: mnist_mlp
-    overrides: {train_size: 64, width: 32, epochs: 2, batch_size: 32}
-"""
 
 
 @pytest.mark.slow
