@@ -1,8 +1,10 @@
 """Experiments: found by name, named by id, and the one a command's runs go to
-(`resolve_experiment`: the one named, else the one `mlflow run` chose, else the default)."""
+(`resolve_experiment`: the one named, else the one `mlflow run` chose, else the default), and its
+tags. Both writes tolerate another process that made the same write first."""
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
 import mlflow
 
@@ -39,3 +41,15 @@ def resolve_experiment(name: str = "", context: RunContext = RunContext()) -> st
         if not found:
             raise
         return found
+
+
+def set_experiment_tags(experiment_id: str, tags: Mapping[str, str]) -> None:
+    """The experiment's description and preset tags, which runs created at once (an ablation's
+    workers) may both find missing: on PostgreSQL the second insert of a key fails ("duplicate key
+    ... experiment_tag_pk"), although the first wrote the value this one would have."""
+    for key, value in tags.items():
+        try:
+            client().set_experiment_tag(experiment_id, key, value)
+        except mlflow.exceptions.MlflowException as error:
+            if key not in client().get_experiment(experiment_id).tags:
+                raise error

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 import mlflow
 import polars as pl
 from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
 
 from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESUME, ROLE, STUDY
@@ -23,6 +22,7 @@ from kdtrack.tracking import ui
 from kdtrack.tracking.artifacts import upload_bytes, upload_file
 from kdtrack.tracking.checkpoints import keep_unsaved, next_path, stage
 from kdtrack.tracking.context import RunContext
+from kdtrack.tracking.experiments import set_experiment_tags
 from kdtrack.tracking.lease import hold, lease_tags
 from kdtrack.tracking.store import client, find_finished, now_ms, parquet_bytes, quoted, search_all, torch_bytes
 from kdtrack.tracking.tags import tag_and_link, where
@@ -340,18 +340,6 @@ class TrackedRun:
         if lost:
             raise UserError(f"run {self.run_id}: {len(lost)} record(s) could not be written to "
                             f"the tracking store, the first: {lost[0]}{kept}")
-
-
-def set_experiment_tags(experiment_id: str, tags: Mapping[str, str]) -> None:
-    """The experiment's description and preset tags, which runs created at once (an ablation's
-    workers) may both find missing: on PostgreSQL the second insert of a key fails ("duplicate key
-    ... experiment_tag_pk"), although the first wrote the value this one would have."""
-    for key, value in tags.items():
-        try:
-            client().set_experiment_tag(experiment_id, key, value)
-        except MlflowException as error:
-            if key not in client().get_experiment(experiment_id).tags:
-                raise error
 
 
 def model_requirements() -> list[str]:
