@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import pkgutil
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -131,8 +131,7 @@ PARAMS_HINT = "\n\n`kdtrack params {name}` lists every -P field with its default
 
 def entry_command(command: EntryCommand) -> click.Command:
     def callback(params, **options) -> None:
-        module, _, name = command.work.partition(":")
-        work = getattr(importlib.import_module(module), name)
+        work = pkgutil.resolve_name(command.work)
         # --experiment is the work's argument, or (analyze, theory) a config field like the other options
         experiment = options.pop("experiment") if command.takes_experiment else ""
         launching = {name: options.pop(name) for name in LAUNCH_FIELDS if name in options}
@@ -187,8 +186,7 @@ def submit_jobs(command: EntryCommand, config, experiment: str, launching: dict)
     launch = _launch(launching["launcher"], {k: v for k, v in launching.items() if k != "launcher"})
     if launch is None:
         return None
-    module, _, name = command.launched.partition(":")
-    return getattr(importlib.import_module(module), name)(config, experiment, launch, launching.get("array") or 1)
+    return pkgutil.resolve_name(command.launched)(config, experiment, launch, launching.get("array") or 1)
 
 
 def again(command: EntryCommand, params: tuple[str, ...], experiment: str) -> list[str]:

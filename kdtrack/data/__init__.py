@@ -7,6 +7,7 @@ data set is one line here. The names are known without importing any of them.
 """
 from __future__ import annotations
 
+import pkgutil
 from importlib import import_module
 from pathlib import Path
 
@@ -28,8 +29,7 @@ LAZY = {"Splits": "kdtrack.data.splits", "FolderImages": "kdtrack.data.folders"}
 
 def reader(name: str):
     """The function that reads data set `name` from disk (its module is imported now)."""
-    module, _, function = DATASETS[name].partition(":")
-    return getattr(import_module(module), function)
+    return pkgutil.resolve_name(DATASETS[name])
 
 
 def load_dataset(name: str, data_dir: str, download: bool, train_size: int, label_noise: float,
