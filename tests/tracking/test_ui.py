@@ -26,7 +26,7 @@ EXPERIMENT = "ui"
 
 
 @pytest.fixture(scope="module")
-def lineage(store, monkeypatch_module):
+def registered(store, monkeypatch_module):
     """A registered student, its teacher and its analysis; system metrics sampled every second."""
     monkeypatch_module.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     student_id = distill(from_params(DistillConfig, {**TINY, "register": "true", "epochs": "4"}), EXPERIMENT)
@@ -36,8 +36,8 @@ def lineage(store, monkeypatch_module):
     return {"student": student, "teacher": teacher, "analysis": tracking.get_run(analysis_id)}
 
 
-def test_the_description_links_the_teacher_and_the_later_analysis(lineage):
-    student, teacher, analysis = lineage["student"], lineage["teacher"], lineage["analysis"]
+def test_the_description_links_the_teacher_and_the_later_analysis(registered):
+    student, teacher, analysis = registered["student"], registered["teacher"], registered["analysis"]
     experiment = student.info.experiment_id
     note = student.data.tags[NOTE]
     assert f"]({link(experiment, teacher.info.run_id)})" in note and note.startswith("**student**")
@@ -59,18 +59,18 @@ def test_a_link_is_added_once_per_label():
     assert "\n\n- made" in note  # a paragraph, then the list
 
 
-def test_provenance_tags_are_present(lineage):
+def test_provenance_tags_are_present(registered):
     expected = resolve_tags()
-    for run in lineage.values():
+    for run in registered.values():
         for tag in ("mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit"):
             assert run.data.tags.get(tag) == expected.get(tag), tag
         assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.type"] == "LOCAL"
 
 
-def test_run_names_are_short_and_unique_setting_first(lineage):
-    assert lineage["student"].info.run_name.startswith("mnist_mlp·s0·student·")
-    assert lineage["teacher"].info.run_name.startswith("mnist_mlp·s0·teacher·")
-    assert lineage["analysis"].info.run_name.startswith("mnist_mlp·s0·analysis·")
+def test_run_names_are_short_and_unique_setting_first(registered):
+    assert registered["student"].info.run_name.startswith("mnist_mlp·s0·student·")
+    assert registered["teacher"].info.run_name.startswith("mnist_mlp·s0·teacher·")
+    assert registered["analysis"].info.run_name.startswith("mnist_mlp·s0·analysis·")
     preset = from_params(DistillConfig, {"preset": "mnist_mlp"})
     assert run_name("student", preset) == "mnist_mlp·s0·student"
     # settings that differ by one override, or by a field the name does not show, get different names
@@ -82,13 +82,13 @@ def test_run_names_are_short_and_unique_setting_first(lineage):
         run_name("student", preset)
 
 
-def test_the_experiment_has_a_description_and_preset_tags(lineage):
-    tags = tracking.client().get_experiment(lineage["student"].info.experiment_id).tags
+def test_the_experiment_has_a_description_and_preset_tags(registered):
+    tags = tracking.client().get_experiment(registered["student"].info.experiment_id).tags
     assert tags["kdtrack.preset.mnist_mlp"] == "Table 7" and "kdtrack.role" in tags[NOTE]
 
 
-def test_models_are_logged_by_role_registered_and_carry_their_own_metrics(lineage):
-    student, teacher = lineage["student"], lineage["teacher"]
+def test_models_are_logged_by_role_registered_and_carry_their_own_metrics(registered):
+    student, teacher = registered["student"], registered["teacher"]
     assert mlflow.pytorch.load_model(f"runs:/{teacher.info.run_id}/teacher") is not None
     assert mlflow.pytorch.load_model("models:/kdtrack-mnist_mlp-student/1") is not None
     [version] = tracking.client().search_model_versions("name = 'kdtrack-mnist_mlp-student'")
@@ -101,13 +101,13 @@ def test_models_are_logged_by_role_registered_and_carry_their_own_metrics(lineag
     assert not any(key.startswith("teacher/") for key in metrics)  # the teacher's accuracies stay on the run
 
 
-def test_the_test_split_is_an_evaluation_input(lineage):
-    inputs = lineage["student"].inputs.dataset_inputs
+def test_the_test_split_is_an_evaluation_input(registered):
+    inputs = registered["student"].inputs.dataset_inputs
     contexts = {i.dataset.name: next(t.value for t in i.tags if t.key == "mlflow.data.context") for i in inputs}
     assert contexts == {"mnist5k-train": "training", "mnist5k-test": "evaluation"}
 
 
-def test_system_metrics_are_logged_unless_turned_off(lineage, monkeypatch):
+def test_system_metrics_are_logged_unless_turned_off(registered, monkeypatch):
     # MLflow samples every 10 s by default, longer than a tiny run takes on an idle machine
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
@@ -126,7 +126,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ui_server(store, lineage):
+def ui_server(store, registered):
     """`mlflow server` on the test store, on a free localhost port."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -149,8 +149,8 @@ def ui_server(store, lineage):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_the_ui_shows_a_students_lineage_in_headless_chromium(lineage, ui_server, tmp_path):
-    student = lineage["student"]
+def test_the_ui_shows_a_students_lineage_in_headless_chromium(registered, ui_server, tmp_path):
+    student = registered["student"]
     experiment = student.info.experiment_id
     page = f"{ui_server}/{link(experiment, student.info.run_id)}"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -163,7 +163,7 @@ def test_the_ui_shows_a_students_lineage_in_headless_chromium(lineage, ui_server
 
     dom = chromium("--dump-dom", page)
     assert student.info.run_name in dom
-    assert f'href="{link(experiment, lineage["teacher"].info.run_id)}"' in dom  # the description, rendered
+    assert f'href="{link(experiment, registered["teacher"].info.run_id)}"' in dom  # the description, rendered
     for name, address in (("student.png", page), ("runs.png", f"{ui_server}/#/experiments/{experiment}/runs")):
         chromium(f"--screenshot={tmp_path / name}", address)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
