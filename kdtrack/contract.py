@@ -48,9 +48,11 @@ def copied_to_student(metric: str) -> bool:
 # one would otherwise read as "no runs"; tests/pipeline/test_pipeline.py checks that every metric a real
 # pipeline logs matches one of these, so the list cannot fall behind the code.
 METRIC_PATTERNS = (
-    r"(train|test)/(acc|agreement|kl|student_acc|teacher_acc|underfit_frac|exaggeration_index)",
-    r"train/(loss|ce|kd|batch_acc|batch_agreement|batch_kl|acc_clean_labels|mislabeled_underfit_frac)",
-    r"(timeline/)?(train|test)/(slope_(bottom|top)\d+(_label)?|gap_(bottom|top)\d+|below_frac_bottom\d+)",
+    r"(train|test)/(acc|agreement|kl|student_acc|teacher_acc|underfit_frac|exaggeration_index|underfit_err_excess)",
+    r"train/(loss|ce|kd|batch_acc|batch_agreement|batch_kl|acc_clean_labels|mislabeled_underfit_(frac|excess))",
+    r"train/mislabeled_bottom\d+_share",
+    r"(timeline/)?(train|test)/(slope_(bottom|top)\d+(_label)?|gap_(bottom|top)\d+(_label)?|below_frac_bottom\d+)",
+    r"(train|test)/kl_(bottom|top)\d+",
     r"(train|test)/group_frac_(Both|Neither|Only_student|Only_teacher)",
     r"teacher/(train|test)_acc",
     r"table2/(teacher|student_distill|student_onehot)_(train|test)_acc",

@@ -57,12 +57,43 @@ def quantile_lines(table: pl.DataFrame, fraction: float = 0.25,
     return tuple(quantile_line(table, part, fraction, x, y) for part in ("bottom", "top"))
 
 
-def quantile_gap(table: pl.DataFrame, part: str, fraction: float = 0.25) -> float:
-    """Mean of phi_student - phi_teacher over the teacher's bottom (top) `fraction` by phi_teacher:
+def quantile_gap(table: pl.DataFrame, part: str, fraction: float = 0.25,
+                 x: str = "phi_teacher", y: str = "phi_student") -> float:
+    """Mean of y - x (phi_student - phi_teacher) over the teacher's bottom (top) `fraction` by x:
     a direct measure of the underfitting the slope only proxies (§C.4). Below 0 = the student is
-    less confident than the teacher there."""
-    rows = quantile_rows(table, part, fraction)
-    return float((rows["phi_student"] - rows["phi_teacher"]).mean())
+    less confident than the teacher there. With the `_label` columns: on the true class (Fig. 13)."""
+    rows = quantile_rows(table, part, fraction, x)
+    return float((rows[y] - rows[x]).mean())
+
+
+def quantile_kl(table: pl.DataFrame, part: str, fraction: float = 0.25) -> float:
+    """Mean KL(teacher || student) over the teacher's bottom (top) `fraction` by phi_teacher: where
+    Fig. 16's KL scatter puts the deviations."""
+    return float(quantile_rows(table, part, fraction)["kl"].mean())
+
+
+def matched_excess(table: pl.DataFrame, group: pl.Expr, outcome: pl.Expr, bins: int = 10,
+                   x: str = "phi_teacher") -> float:
+    """How much more often `outcome` holds on the `group` points than on the other points of the
+    same teacher confidence: points are cut into `bins` equal-count bins of `x`; in each bin, the
+    group's rate minus the others' rate; averaged with the group's count per bin as weights (bins
+    holding no other point are left out). A control for claims about points the teacher is unsure
+    of, which are also the points where most things go wrong. NaN without group points."""
+    n = table.height
+    binned = table.select((((pl.col(x).rank("ordinal") - 1) * bins) // n).alias("bin"),
+                          group.alias("group"), outcome.cast(pl.Float64).alias("outcome"))
+    rates = (binned.group_by("bin").agg(
+        pl.col("group").sum().alias("count"),
+        pl.col("outcome").filter(pl.col("group")).mean().alias("inside"),
+        pl.col("outcome").filter(~pl.col("group")).mean().alias("outside"))
+        .filter((pl.col("count") > 0) & pl.col("outside").is_not_null()))
+    if rates["count"].sum() == 0:
+        return float("nan")
+    return float(((rates["inside"] - rates["outside"]) * rates["count"]).sum() / rates["count"].sum())
+
+
+UNDERFIT = pl.col("phi_student") < pl.col("phi_teacher")
+SOMEONE_ERRS = (pl.col("pred") != pl.col("label")) | (pl.col("teacher_pred") != pl.col("label"))
 
 
 def below_fraction(table: pl.DataFrame, fraction: float = 0.25) -> float:
@@ -86,6 +117,15 @@ def mislabeled_underfit_fraction(table: pl.DataFrame) -> float:
     if noisy.height == 0:
         return float("nan")
     return float((noisy["phi_student"] < noisy["phi_teacher"]).mean())
+
+
+def mislabeled_bottom_share(table: pl.DataFrame, fraction: float = 0.25) -> float:
+    """Share of the mislabeled training points that lie in the teacher's bottom `fraction` by
+    phi_teacher (Fig. 4: mislabeled points have low teacher confidence; chance is `fraction`)."""
+    noisy = int(table["is_noisy"].sum())
+    if noisy == 0:
+        return float("nan")
+    return float(quantile_rows(table, "bottom", fraction)["is_noisy"].sum() / noisy)
 
 
 GROUPS = ("Both", "Only_student", "Only_teacher", "Neither")
@@ -116,6 +156,12 @@ def summary(tables: dict[str, pl.DataFrame], fraction: float = 0.25) -> dict[str
                                                                  "phi_teacher_label", "phi_student_label")
         out[f"{split}/gap_bottom{pct}"] = quantile_gap(table, "bottom", fraction)
         out[f"{split}/gap_top{pct}"] = quantile_gap(table, "top", fraction)
+        out[f"{split}/gap_bottom{pct}_label"] = quantile_gap(table, "bottom", fraction,
+                                                             "phi_teacher_label", "phi_student_label")
+        if "kl" in table.columns:
+            out[f"{split}/kl_bottom{pct}"] = quantile_kl(table, "bottom", fraction)
+            out[f"{split}/kl_top{pct}"] = quantile_kl(table, "top", fraction)
+        out[f"{split}/underfit_err_excess"] = matched_excess(table, UNDERFIT, SOMEONE_ERRS)
         out[f"{split}/below_frac_bottom{pct}"] = below_fraction(table, fraction)
         out[f"{split}/exaggeration_index"] = exaggeration_index(table, fraction)
         out[f"{split}/student_acc"] = accuracy(table)
@@ -127,4 +173,6 @@ def summary(tables: dict[str, pl.DataFrame], fraction: float = 0.25) -> dict[str
             out[f"{split}/group_frac_{group}"] = count / table.height
     if "train" in tables and tables["train"]["is_noisy"].any():
         out["train/mislabeled_underfit_frac"] = mislabeled_underfit_fraction(tables["train"])
+        out["train/mislabeled_underfit_excess"] = matched_excess(tables["train"], pl.col("is_noisy"), UNDERFIT)
+        out[f"train/mislabeled_bottom{pct}_share"] = mislabeled_bottom_share(tables["train"], fraction)
     return out

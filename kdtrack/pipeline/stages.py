@@ -129,10 +129,12 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
     check_sizes(config, data)  # before the teacher trains, not after
     teacher_id = config.teacher_run_id or train_teacher(config.teacher_config, experiment, data, context)
     teacher_id, teacher, teacher_params = load_teacher(teacher_id, data, config.dataset)
-    if config.arch != teacher_params["arch"]:
+    # Self-distillation's baseline is the teacher, unless the teacher saw only part of the data:
+    # Evidence 1 compares the student with one-hot training on the whole of it.
+    if config.arch != teacher_params["arch"] or float(teacher_params.get("fit_fraction", 1)) != config.fit_fraction:
         onehot_id = train_teacher(config.onehot_config, experiment, data, context)
     else:
-        onehot_id = teacher_id  # self-distillation: the teacher is the baseline
+        onehot_id = teacher_id
     same_init = initialization(config, teacher_params)
     if same_init.startswith("skipped"):
         say("same_init skipped: the student's architecture differs from the teacher's")

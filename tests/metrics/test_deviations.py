@@ -7,8 +7,11 @@ from kdtrack.metrics.deviations import (
     below_fraction,
     exaggeration_index,
     fit_slope,
+    matched_excess,
+    mislabeled_bottom_share,
     mislabeled_underfit_fraction,
     quantile_gap,
+    quantile_kl,
     quantile_slope,
     summary,
     with_groups,
@@ -68,3 +71,52 @@ def test_a_student_that_copies_its_teacher_has_no_gap():
     x = np.linspace(-4, 4, 40)
     table = _table(x, x)
     assert quantile_gap(table, "bottom") == 0 and exaggeration_index(table) == 0 and below_fraction(table) == 0
+
+
+def test_matched_excess_hand_case():
+    # Two bins of teacher confidence: x 0-3 and x 4-7.
+    # Bin 0: the one group point has the outcome, 1 of the 3 others does: 1 - 1/3 = 2/3, weight 1.
+    # Bin 1: 1 of the 2 group points has it, none of the 2 others: 1/2 - 0 = 1/2, weight 2.
+    # (2/3 * 1 + 1/2 * 2) / 3 = 5/9.
+    table = _table([0.0, 1, 2, 3, 4, 5, 6, 7], [0.0] * 8)
+    group = pl.Series([True, False, False, False, True, True, False, False])
+    outcome = pl.Series([1, 0, 0, 1, 1, 0, 0, 0])
+    assert math.isclose(matched_excess(table, pl.lit(group), pl.lit(outcome), bins=2), 5 / 9)
+    # a bin of group points only has no control and is left out: bin 1 alone is left
+    everyone = pl.Series([False, False, False, False, True, True, True, True])
+    assert math.isnan(matched_excess(table, pl.lit(everyone), pl.lit(outcome), bins=2))
+    assert math.isnan(matched_excess(table, pl.lit(False), pl.lit(outcome), bins=2))
+
+
+def test_mislabeled_points_against_clean_points_of_the_same_teacher_confidence():
+    # 20 points; mislabeled at x = 0 and 11: the bottom quarter (x = 0-4) holds one of the two.
+    x = np.arange(20.0)
+    noisy = np.isin(x, [0, 11])
+    table = _table(x, np.where(noisy, x - 1, x), is_noisy=noisy)
+    assert math.isclose(mislabeled_bottom_share(table), 0.5)
+    # both mislabeled points underfit, no clean point of their bins (x = 1, x = 10) does: excess 1
+    values = summary({"train": table})
+    assert values["train/mislabeled_underfit_excess"] == 1.0 and values["train/mislabeled_bottom25_share"] == 0.5
+    assert math.isnan(mislabeled_bottom_share(table.with_columns(is_noisy=pl.lit(False))))
+
+
+def test_kl_by_quantile_and_the_true_class_gap():
+    x = [0.0, 1, 2, 3, 4, 5, 6, 7]
+    table = _table(x, x, kl=[4.0, 2, 1, 1, 1, 1, 0, 0.5],
+                   phi_teacher_label=[7.0, 6, 5, 4, 3, 2, 1, 0], phi_student_label=[7.0, 6, 5, 4, 3, 2, 0, -2])
+    assert quantile_kl(table, "bottom") == 3.0 and quantile_kl(table, "top") == 0.25
+    values = summary({"test": table})
+    # the true class's bottom quarter is x_label = 0, 1, with gaps -2 and -1
+    assert values["test/gap_bottom25_label"] == -1.5 and values["test/gap_bottom25"] == 0
+    assert values["test/kl_bottom25"] == 3.0 and values["test/kl_top25"] == 0.25
+
+
+def test_underfit_points_that_err_against_fitted_points_of_the_same_confidence():
+    # 20 points, ten bins of two (x = 2k, 2k + 1). Labels 0; the student errs where pred = 1.
+    # Underfit (y < x) at even x, all wrong; fitted at odd x, all right: an excess of 1 per bin.
+    x = np.arange(20.0)
+    even = np.arange(20) % 2 == 0
+    table = _table(x, np.where(even, x - 1, x), pred=even.astype(int))
+    assert summary({"test": table})["test/underfit_err_excess"] == 1.0
+    # the student right everywhere: the underfit points err no more often than the others
+    assert summary({"test": table.with_columns(pred=pl.lit(0))})["test/underfit_err_excess"] == 0.0

@@ -92,3 +92,6 @@ def test_a_teacher_on_half_the_data_is_recorded_on_the_student(store):
     teacher = tracking.get_run(run.data.tags["kdtrack.teacher_run_id"])
     assert teacher.data.params["fit_fraction"] == "0.5" and run.data.params["fit_fraction"] == "1.0"
     assert 0 <= run.data.metrics["teacher/train_acc"] <= 1
+    # Evidence 1's baseline: one-hot on the whole data, not the half-data teacher
+    onehot = tracking.get_run(run.data.tags["kdtrack.onehot_run_id"])
+    assert onehot.info.run_id != teacher.info.run_id and onehot.data.params["fit_fraction"] == "1.0"
