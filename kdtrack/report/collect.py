@@ -21,7 +21,7 @@ from kdtrack.errors import UserError
 
 PARAMS = ("preset", "dataset", "arch", "teacher_arch", "width", "depth", "seed", "label_noise", "train_size",
           "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at", "kd_target", "confidence_power",
-          "confidence_spread")
+          "confidence_spread", "teacher_fit_fraction", "fit_fraction", "distill_weight", "extend_to")
 TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION, KEY)
 # Every column but the metrics is text, even where no run has a value: a column that polars would
 # infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
@@ -132,7 +132,7 @@ def with_analyses(kept: pl.DataFrame) -> pl.DataFrame:
 
 
 VARYING = ("width", "depth", "train_size", "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at",
-           "kd_target", "confidence_power", "confidence_spread")
+           "kd_target", "confidence_power", "confidence_spread", "teacher_fit_fraction", "distill_weight")
 
 
 def setting_of(table: pl.DataFrame) -> pl.DataFrame:
@@ -148,5 +148,9 @@ def setting_of(table: pl.DataFrame) -> pl.DataFrame:
         parts += [pl.lit(f" {column}="), pl.col(column).fill_null("-")]
     # A run that trains nothing (theory, report) has no preset: its role is its setting, never null,
     # which no claim's group could match.
+    # `distillation`: self (the student has its teacher's architecture) or cross, for claims that
+    # the paper makes of one kind only (Table 2's students that beat their teachers are self-distilled).
+    kind = pl.when(pl.col("role") != "student").then(None).when(teacher == pl.col("arch")).then(pl.lit("self"))
     return table.with_columns(pl.when(pl.col("preset").is_null()).then(pl.col("role"))
-                              .otherwise(pl.concat_str(parts)).alias("setting"))
+                              .otherwise(pl.concat_str(parts)).alias("setting"),
+                              kind.otherwise(pl.lit("cross")).alias("distillation"))

@@ -192,3 +192,16 @@ def test_a_theory_run_without_a_preset_is_a_setting_of_its_own():
     table = pl.DataFrame(rows, schema_overrides={c: pl.String for c in TEXT})  # typed as runs_table types them
     row = evaluate(setting_of(table), claim).row(0, named=True)
     assert (row["setting"], row["n"], row["verdict"]) == ("theory", 1, "holds")
+
+
+def test_a_students_distillation_is_self_where_it_has_its_teachers_architecture():
+    from kdtrack.report.collect import TEXT, setting_of
+
+    def student(arch, teacher_arch):
+        return {c: None for c in TEXT} | {"role": "student", "preset": "p", "arch": arch,
+                                          "teacher_arch": teacher_arch, "label_noise": "0.0"}
+
+    rows = [student("resnet56", ""), student("resnet56", "resnet56"), student("resnet20", "resnet56"),
+            {c: None for c in TEXT} | {"role": "teacher", "preset": "p", "arch": "resnet56", "label_noise": "0.0"}]
+    table = setting_of(pl.DataFrame(rows, schema_overrides={c: pl.String for c in TEXT}))
+    assert table["distillation"].to_list() == ["self", "self", "cross", None]
