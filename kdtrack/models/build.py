@@ -27,6 +27,25 @@ def check_fits(arch: str, depth: int, input_shape: tuple[int, ...], prefix: str 
         check_memory(arch, input_shape, num_classes, width, depth, prefix, **extras)
 
 
+def least_parameters(arch: str, input_shape: tuple[int, ...], num_classes: int, width: int, depth: int) -> int:
+    """A lower bound on the trainable weights, by arithmetic alone: `check_memory` refuses a model
+    that exceeds memory even by this count before building anything (a million layers took minutes
+    to build on the meta device). 0 for architectures of fixed size."""
+    default_width, default_depth = SIZES[arch]
+    if default_width is None:
+        return 0
+    w, d, inputs = width or default_width, depth or default_depth or 1, math.prod(input_shape)
+    if default_depth is None:  # a ResNet whose first stage has w channels: one 3x3 conv of them
+        return 9 * w * w
+    if arch == "random_features":  # only the head trains
+        return w * num_classes
+    if arch == "cnn":
+        return 36 * w * (input_shape[0] + (d - 1) * w)
+    if arch == "mlp":
+        return w * (inputs + (d - 1) * w + num_classes)
+    return d * 12 * w * w  # a transformer block: attention 4 w^2 and feed-forward 8 w^2
+
+
 # Training holds the weights, their gradients and up to two optimizer moments (Adam's): 4 copies.
 TRAINING_COPIES = 4
 
@@ -43,6 +62,11 @@ def check_memory(arch: str, input_shape: tuple[int, ...], num_classes: int, widt
     """Refuse a model whose training would not fit in memory, before building it: the model is
     built on PyTorch's meta device, which allocates nothing, and its tensors counted. (A
     pretrained text model is as large as its checkpoint: not checked.)"""
+    least = TRAINING_COPIES * 4 * least_parameters(arch, input_shape, num_classes, width, depth)
+    if least > memory_bytes():
+        raise UserError(f"{prefix}arch={arch!r} with {prefix}width={width} and {prefix}depth={depth} needs at least "
+                        f"{least / 2**30:.3g} GiB to train; this machine has {memory_bytes() / 2**30:.1f} GiB; "
+                        f"allowed: a smaller {prefix}width or {prefix}depth")
     with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the real build draws the same numbers
         model = _build(arch, input_shape, num_classes, width, depth, **extras)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())

@@ -147,15 +147,36 @@ def test_every_field_declares_its_meaning_and_its_default_is_allowed():
             assert spec.type == "bool" or allowed_values(spec) or not (rule["check"] or rule["choices"]), spec.name
 
 
-def test_model_memory_is_estimated_before_anything_is_allocated():
+def test_model_memory_is_estimated_before_anything_is_allocated(monkeypatch):
     import pytest
 
     from kdtrack.errors import UserError
-    from kdtrack.models import build_model, check_memory
+    from kdtrack.models import build, build_model, check_memory
 
     check_memory("mlp", (1, 28, 28), 10, 32)  # fits: no error
+    monkeypatch.setattr(build, "least_parameters", lambda *args: 0)  # the count on the meta device
     with pytest.raises(UserError, match=r"arch='mlp' with width=100000000 and depth=0 needs \d+\.\d GiB to train "
                                         r".*this machine has \d+\.\d GiB"):
         build_model("mlp", (1, 28, 28), 10, 100_000_000)
     with pytest.raises(UserError, match=r"teacher_arch='cnn' with teacher_width=10000000"):
         check_memory("cnn", (1, 28, 28), 10, 10_000_000, 0, "teacher_")
+
+
+def test_a_huge_model_is_refused_by_arithmetic_before_anything_is_built(monkeypatch):
+    """Issue 30, case 4: a million layers took minutes to build on the meta device before the
+    refusal; the bound now refuses it without building a layer."""
+    import pytest
+
+    from kdtrack.errors import UserError
+    from kdtrack.models import build, check_memory
+
+    # hand-counted: 784 x 1000 + 1000 x 1000 + 1000 x 10 weights, biases left out of the bound
+    assert build.least_parameters("mlp", (1, 28, 28), 10, 0, 0) == 784_000 + 1_000_000 + 10_000
+    assert build.least_parameters("random_features", (1, 28, 28), 10, 0, 0) == 50_000  # the head only
+    assert build.least_parameters("resnet18", (3, 32, 32), 10, 0, 0) == 0  # fixed size: left to the count
+    monkeypatch.setattr(build, "_build", lambda *args, **kwargs: pytest.fail("built a layer"))
+    for width, depth in ((0, 1_000_000), (10**10, 0)):
+        with pytest.raises(UserError, match=r"needs at least [\d.e+]+ GiB to train; this machine has"):
+            check_memory("mlp", (1, 28, 28), 10, width, depth)
+    with pytest.raises(UserError, match="teacher_width=1000000 .*needs at least"):
+        check_memory("resnet56", (3, 32, 32), 10, 1_000_000, 0, "teacher_")
