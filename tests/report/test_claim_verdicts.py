@@ -157,3 +157,19 @@ def test_seeds_needed_by_hand():
     table = pl.DataFrame(_students(values, "unsure") + _students([1.3, 1.4, 1.5], "sure"))
     result = evaluate(table, _claim())
     assert _by_setting(result, "seeds_needed") == {"unsure": 34, "sure": None}
+
+
+def test_the_shown_table_has_paper_expect_seeds_and_holm_only_with_a_family():
+    from kdtrack.report.verdicts import shown
+
+    table = pl.DataFrame(_students([0.9, 1.1, 1.3], "cifar100_v1") + _students([1.3, 1.4, 1.5], "mnist"))
+    plain = shown(evaluate(table, _claim(expect=_rules())), several_experiments=False)
+    assert plain.columns == ["id", "setting", "n", "estimate", "95% CI", "test", "verdict", "expect", "paper",
+                             "seeds needed (est.)"]
+    assert plain.row(0, named=True) | {"95% CI": None} == {
+        "id": "c", "setting": "cifar100_v1", "n": 3, "estimate": "1.1", "95% CI": None,
+        "test": "test/slope_bottom25 > 1", "verdict": "inconclusive", "expect": "holds", "paper": "Table 3: 1.3-1.6",
+        "seeds needed (est.)": "34"}
+    assert plain.row(1, named=True)["paper"] == "-" and plain.row(1, named=True)["seeds needed (est.)"] == ""
+    family = shown(evaluate(table, _claim(family="f")).insert_column(0, pl.lit("x").alias("experiment")), True)
+    assert family.columns[0] == "experiment" and family.columns[8] == "verdict (Holm)"
