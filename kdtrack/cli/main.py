@@ -244,7 +244,8 @@ def report_command(experiments, filter_string, dashboard, out, output, version, 
 @click.option("--dashboard", default="paper", show_default=True, help="A dashboards/ name or a YAML file.")
 @click.option("--filter", "filter_string", default="", help="An MLflow search filter, as for `report`.")
 @click.option("--format", "output", type=click.Choice(["table", "json", "md"]), default="table", show_default=True)
-@click.option("--strict", is_flag=True, help="Exit 1 when a verdict contradicts what the paper reports.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a row's verdict (Holm-corrected within a declared family) "
+              "contradicts what the paper expects for that setting; rows with no expectation never fail.")
 @CODE_VERSION
 @click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
 def claims_command(experiments, dashboard, filter_string, output, strict, version, tracking_uri) -> None:
@@ -253,13 +254,11 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
     Example: kdtrack claims --experiment table7 --format md --strict"""
     import json
 
-    import polars as pl
-
     from kdtrack import tracking
     from kdtrack.report.claims import contradictions
     from kdtrack.report.dashboard import load
     from kdtrack.report.render import markdown_table
-    from kdtrack.report.verdicts import verdicts
+    from kdtrack.report.verdicts import LEGEND, shown, verdicts
 
     _use_tracking_uri(tracking_uri)
 
@@ -271,16 +270,12 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
         results, left_out = verdicts(list(experiments), board.claims, filter_string, _code_version(version))
         if left_out:
             click.echo(f"kdtrack: left out: {', '.join(left_out)}", err=True)
-        columns = ["experiment", "id", "setting", "n", "estimate", "ci_low", "ci_high", "verdict", "expect"]
         if output == "json":
             text = json.dumps([{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
-                               for row in results.select(columns).iter_rows(named=True)], indent=1)
-        elif output == "md":
-            text = markdown_table(results.select(columns))
+                               for row in results.iter_rows(named=True)], indent=1)
         else:
-            with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True,
-                           tbl_hide_column_data_types=True, float_precision=3, tbl_width_chars=200):
-                text = str(results.select(columns))
+            table = shown(results, len(experiments) > 1)
+            text = "\n".join([markdown_table(table) if output == "md" else _terminal(table), "", *LEGEND])
         return text, contradictions(results)
 
     text, contradicted = exit_on_user_error(check)
@@ -288,8 +283,16 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
     if strict and contradicted.height:
         rows = contradicted.iter_rows(named=True)
         click.echo(f"kdtrack: {contradicted.height} verdict(s) contradict the paper: "
-                   + ", ".join(f"{r['id']} ({r['setting']}: {r['verdict']})" for r in rows), err=True)
+                   + ", ".join(f"{r['id']} ({r['setting']}: {r['verdict_holm']})" for r in rows), err=True)
         raise SystemExit(1)
+
+
+def _terminal(table) -> str:
+    import polars as pl
+
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=200):
+        return str(table)
 
 
 @main.command("runs")

@@ -14,14 +14,15 @@ from __future__ import annotations
 import math
 import operator
 import re
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from scipy import stats
 
 from kdtrack.contract import known_metric
 from kdtrack.errors import UserError
+from kdtrack.report.inference import decided, holm, one_sided, seed_slopes, seeds_needed
 
 TESTS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 VERDICTS = ("holds", "fails", "inconclusive", "no runs")
@@ -55,14 +56,44 @@ class Paired(Strict):
     minus: Baseline
 
 
+Expectation = Literal["holds", "fails"]
+EXTENSION = "kdtrack's extension"  # the paper column of a claim the paper never made
+NOT_REPORTED = "-"  # the paper column of a setting none of a claim's rules covers
+
+
+def _metric_conditions(selection: Selection) -> Selection:
+    for column, wanted in selection.items():
+        if column.startswith("m:"):
+            comparison(str(wanted))
+    return selection
+
+
+Selecting = Annotated[Selection, AfterValidator(_metric_conditions)]  # `m:<metric>` values are comparisons
+
+
+class Rule(Strict):
+    """One entry of a per-setting `expect` list: the settings `select` matches (any of a setting's
+    runs that the claim selects matches it), what the paper expects there (null: it reports the
+    setting but claims no direction), and what it reports for them."""
+
+    select: Selecting
+    expect: Expectation | None = None
+    paper: str
+
+
 class Claim(Strict):
     id: str
     text: str
     source: str
-    select: Selection
+    select: Selecting
     statistic: Union[str, Paired]
     test: str
-    expect: Literal["holds", "fails"] | None = None
+    # holds/fails: the same expectation for every setting; a list of rules: per setting, first match wins
+    expect: Expectation | tuple[Rule, ...] | None = None
+    paper: str | None = None  # what the paper reports, with a scalar expect (default: source)
+    extension: bool = False  # kdtrack's own extrapolation: no expectation anywhere
+    family: str | None = None  # Holm-corrected together with the other rows of this family
+    trend: str | None = None  # a numeric run param: one row, the per-seed slope of the statistic on it
     min_seeds: int = Field(default=3, ge=1)  # 1: the statistic is exact (Theorem 4.1), its value is its interval
 
     @field_validator("test")
@@ -71,24 +102,29 @@ class Claim(Strict):
         comparison(value)
         return value
 
-    @field_validator("select")
-    @classmethod
-    def _metric_conditions(cls, value: Selection) -> Selection:
-        for column, wanted in value.items():
-            if column.startswith("m:"):
-                comparison(str(wanted))
-        return value
-
     @model_validator(mode="after")
     def _known_metrics(self) -> "Claim":
         named = [("statistic", self.metric)]
         if isinstance(self.statistic, Paired):
             named.append(("statistic.minus", self.statistic.minus.metric))
-        named += [(f"select.{c}", c.removeprefix("m:")) for c in self.select if c.startswith("m:")]
+        rules = self.expect if isinstance(self.expect, tuple) else ()
+        selections = [("select", self.select), *((f"expect.{i}.select", r.select) for i, r in enumerate(rules))]
+        for key, selection in selections:
+            named += [(f"{key}.{c}", c.removeprefix("m:")) for c in selection if c.startswith("m:")]
         for key, metric in named:
             if not known_metric(metric):
                 raise ValueError(f"{key}: {metric!r} is not a metric kdtrack logs (the names are kdtrack/contract.py's "
                                  "METRIC_PATTERNS, e.g. test/acc, train/slope_bottom25, eigen/exaggerated_pair_frac)")
+        return self
+
+    @model_validator(mode="after")
+    def _one_source_of_paper_text(self) -> "Claim":
+        if self.extension and (self.expect is not None or self.paper is not None):
+            key = "expect" if self.expect is not None else "paper"
+            raise ValueError(f"{key}: an extension claim is kdtrack's own, the paper expects and reports nothing "
+                             "for it; drop the key or `extension`")
+        if isinstance(self.expect, tuple) and self.paper is not None:
+            raise ValueError("paper: with a list of rules, each rule says what the paper reports for its settings")
         return self
 
     @property
@@ -109,8 +145,8 @@ def parse(claims: object, source: str) -> tuple[Claim, ...]:
         try:
             out.append(Claim.model_validate(spec))
         except ValidationError as error:
-            problem = error.errors()[0]
-            where = "".join(f"{part}: " for part in problem["loc"])
+            problem = _most_specific(error.errors())
+            where = "".join(f"{part}: " for part in problem["loc"] if "[" not in str(part))
             name = spec.get("id", index) if isinstance(spec, dict) else index
             message = problem["msg"].removeprefix("Value error, ")
             raise UserError(f"{source}: claim {name!r}: {where}{message}") from None
@@ -118,6 +154,13 @@ def parse(claims: object, source: str) -> tuple[Claim, ...]:
     if len(set(ids)) != len(ids):
         raise UserError(f"{source}: claim id {next(i for i in ids if ids.count(i) > 1)!r} is declared twice")
     return tuple(out)
+
+
+def _most_specific(errors: list) -> dict:
+    """The error to report: the deepest, so that a bad rule of an `expect` list is named rather than
+    the scalar the list is not (pydantic reports both members of the union, tagged `literal[...]`
+    and `tuple[...]`, which `parse` leaves out of the key)."""
+    return max(errors, key=lambda e: len(e["loc"]) if len(e["loc"]) > 2 else 0)
 
 
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -176,14 +219,15 @@ def _stored(value) -> str:
 NO_VALUES = pl.DataFrame(schema={"setting": pl.String, "seed": pl.String, "value": pl.Float64})
 
 
-def per_seed(table: pl.DataFrame, claim: Claim) -> pl.DataFrame:
+def per_seed(table: pl.DataFrame, claim: Claim, by: str = "setting") -> pl.DataFrame:
     """setting, seed, value: the claim's statistic for each seed of each setting (runs of one seed
-    are averaged, which only matters where a filter let duplicates through)."""
+    are averaged, which only matters where a filter let duplicates through). With `by`, the
+    "setting" column holds that column's value instead (a trend's strength, as text)."""
     rows = select(table, claim.select)
     column = f"m:{claim.metric}"
-    if column not in rows.columns:
+    if column not in rows.columns or by not in rows.columns:
         return NO_VALUES
-    rows = rows.filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan())
+    rows = rows.filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan() & pl.col(by).is_not_null())
     value = pl.col(column)
     if isinstance(claim.statistic, Paired):
         minus = claim.statistic.minus
@@ -201,29 +245,124 @@ def per_seed(table: pl.DataFrame, claim: Claim) -> pl.DataFrame:
                     .agg(pl.col(other).mean().alias("__baseline")))
             rows = rows.join(base, on=list(minus.pair_by), how="inner")
             value = pl.col(column) - pl.col("__baseline")
-    return (rows.select(pl.col("setting").cast(pl.String), pl.col("seed").cast(pl.String), value.alias("value"))
+    return (rows.select(pl.col(by).cast(pl.String).alias("setting"), pl.col("seed").cast(pl.String),
+                        value.alias("value"))
             .group_by("setting", "seed").agg(pl.col("value").mean()).sort("setting", "seed"))
 
 
+RESULT = {"id": pl.String, "family": pl.String, "setting": pl.String, "n": pl.Int64, "estimate": pl.Float64,
+          "ci_low": pl.Float64, "ci_high": pl.Float64, "p": pl.Float64, "p_opposite": pl.Float64,
+          "verdict": pl.String, "p_holm": pl.Float64, "p_opposite_holm": pl.Float64, "verdict_holm": pl.String,
+          "expect": pl.String, "paper": pl.String, "seeds_needed": pl.Int64, "test": pl.String, "text": pl.String,
+          "source": pl.String}
+
+
 def evaluate(table: pl.DataFrame, claims: tuple[Claim, ...]) -> pl.DataFrame:
-    """One row per claim and setting: n (seeds), estimate, ci_low, ci_high, verdict, expect."""
-    out = []
+    """The claims on the runs of one experiment: one row per claim and setting (a trend claim: one
+    row), with n (seeds), estimate, ci_low, ci_high, the one-sided p of each side, verdict, the
+    Holm-corrected p and verdict over the row's family (`verdict_holm`; outside a family the
+    verdict itself), expect and paper (the expectation and what the paper reports for that
+    setting), and seeds_needed (an estimate, for inconclusive rows)."""
+    rows = []
     for claim in claims:
-        values = per_seed(table, claim)
-        settings = values["setting"].unique(maintain_order=True).to_list() or [_nothing(table, claim)]
-        for setting in settings:
-            seeds = values.filter(pl.col("setting") == setting)["value"].to_list()
-            mean, low, high = t_interval(seeds)
-            if claim.min_seeds == 1 and len(seeds) == 1:
-                low = high = mean
-            out.append({"id": claim.id, "setting": setting, "n": len(seeds), "estimate": mean, "ci_low": low,
-                        "ci_high": high, "verdict": verdict(low, high, claim.comparison, len(seeds), claim.min_seeds),
-                        "expect": claim.expect or "", "test": f"{claim.metric} {claim.test.strip()}",
-                        "text": claim.text, "source": claim.source})
-    schema = {"id": pl.String, "setting": pl.String, "n": pl.Int64, "estimate": pl.Float64, "ci_low": pl.Float64,
-              "ci_high": pl.Float64, "verdict": pl.String, "expect": pl.String, "test": pl.String,
-              "text": pl.String, "source": pl.String}
-    return pl.DataFrame(out, schema=schema)
+        made = _trend_rows(table, claim) if claim.trend else _setting_rows(table, claim)
+        rows += [(row, claim) for row in made]
+    return pl.DataFrame(_holm_verdicts(rows), schema=RESULT)
+
+
+def _setting_rows(table: pl.DataFrame, claim: Claim) -> list[dict]:
+    values = per_seed(table, claim)
+    chosen = select(table, claim.select)
+    settings = values["setting"].unique(maintain_order=True).to_list()
+    if not settings:
+        return [_row(claim, _nothing(table, claim), [], chosen)]
+    return [_row(claim, setting, values.filter(pl.col("setting") == setting)["value"].to_list(),
+                 chosen.filter(pl.col("setting").cast(pl.String) == setting)) for setting in settings]
+
+
+def _trend_rows(table: pl.DataFrame, claim: Claim) -> list[dict]:
+    """One row: the t interval over seeds of each seed's least-squares slope of the statistic on
+    the `trend` column (inference.seed_slopes says why per seed), tested as the claim's test."""
+    column = claim.trend
+    chosen = select(table, claim.select)
+    if column not in table.columns:
+        return [_row(claim, f"(trend: the runs have no column {column!r})", [], chosen)]
+    values = per_seed(table, claim, by=column)
+    strengths = {text: _number(text) for text in values["setting"].unique().to_list()}
+    odd = sorted(text for text, number in strengths.items() if number is None)
+    if odd:
+        return [_row(claim, f"(trend over {column}: not numbers: {', '.join(odd)})", [], chosen, "inconclusive")]
+    levels = len(strengths)
+    if levels == 0:
+        return [_row(claim, _nothing(table, claim), [], chosen)]
+    if levels == 1:
+        return [_row(claim, f"(trend over {column}: 1 level; a slope needs 2 or more)", [], chosen, "inconclusive")]
+    points = {}
+    for setting, seed, value in values.iter_rows():
+        points.setdefault(seed, []).append((strengths[setting], value))
+    return [_row(claim, f"trend over {column} ({levels} levels)", seed_slopes(points), chosen)]
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _row(claim: Claim, setting: str, values: list[float], runs: pl.DataFrame, nothing: str = "no runs") -> dict:
+    """One result row from the per-seed values of a setting (or seeds' slopes of a trend) and the
+    runs they come from (which an `expect` rule matches)."""
+    operation, threshold = claim.comparison
+    n = len(values)
+    mean, low, high = t_interval(values)
+    p, p_opposite = one_sided(values, threshold, upward=operation in (">", ">="))
+    exact = claim.min_seeds == 1 and n == 1
+    if exact:
+        low = high = mean
+    outcome = verdict(low, high, claim.comparison, n, claim.min_seeds) if n else nothing
+    if exact:  # an exact statistic has no sampling error: its side is certain
+        p, p_opposite = {"holds": (0.0, 1.0), "fails": (1.0, 0.0)}.get(outcome, (math.nan, math.nan))
+    needed = seeds_needed(values, threshold) if outcome == "inconclusive" else None
+    expect, paper = expectation(claim, runs)
+    return {"id": claim.id, "family": claim.family, "setting": setting, "n": n, "estimate": mean, "ci_low": low,
+            "ci_high": high, "p": p, "p_opposite": p_opposite, "verdict": outcome, "expect": expect, "paper": paper,
+            "seeds_needed": None if needed is None else max(needed, claim.min_seeds),
+            "test": f"{claim.metric} {claim.test.strip()}", "text": claim.text, "source": claim.source}
+
+
+def expectation(claim: Claim, runs: pl.DataFrame) -> tuple[str, str]:
+    """(expect, paper) for the setting whose runs (those the claim selects) are `runs`: an
+    extension's is ("", "kdtrack's extension"); a scalar's the same everywhere, with the claim's
+    `paper` text or its source; a list's the first rule that any of the runs match, and ("", "-")
+    when none does: the paper reports nothing there."""
+    if claim.extension:
+        return "", EXTENSION
+    if not isinstance(claim.expect, tuple):
+        return claim.expect or "", claim.paper or claim.source
+    for rule in claim.expect:
+        if select(runs, rule.select).height:
+            return rule.expect or "", rule.paper
+    return "", NOT_REPORTED
+
+
+def _holm_verdicts(rows: list[tuple[dict, Claim]]) -> list[dict]:
+    """The rows, in order, with p_holm, p_opposite_holm and verdict_holm: Holm's correction of each
+    side's p over all rows of a family (rows without a p, fewer than 2 seeds, do not count),
+    decided at 2.5% a side like the interval. A row outside a family, or with fewer seeds than its
+    claim's min_seeds, keeps its verdict."""
+    adjusted = {}
+    for family in {claim.family for _, claim in rows} - {None}:
+        members = [i for i, (_, claim) in enumerate(rows) if claim.family == family]
+        sides = [holm([rows[i][0][key] for i in members]) for key in ("p", "p_opposite")]
+        adjusted.update(zip(members, zip(*sides)))
+    out = []
+    for index, (row, claim) in enumerate(rows):
+        p, q = adjusted.get(index, (None, None))
+        tested = p is not None and not math.isnan(p) and row["n"] >= claim.min_seeds
+        holm_verdict = decided(p, q) if tested else row["verdict"]
+        out.append({**row, "p_holm": p, "p_opposite_holm": q, "verdict_holm": holm_verdict})
+    return out
 
 
 def _nothing(table: pl.DataFrame, claim: Claim) -> str:
@@ -233,6 +372,11 @@ def _nothing(table: pl.DataFrame, claim: Claim) -> str:
 
 
 def contradictions(results: pl.DataFrame) -> pl.DataFrame:
-    """Rows whose verdict is the opposite of what the paper reports (`claims --strict` fails on them)."""
-    return results.filter((pl.col("expect") != "") & pl.col("verdict").is_in(["holds", "fails"])
-                          & (pl.col("verdict") != pl.col("expect")))
+    """Rows whose verdict contradicts what the paper expects for that setting (`claims --strict`
+    fails on them, and only on them). The verdict is `verdict_holm`: within a declared family the
+    Holm-corrected one, so that one setting of many falling on the wrong side by chance (at 2.5% a
+    side per row, expected somewhere among many rows) is not a contradiction, while the family as a
+    whole keeps a 2.5% error rate a side; outside a family it is the verdict. A row without an
+    expectation (a setting the paper makes no claim on, an extension) never contradicts."""
+    return results.filter((pl.col("expect") != "") & pl.col("verdict_holm").is_in(["holds", "fails"])
+                          & (pl.col("verdict_holm") != pl.col("expect")))

@@ -76,9 +76,10 @@ def html_table(frame: pl.DataFrame, pages: dict[str, str] | None = None) -> str:
     if pages and "run_id" in frame.columns:  # Styler escapes before it formats: the link stays a link
         styled = styled.format(lambda r: f'<a href="{escape(pages[r])}">{escape(r)}</a>' if pages.get(r)
                                else escape(r or ""), subset=["run_id"])
-    if "verdict" in frame.columns:
+    verdicts = [c for c in frame.columns if c.startswith("verdict")]  # and "verdict (Holm)"
+    if verdicts:
         colour = lambda verdict: f"background-color: {VERDICT_COLOURS.get(verdict, 'white')}"  # noqa: E731
-        styled = styled.map(colour, subset=["verdict"])
+        styled = styled.map(colour, subset=verdicts)
     return styled.to_html()
 
 

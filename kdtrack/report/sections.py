@@ -103,17 +103,13 @@ def switch_curves(fetched: Fetched):
 
 def claims_section(fetched: Fetched, claims: tuple[Claim, ...]) -> Section:
     """The report's first section, when its dashboard declares claims (report.verdicts)."""
-    from kdtrack.report.verdicts import claim_table
+    from kdtrack.report.verdicts import LEGEND, claim_table, shown
 
     results = claim_table(fetched.runs, list(fetched.experiments), claims)
-    shown = results.select(*(["experiment"] if len(fetched.experiments) > 1 else []), "id", "setting", "n",
-                           pl.col("estimate").round_sig_figs(3).cast(pl.String),
-                           pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3),
-                                     pl.col("ci_high").round_sig_figs(3)).alias("95% CI"),
-                           "test", "verdict", pl.col("expect").alias("paper"), "source")
-    return Section("Claims", "per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, "
-                   "verdict (holds/fails: the whole interval on one side of the threshold), what the paper "
-                   "reports", (shown,))
+    note = ("per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, verdict (holds/fails: "
+            "the whole interval on one side of the threshold), what the paper expects and reports for that setting "
+            "('-': nothing there). " + ". ".join(LEGEND) + ".")
+    return Section("Claims", note, (shown(results, len(fetched.experiments) > 1),))
 
 
 # Section builders: each takes what was fetched and returns its Section, or None when it has

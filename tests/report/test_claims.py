@@ -173,8 +173,13 @@ def test_claims_command_reads_the_counted_analyses_and_strict_fails_on_a_contrad
     assert failing["expect"] == "holds" and failing["ci_low"] < 0.55 < failing["ci_high"]
     assert rows["claims-hold"]["slope-test"]["verdict"] == "holds"
     assert rows["claims-hold"]["eigen-exaggeration"]["verdict"] == "no runs"
+    assert failing["verdict_holm"] == "fails" and failing["paper"] and "seeds_needed" in failing
+    assert failing["p_opposite"] < 0.025 < failing["p"]
     strict = CliRunner().invoke(main, ["claims", "--experiment", "claims-fail", "--strict"])
     assert strict.exit_code == 1 and "contradict the paper: slope-test" in strict.stderr
+    assert "paper" in strict.stdout and "seeds needed (est.)" in strict.stdout
+    assert "equivalently a one-sided t test at 2.5%" in strict.stdout
+    assert "--strict reads the Holm verdict" in strict.stdout
     assert CliRunner().invoke(main, ["claims", "--experiment", "claims-hold", "--strict"]).exit_code == 0
     html = CliRunner().invoke(main, ["report", "--experiment", "claims-fail", "--out", str(tmp_path)])
     assert html.exit_code == 0, html.output
