@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pkgutil
 import re
 from dataclasses import dataclass, fields
@@ -356,14 +357,15 @@ def _suite(name: str, experiment: str):
 @suite_group.command("run")
 @click.argument("suite")
 @click.option("--dry-run", is_flag=True, help="Print the plan; train nothing.")
-@click.option("--workers", default=1, show_default=True,
-              help="Settings trained in parallel processes (--launcher process).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Settings trained in parallel processes (--launcher process); at most the machine's cores.")
+@click.option("--force", is_flag=True, help="Allow more --workers than the machine has cores.")
 @SUITE_EXPERIMENT
 @LAUNCHER
 @click.option("--nproc-per-node", type=click.IntRange(min=1), default=None,
               help="Processes (one per GPU) that train each run of a job (DDP); default: the task's own.")
 @_options(SLURM_OPTIONS)
-def suite_run(suite, dry_run, workers, experiment, launcher, **flags) -> None:
+def suite_run(suite, dry_run, workers, force, experiment, launcher, **flags) -> None:
     """Train and analyze what the suite declares and the store lacks, then write its report;
     prints the run ids. With --launcher slurm, submits the jobs (teachers first, each student
     after its teacher's job) and prints their job ids; the Slurm options come from the suite
@@ -379,6 +381,10 @@ def suite_run(suite, dry_run, workers, experiment, launcher, **flags) -> None:
         if workers != 1 and launcher != "process":
             raise UserError(f"--workers {workers} applies to --launcher process; with --launcher {launcher} "
                             "every task is a job of its own")
+        cores = os.cpu_count() or 1
+        if workers > cores and not force:  # before a process is forked
+            raise UserError(f"--workers {workers} is more than this machine's {cores} cores; allowed: 1 to {cores}, "
+                            "or --force to start that many processes anyway")
         launch = _launch(launcher, flags, loaded.slurm)
         if launch is None:
             ids = suites.run(loaded, dry_run, workers)

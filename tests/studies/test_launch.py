@@ -183,6 +183,7 @@ def test_an_ablation_on_slurm_is_one_job_array_of_workers(store, tmp_path, fake_
 @pytest.mark.parametrize("args, message", [
     (["suite", "run", "SUITE", "--partition", "gpu"], "--partition applies to --launcher local or slurm"),
     (["suite", "run", "SUITE", "--launcher", "local", "--workers", "2"], "--workers 2 applies to --launcher process"),
+    (["suite", "run", "SUITE", "--workers", "1000"], "--workers 1000 is more than this machine's"),
     (["suite", "run", "SUITE", "--launcher", "slurm", "--gpus-per-task", "1", "--nproc-per-node", "2"],
      "nproc_per_node=2 is more than gpus_per_task=1"),
     (["ablate", "-P", "preset=mnist_mlp", "--array", "2"], "--array applies to --launcher local or slurm"),
