@@ -137,7 +137,7 @@ class TrackedRun:
                  probes: dict[str, Callable], logged_through: int, fluent: bool, system_metrics: bool = False):
         self.run_id, self.role, self.context, self.fluent = run_id, role, context, fluent
         self.confidence_tables = confidence_tables
-        self.probes = probes  # artifact path -> model -> {column: value}, one row per log step
+        self.probes = probes  # artifact path -> model -> {column: value}, one row per probe step (Plan.observes)
         self.rows: dict[str, list[dict]] = {path: [] for path in probes}
         self.logged_through = logged_through
         self.last_step = 0  # of the metrics logged; the logged model carries those of this step

@@ -118,4 +118,4 @@ def test_cifar10_cnn_preset_records_patch_eigen_trajectories(store, tmp_path):
     run_id = train_teacher(config, "cifar-fixture")
     trajectory = tracking.load_table(run_id, "eigen/trajectory.parquet")
     assert trajectory.width == 1 + 6 * 6 * 3  # one column per direction of the 6x6x3 patches
-    assert trajectory["step"].to_list() == [0, 2]
+    assert trajectory["step"].to_list() == [0, 1, 2]  # 2 steps: eigen_every=0 probes each
