@@ -72,20 +72,30 @@ def eigen_evidence(student, config: AnalyzeConfig) -> Evidence:
     if not (teacher_id and tracking.has_artifact(student_id, TRAJECTORY)
             and tracking.has_artifact(teacher_id, TRAJECTORY)):
         return Evidence({})
+    data = data_of(student)
+    return (first_layer_evidence(student, teacher_id, config) + top_k_evidence(student, data)
+            + hidden_layer_evidence(student, teacher_id, data, config))
+
+
+def first_layer_evidence(student, teacher_id: str, config: AnalyzeConfig) -> Evidence:
+    """The pair statistics of the first layer, where teacher and student share its eigendirections
+    (the same eigenvalues: the same inputs to the layer); else a note and nothing."""
+    student_id = student.info.run_id
+    eigenvalues, own = (tracking.load_table(run_id, EIGENVALUES)["eigenvalue"].to_numpy()
+                        for run_id in (teacher_id, student_id))
+    if len(eigenvalues) != len(own) or not np.allclose(eigenvalues, own, rtol=1e-6):
+        return Evidence({}, notes=("eigen/: no first-layer pair statistics: the teacher's first layer sees other "
+                                   "inputs than the student's (other architectures, or other random features or "
+                                   "patches), so their eigendirections differ",))
     trajectories = (tracking.load_table(teacher_id, TRAJECTORY), tracking.load_table(student_id, TRAJECTORY))
     displacements = None
     if tracking.has_artifact(student_id, DISPLACEMENT) and tracking.has_artifact(teacher_id, DISPLACEMENT):
         displacements = (tracking.load_table(teacher_id, DISPLACEMENT), tracking.load_table(student_id, DISPLACEMENT))
-    # The directions are the data's: the teacher's eigenvalues serve both models.
-    eigenvalues = tracking.load_table(teacher_id, EIGENVALUES)["eigenvalue"].to_numpy()
-    directions = sum(c.startswith("v") for c in trajectories[1].columns)
     same = student.data.tags.get(SAME_INIT) == "teacher"
     title = f"{caption(student)}: first-layer eigen-trajectories (Fig. 19-21)" + (
         "" if same else "; NOT the same initialization")
-    first = pair_evidence("eigen/", trajectories, displacements, eigenvalues,
-                          sample_pairs(directions, config.eigen_pairs, seed=0), title, "figures/eigen_pairs.png")
-    data = data_of(student)
-    return first + top_k_evidence(student, data) + hidden_layer_evidence(student, teacher_id, data, config)
+    pairs = sample_pairs(len(eigenvalues), config.eigen_pairs, seed=0)
+    return pair_evidence("eigen/", trajectories, displacements, eigenvalues, pairs, title, "figures/eigen_pairs.png")
 
 
 def top_k_evidence(student, data) -> Evidence:
