@@ -203,6 +203,9 @@ class TrainConfig:
     eigen: bool = param(True, "record first-layer eigen-trajectories (eigen/trajectory.parquet); image models only")
     eigen_k: int = param(0, "directions recorded, top first; 0 = every direction with a nonzero eigenvalue",
                          "an integer >= 0 (0 = all)", lambda value: value >= 0)
+    eigen_every: int = param(0, "steps between eigen probes (trajectory, displacement, last-layer weights); 0 = "
+                             "about 100 evenly spaced points over the run (every step below 150 steps); the last "
+                             "step is always probed", "an integer >= 0 (0 = auto)", lambda value: value >= 0)
     force: bool = param(False, "train anew even when a finished run with the same parameters exists")
     resume: bool = param(True, "continue an interrupted run with the same parameters from its checkpoint")
     if_running: str = param("wait", "another process trains the same run: wait for it and reuse it, or refuse",
@@ -493,9 +496,10 @@ def _as_string(value) -> str:
     return str(value)
 
 
-# Fields that do not change what is trained, left out of reuse keys.
+# Fields that do not change what is trained, left out of reuse keys. eigen_every with them: the
+# probes read the weights (and draw from no generator), so only how often they are recorded changes.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
-              "eigen", "eigen_k", "teacher_run_id", "force", "resume", "if_running",
+              "eigen", "eigen_k", "eigen_every", "teacher_run_id", "force", "resume", "if_running",
               "keep_checkpoints", "nproc_per_node", "register", "system_metrics")
 
 

@@ -56,9 +56,11 @@ METRIC_PATTERNS = (
     r"(train|test)/group_frac_(Both|Neither|Only_student|Only_teacher)",
     r"teacher/(train|test)_acc",
     r"table2/(teacher|student_distill|student_onehot)_(train|test)_acc",
-    r"eigen/(layer\d+_)?(exaggerated_pair_frac|pairs)",
-    r"theory/(closed_form_holds_frac|closed_form_max_ratio|closed_form_checks|gd_holds_frac|gd_checks"
-    r"|ce_exaggerated_pair_frac|ce_pairs)",
+    # the pair statistic (delta), overall and per log-eigenvalue-ratio bin, and the own-scale one
+    r"eigen/(layer\d+_)?((exaggerated_pair_frac|median_delta|pairs)(_logratio_[\d.]+-([\d.]+|inf))?"
+    r"|pairs_left_out|(teacher|student)_top_biased_frac|top_biased_pairs)",
+    r"theory/(closed_form_holds_frac|closed_form_max_ratio|closed_form_checks|gd_holds_frac|gd_checks)",
+    r"theory/(closed_form|ce)_(exaggerated_pair_frac|median_delta|pairs|pairs_left_out)",
     r"lr|epoch|distill_weight",
     r"trials/\w+|best/.+|objective/.+",  # an ablation's own objectives and counts
     r"system/.+",  # MLflow's system metrics (system_metrics=true)

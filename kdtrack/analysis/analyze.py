@@ -54,7 +54,10 @@ def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunCon
         return found.info.run_id
     evidence = gather(student, config)
     tags = {KEY: key, STUDENT_RUN: student_id, TEACHER_RUN: student.data.tags.get(TEACHER_RUN, "")}
-    with tracking.run(student.info.experiment_id, analysis_name(student), "analysis", params, context, tags) as run:
+    for note in evidence.notes:
+        say(f"student {student_id}: {note}")
+    with tracking.run(student.info.experiment_id, analysis_name(student), "analysis", params, context, tags,
+                      summary="\n\n".join(evidence.notes)) as run:
         record(run, evidence)
     copied = {k: v for k, v in evidence.metrics.items() if copied_to_student(k)}
     tracking.annotate(student_id, copied, {ANALYSIS_RUN: run.run_id})  # for sorting students in the UI

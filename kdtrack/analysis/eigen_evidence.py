@@ -1,8 +1,13 @@
-"""The eigenspace evidence of an analysis (paper §4.1, §D.3, §D.7): teacher and student weight
+"""The eigenspace evidence of an analysis (paper §4.1, §D.2-D.3, §D.7): teacher and student weight
 trajectories compared pair by pair, and the student's accuracy with its first layer truncated
-to the top directions."""
+to the top directions.
+
+The pair statistic (kdtrack.metrics.eigenspace: delta on the teacher's shared scale) needs the
+displacement from the initialization, which runs record since `eigen/displacement.parquet` exists;
+for runs recorded before, the analysis says so in its note and logs only the own-scale metrics."""
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from kdtrack import tracking
@@ -19,31 +24,83 @@ from kdtrack.metrics.eigen import (
     layer_inputs,
     truncated_to_top,
 )
-from kdtrack.metrics.eigenspace import exaggerated_fraction, pair_table, sample_pairs, top_k_sweep
+from kdtrack.metrics.eigenspace import (
+    delta_summary,
+    delta_table,
+    own_scale_summary,
+    own_scale_table,
+    sample_pairs,
+    top_k_sweep,
+)
 from kdtrack.pipeline.rebuild import data_of, rebuild_model
 from kdtrack.training.loop import predict
 
-TRAJECTORY, LAST_LAYER = "eigen/trajectory.parquet", "eigen/last_layer_weights.pt"
+TRAJECTORY, DISPLACEMENT = "eigen/trajectory.parquet", "eigen/displacement.parquet"
+EIGENVALUES, LAST_LAYER = "eigen/eigenvalues.parquet", "eigen/last_layer_weights.pt"
+SHOWN_PAIRS = 12  # pairs drawn in a figure
+
+
+def pair_evidence(prefix: str, trajectories: tuple[pl.DataFrame, pl.DataFrame],
+                  displacements: tuple[pl.DataFrame, pl.DataFrame] | None, eigenvalues: np.ndarray,
+                  pairs: list[tuple[int, int]], title: str, figure_path: str) -> Evidence:
+    """The own-scale statistic of each model (§D.2) from the `trajectories` (teacher, student);
+    with `displacements`, the pair statistic delta (§D.3), stratified by eigenvalue ratio, and its
+    figure on the shared scale; without, a note saying that it could not be computed. Metrics are
+    named `<prefix><name>`; the pairs table is `<prefix>pairs.parquet`."""
+    directions = sum(c.startswith("v") for c in trajectories[0].columns)
+    own = own_scale_table(*trajectories, pairs)
+    metrics = {f"{prefix}{k}": v for k, v in own_scale_summary(own).items()}
+    shown = sample_pairs(directions, SHOWN_PAIRS, seed=1)
+    if displacements is None:
+        note = (f"{prefix}exaggerated_pair_frac not computed: the teacher's or the student's displacement from "
+                f"its initialization is not recorded (a run recorded before {DISPLACEMENT} existed, or one "
+                f"started from another run's checkpoint). Only the own-scale metrics ({prefix}*_top_biased_frac) "
+                f"are logged, and {figure_path} shows the raw ||W^T v|| trajectories.")
+        return Evidence(metrics, tables={f"{prefix}pairs.parquet": own},
+                        figures={figure_path: figures.eigen_grid(*trajectories, shown, title)}, notes=(note,))
+    deltas = delta_table(*displacements, pairs, eigenvalues)
+    metrics.update({f"{prefix}{k}": v for k, v in delta_summary(deltas).items()})
+    title = f"{title}; displacement on the teacher's final scale"
+    return Evidence(metrics, tables={f"{prefix}pairs.parquet": deltas.join(own, on=["top", "bottom"], how="left")},
+                    figures={figure_path: figures.eigen_grid(*displacements, shown, title, shared_scale=True)})
 
 
 def eigen_evidence(student, config: AnalyzeConfig) -> Evidence:
-    """Fig. 19-21 and the exaggerated-pair fraction (teacher vs student trajectories), Fig. 17
-    (top-K truncation accuracy on clean and mislabeled training points) and §D.7's next layer;
-    nothing without trajectories."""
+    """Fig. 19-21 and the pair statistics (teacher vs student), Fig. 17 (top-K truncation accuracy
+    on clean and mislabeled training points) and §D.7's next layer; nothing without trajectories."""
     student_id, teacher_id = student.info.run_id, student.data.tags.get(TEACHER_RUN, "")
     if not (teacher_id and tracking.has_artifact(student_id, TRAJECTORY)
             and tracking.has_artifact(teacher_id, TRAJECTORY)):
         return Evidence({})
-    teacher, mine = tracking.load_table(teacher_id, TRAJECTORY), tracking.load_table(student_id, TRAJECTORY)
-    directions = sum(c.startswith("v") for c in mine.columns)
-    pairs = pair_table(teacher, mine, sample_pairs(directions, config.eigen_pairs, seed=0))
-    fraction, decided = exaggerated_fraction(pairs)
+    data = data_of(student)
+    return (first_layer_evidence(student, teacher_id, config) + top_k_evidence(student, data)
+            + hidden_layer_evidence(student, teacher_id, data, config))
+
+
+def first_layer_evidence(student, teacher_id: str, config: AnalyzeConfig) -> Evidence:
+    """The pair statistics of the first layer, where teacher and student share its eigendirections
+    (the same eigenvalues: the same inputs to the layer); else a note and nothing."""
+    student_id = student.info.run_id
+    eigenvalues, own = (tracking.load_table(run_id, EIGENVALUES)["eigenvalue"].to_numpy()
+                        for run_id in (teacher_id, student_id))
+    if len(eigenvalues) != len(own) or not np.allclose(eigenvalues, own, rtol=1e-6):
+        return Evidence({}, notes=("eigen/: no first-layer pair statistics: the teacher's first layer sees other "
+                                   "inputs than the student's (other architectures, or other random features or "
+                                   "patches), so their eigendirections differ",))
+    trajectories = (tracking.load_table(teacher_id, TRAJECTORY), tracking.load_table(student_id, TRAJECTORY))
+    displacements = None
+    if tracking.has_artifact(student_id, DISPLACEMENT) and tracking.has_artifact(teacher_id, DISPLACEMENT):
+        displacements = (tracking.load_table(teacher_id, DISPLACEMENT), tracking.load_table(student_id, DISPLACEMENT))
     same = student.data.tags.get(SAME_INIT) == "teacher"
     title = f"{caption(student)}: first-layer eigen-trajectories (Fig. 19-21)" + (
         "" if same else "; NOT the same initialization")
-    pair_figure = figures.eigen_grid(teacher, mine, sample_pairs(directions, 12, seed=1), title)
+    pairs = sample_pairs(len(eigenvalues), config.eigen_pairs, seed=0)
+    return pair_evidence("eigen/", trajectories, displacements, eigenvalues, pairs, title, "figures/eigen_pairs.png")
 
-    data = data_of(student)
+
+def top_k_evidence(student, data) -> Evidence:
+    """Fig. 17: the student's train accuracy with its first layer truncated to the top K directions,
+    on clean and mislabeled points."""
     model = rebuild_model(student, data)
     _, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], int(student.data.params["seed"])))
     rows = []
@@ -53,36 +110,40 @@ def eigen_evidence(student, config: AnalyzeConfig) -> Evidence:
             if mask.any():
                 rows.append({"k": k, "points": name, "accuracy": correct[mask].float().mean().item()})
     top_k = pl.DataFrame(rows)
-    first = Evidence(
-        {"eigen/exaggerated_pair_frac": fraction, "eigen/pairs": float(decided)},
-        tables={"eigen/pairs.parquet": pairs, "eigen/top_k_accuracy.parquet": top_k},
-        figures={"figures/eigen_pairs.png": pair_figure,
-                 "figures/top_k_accuracy.png": figures.top_k_accuracy(
-                     top_k, f"{caption(student)}: accuracy with the top-K first-layer components (Fig. 17)")})
-    return first + hidden_layer_evidence(student, teacher_id, data, config)
+    title = f"{caption(student)}: accuracy with the top-K first-layer components (Fig. 17)"
+    return Evidence({}, tables={"eigen/top_k_accuracy.parquet": top_k},
+                    figures={"figures/top_k_accuracy.png": figures.top_k_accuracy(top_k, title)})
+
+
+def layer_tables(saved: dict, vectors) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """A run's saved final-layer weights projected on `vectors`: ||W^T v_k|| per step, and the
+    displacement ||(W - W_0)^T v_k|| where the saved steps begin at step 0 (W_0, the initialization;
+    a run started from another's checkpoint has no step 0: None)."""
+    steps, weights = [int(step) for step in saved["step"]], saved["values"]
+
+    def table(values):
+        return pl.DataFrame([{"step": step, **{f"v{k + 1}": float(c) for k, c in enumerate(components(w, vectors))}}
+                             for step, w in zip(steps, values)])
+
+    return table(weights), (table(weights - weights[0]) if steps[0] == 0 else None)
 
 
 def hidden_layer_evidence(student, teacher_id: str, data, config: AnalyzeConfig) -> Evidence:
     """§D.7: the eigenspace of the teacher's final hidden representation (fixed: the teacher at
-    the end of training), and both models' final-layer weights projected onto it over training."""
+    the end of training), and both models' final-layer weights projected onto it over training,
+    compared with the same pair statistics as the first layer."""
     if not (tracking.has_artifact(student.info.run_id, LAST_LAYER) and tracking.has_artifact(teacher_id, LAST_LAYER)):
         return Evidence({})
     teacher_model = rebuild_model(tracking.get_run(teacher_id), data)
     number, _ = last_layer(teacher_model)
-    _, vectors = eigendirections(hidden_representation(teacher_model, data.x_train[:EIGEN_POINTS]))
-    tables = {}
-    for name, run_id in (("teacher", teacher_id), ("student", student.info.run_id)):
-        saved = tracking.load_state(run_id, LAST_LAYER)
-        rows = [{"step": int(step), **{f"v{k + 1}": float(c) for k, c in enumerate(components(w, vectors))}}
-                for step, w in zip(saved["step"], saved["values"])]
-        tables[name] = pl.DataFrame(rows)
-    both = pl.concat([t.with_columns(pl.lit(name).alias("model")) for name, t in tables.items()])
-    directions = vectors.shape[1]
-    pairs = pair_table(tables["teacher"], tables["student"], sample_pairs(directions, config.eigen_pairs, seed=0))
-    fraction, decided = exaggerated_fraction(pairs)
+    values, vectors = eigendirections(hidden_representation(teacher_model, data.x_train[:EIGEN_POINTS]))
+    (teacher, teacher_moved), (mine, moved) = (layer_tables(tracking.load_state(run_id, LAST_LAYER), vectors)
+                                               for run_id in (teacher_id, student.info.run_id))
+    both = pl.concat([t.with_columns(pl.lit(name).alias("model")) for name, t in (("teacher", teacher),
+                                                                                   ("student", mine))])
+    displacements = (teacher_moved, moved) if teacher_moved is not None and moved is not None else None
     title = f"{caption(student)}: layer {number} weights on the teacher's final representation (Fig. 22-23)"
-    return Evidence(
-        {f"eigen/layer{number}_exaggerated_pair_frac": fraction, f"eigen/layer{number}_pairs": float(decided)},
-        tables={f"eigen/layer{number}_trajectory.parquet": both},
-        figures={f"figures/eigen_pairs_layer{number}.png": figures.eigen_grid(
-            tables["teacher"], tables["student"], sample_pairs(directions, 12, seed=1), title)})
+    pairs = sample_pairs(vectors.shape[1], config.eigen_pairs, seed=0)
+    found = pair_evidence(f"eigen/layer{number}_", (teacher, mine), displacements, values.numpy(), pairs, title,
+                          f"figures/eigen_pairs_layer{number}.png")
+    return found + Evidence({}, tables={f"eigen/layer{number}_trajectory.parquet": both})

@@ -23,10 +23,12 @@ class Evidence:
     timeline: tuple[tuple[int, Mapping[str, float]], ...] = ()  # metrics logged at a snapshot's step
     tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)  # artifact path -> table
     figures: Mapping[str, object] = field(default_factory=dict)  # artifact path -> matplotlib Figure
+    notes: tuple[str, ...] = ()  # what a reader must know about the numbers: the run's description
 
     def __add__(self, other: "Evidence") -> "Evidence":
         return Evidence({**self.metrics, **other.metrics}, self.timeline + other.timeline,
-                        {**self.tables, **other.tables}, {**self.figures, **other.figures})
+                        {**self.tables, **other.tables}, {**self.figures, **other.figures},
+                        self.notes + other.notes)
 
 
 def record(run: tracking.TrackedRun, evidence: Evidence) -> None:

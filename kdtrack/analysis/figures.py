@@ -13,6 +13,8 @@ from matplotlib.ticker import FormatStrFormatter
 
 from kdtrack.analysis.style import FIT_COLOURS, styled
 from kdtrack.metrics.deviations import GROUPS, QuantileLine, with_groups
+from kdtrack.metrics.eigenspace import matched_levels, scaled
+from kdtrack.metrics.eigenspace import shared_scale as teacher_scale
 
 # What the confidence columns are, in the paper's words (phi(p) is the logit margin of §3).
 AXES = {"phi_teacher": "teacher φ(p) on its predicted class", "phi_student": "student φ(p)",
@@ -165,24 +167,51 @@ def accuracy_curves(curves: dict[str, list[tuple[int, float]]], marks: dict[str,
     return figure
 
 
+EIGEN_COLOURS = (("teacher", "#0072B2"), ("student", "#E69F00"))
+
+
 @styled
-def eigen_grid(teacher: pl.DataFrame, student: pl.DataFrame, pairs: list[tuple[int, int]], title: str) -> Figure:
-    """Fig. 19-21: ||W^T v_i|| (top direction, X) against ||W^T v_j|| (bottom, Y) over training,
-    teacher and student on the same axes, a star at each final point."""
+def eigen_grid(teacher: pl.DataFrame, student: pl.DataFrame, pairs: list[tuple[int, int]], title: str,
+               shared_scale: bool = False) -> Figure:
+    """Fig. 19-21: the top direction v_i (X) against the bottom one v_j (Y) over training, teacher
+    and student on the same axes, a star at each final point. With `shared_scale`, the tables are
+    displacements ||(W - W_0)^T v|| divided by the teacher's final one per direction (the pair
+    statistic's scale, kdtrack.metrics.eigenspace), and the matched levels q both models reach are
+    marked on each curve (a dotted line joins the two points of a level: the student below the
+    teacher is delta < 0); without, the raw ||W^T v|| trajectories."""
+    if shared_scale:
+        scale = teacher_scale(teacher)
+        teacher, student = scaled(teacher, scale), scaled(student, scale)
     columns = min(4, len(pairs))
     rows = -(-len(pairs) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.1 * rows), squeeze=False)
     for ax, (i, j) in zip(axes.flat, pairs):
-        for table, colour, label in ((teacher, "#0072B2", "teacher"), (student, "#E69F00", "student")):
-            x, y = table[f"v{i}"].to_numpy(), table[f"v{j}"].to_numpy()
-            ax.plot(x, y, color=colour, lw=1.2, label=label)
+        curves = {name: (table[f"v{i}"].to_numpy(), table[f"v{j}"].to_numpy())
+                  for (name, _), table in zip(EIGEN_COLOURS, (teacher, student))}
+        for name, colour in EIGEN_COLOURS:
+            x, y = curves[name]
+            ax.plot(x, y, color=colour, lw=1.2, label=name)
             ax.plot(x[-1], y[-1], marker="*", ms=12, color=colour)
-        ax.set(title=f"v{i} (X) vs v{j} (Y)", xlabel=f"‖Wᵀv{i}‖", ylabel=f"‖Wᵀv{j}‖")
+        if shared_scale:
+            mark_levels(ax, curves)
+        what = "displacement / teacher's final" if shared_scale else "‖Wᵀv‖"
+        ax.set(title=f"v{i} (X) vs v{j} (Y)", xlabel=f"v{i}: {what}", ylabel=f"v{j}: {what}")
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
     axes[0, 0].legend()
     figure.suptitle(wrapped(title, 120))
     return figure
+
+
+def mark_levels(ax, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """The matched levels q on the shared scale: (q, r_teacher(q)) and (q, r_student(q))."""
+    if not all(np.isfinite(np.concatenate(c)).all() for c in curves.values()):
+        return  # a direction the teacher did not move has no shared scale
+    matched = matched_levels(*curves["teacher"], *curves["student"])
+    for q, r_teacher, r_student in matched:
+        ax.plot([q, q], [r_teacher, r_student], color="grey", ls=":", lw=0.8)
+    for index, (_, colour) in enumerate(EIGEN_COLOURS):
+        ax.plot([q for q, *_ in matched], [values[index] for _, *values in matched], "o", ms=3, color=colour)
 
 
 @styled

@@ -267,6 +267,25 @@ def starting_checkpoint(config: SwitchConfig, run, step: int, teacher_id: str) -
     return run_id, TrainState.from_dict(tracking.load_state(run_id, f"checkpoints/step_{step}.pt"))
 
 
+def from_initialization(make_model: Callable[[], nn.Module], run_id: str) -> Callable[[], nn.Module]:
+    """`make_model` with the weights run `run_id` started from (its `checkpoints/init.pt`). A switch
+    run that starts from a one-hot run's checkpoint trains from that checkpoint's weights either way;
+    its fresh model is only W_0 of its eigen displacement (jobs.eigen_probes), which should be where
+    that lineage began. With same_init=teacher the student maker would give the teacher's
+    initialization instead, a different one where the teacher was drawn with another seed. (A
+    student from_run needs no such care: it shares the switch run's teacher, seed and same_init, so
+    the student maker gives its initialization.)"""
+    if not tracking.has_artifact(run_id, "checkpoints/init.pt"):
+        return make_model
+
+    def make_from_its_init():
+        model = make_model()
+        model.load_state_dict(tracking.load_state(run_id, "checkpoints/init.pt"))
+        return model
+
+    return make_from_its_init
+
+
 def switch(config: SwitchConfig, experiment: str = "", context: RunContext = NO_CONTEXT) -> str:
     """A student whose loss switches between distillation and one-hot (see SwitchConfig)."""
     tracking.check_store()
@@ -287,6 +306,8 @@ def switch(config: SwitchConfig, experiment: str = "", context: RunContext = NO_
     from_id, start = starting_checkpoint(config, source, at, parents.teacher_id) if source else ("", None)
     if source:
         say(f"starting from run {from_id} at step {at}")
+    if source and source.data.tags.get(ROLE) == "teacher":
+        parents = dataclasses.replace(parents, make_model=from_initialization(parents.make_model, from_id))
     tags = {SWITCH_TO: config.switch_to, SWITCH_STEP: str(at), SWITCH_WINDOW: str(config.switch_window),
             **({FROM_RUN: from_id} if source else {})}
     snapshot_at = tuple(sorted({at, at + config.switch_window, total, *(round(k * total / 4) for k in (1, 2, 3))}))

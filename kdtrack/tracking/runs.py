@@ -126,6 +126,11 @@ def reuse_finished(experiment_id: str, role: str, key: str, params: Mapping[str,
     return found
 
 
+def _paths(key: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The artifact paths a probe's key names: one, or a tuple of them."""
+    return key if isinstance(key, tuple) else (key,)
+
+
 class TrackedRun:
     """One open MLflow run; implements training.RunLog. Made by `run`, `reopen` or `study_run`,
     whose `with` block ends it."""
@@ -137,8 +142,10 @@ class TrackedRun:
                  probes: dict[str, Callable], logged_through: int, fluent: bool, system_metrics: bool = False):
         self.run_id, self.role, self.context, self.fluent = run_id, role, context, fluent
         self.confidence_tables = confidence_tables
-        self.probes = probes  # artifact path -> model -> {column: value}, one row per log step
-        self.rows: dict[str, list[dict]] = {path: [] for path in probes}
+        # artifact path -> model -> {column: value}, one row per probe step (Plan.observes); a tuple of
+        # paths -> model -> one value per path: one computation serving several tables
+        self.probes = probes
+        self.rows: dict[str, list[dict]] = {path: [] for key in probes for path in _paths(key)}
         self.logged_through = logged_through
         self.last_step = 0  # of the metrics logged; the logged model carries those of this step
         self.last_checkpoint: tuple[str, Path] | None = None  # artifact path, local file until uploaded
@@ -192,10 +199,11 @@ class TrackedRun:
                                  lambda chunk=chunk: client().log_batch(self.run_id, metrics=chunk), "metrics")
 
     def observe(self, step: int, model) -> None:
-        for path, probe in self.probes.items():
-            value = probe(model)
-            row = {"step": step, **value} if isinstance(value, dict) else {"step": step, "values": value}
-            self.rows[path].append(row)
+        for key, probe in self.probes.items():
+            values = probe(model)
+            for path, value in zip(_paths(key), values if isinstance(key, tuple) else (values,)):
+                row = {"step": step, **value} if isinstance(value, dict) else {"step": step, "values": value}
+                self.rows[path].append(row)
 
     def write_probes(self) -> None:
         """Tables for `.parquet` probes; {"step", "values"} stacked tensors for `.pt` probes."""

@@ -341,16 +341,18 @@ def record_step(log: RunLog, plan: Plan, done: int, model: nn.Module, data: Spli
                 running: dict[str, torch.Tensor], seen: int, rate: float, distill_weight: float) -> tuple[dict, int]:
     """Rank 0's record after `done` steps, where `plan` calls for one: the running means of the
     `seen` steps since the last log step, with the full-set evaluation when due and where the
-    schedules stand (`rate`, `distill_weight`), and the model's probes; a confidence snapshot. Returns
-    the running sums to carry on with, emptied by a log step."""
+    schedules stand (`rate`, `distill_weight`); the model's probes, on their own cadence
+    (`Plan.observes`); a confidence snapshot. Returns the running sums to carry on with, emptied by
+    a log step."""
     evaluates, snapshots = plan.evaluates(done), plan.snapshots(done)
     # One forward pass over both sets serves the evaluation and the snapshot of this step.
     outputs = predict_splits(model, data) if evaluates or snapshots else None
     if plan.logs(done):
         evaluation = evaluate(outputs, data, teacher.logits if teacher is not None else None) if evaluates else {}
         log.metrics(log_values(running, seen, evaluation, rate, distill_weight, done / plan.steps_per_epoch), done)
-        log.observe(done, model)
         running, seen = {}, 0
+    if plan.observes(done):
+        log.observe(done, model)
     if snapshots:
         log.snapshot(done, outputs)
     return running, seen

@@ -19,6 +19,9 @@ from kdtrack.schedules import LearningRates
 EVAL_BUDGET = 0.05
 # Fractions of training at which every run keeps a checkpoint, so that `switch` can start there.
 SWITCH_POINTS = (0.25, 0.5, 0.75)
+# Probe points (eigen-trajectories) over a run when `eigen_every` is 0: the pair statistic
+# interpolates between them, so a curve needs many (Table 7's runs: 41 to 100 of them).
+PROBE_POINTS = 100
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,8 @@ class TrainState:
 
 @dataclass(frozen=True)
 class Plan:
-    """Step counts derived from a config, and which steps log, evaluate, snapshot and keep a
-    checkpoint. The step methods take `done`, the number of steps trained so far."""
+    """Step counts derived from a config, and which steps log, evaluate, snapshot, run the probes
+    and keep a checkpoint. The step methods take `done`, the number of steps trained so far."""
 
     steps_per_epoch: int
     total_steps: int  # the nominal length, which the learning-rate schedule spans
@@ -83,6 +86,7 @@ class Plan:
     final_step: int  # where this run stops: total_steps, or past it for a `switch` run's extend_to
     snapshot_every: int
     snapshot_at: frozenset[int]
+    probe_every: int = 1  # the probes' own cadence (config.eigen_every), apart from logging
 
     @classmethod
     def of(cls, config: TrainConfig, train_points: int, eval_points: int = 0, final_step: int = 0,
@@ -100,8 +104,10 @@ class Plan:
         if not eval_every:  # the smallest multiple of log_every within EVAL_BUDGET
             steps_per_eval = eval_points / (3 * config.batch_size * EVAL_BUDGET)
             eval_every = log_every * max(1, math.ceil(steps_per_eval / log_every))
-        return cls(per_epoch, total, min(warmup, total), log_every, eval_every, final_step or total,
-                   config.snapshot_every, frozenset(snapshot_at))
+        final = final_step or total
+        probe_every = config.eigen_every or max(1, round(final / PROBE_POINTS))
+        return cls(per_epoch, total, min(warmup, total), log_every, eval_every, final, config.snapshot_every,
+                   frozenset(snapshot_at), probe_every)
 
     def evaluates(self, done: int) -> bool:
         """Full-set evaluation every `eval_every` steps and at the end."""
@@ -110,6 +116,10 @@ class Plan:
     def logs(self, done: int) -> bool:
         """Running means every `log_every` steps, and with every evaluation."""
         return done % self.log_every == 0 or self.evaluates(done)
+
+    def observes(self, done: int) -> bool:
+        """The probes (eigen-trajectories) every `probe_every` steps and at the end."""
+        return done % self.probe_every == 0 or done == self.final_step
 
     def snapshots(self, done: int) -> bool:
         """Confidence snapshots every `snapshot_every` steps (0: never) and at `snapshot_at`."""

@@ -39,12 +39,23 @@ def test_finite_step_gradient_descent_obeys_it_too():
     assert metrics["theory/closed_form_holds_frac"] == 1.0
     assert metrics["theory/gd_holds_frac"] == 1.0 and metrics["theory/gd_checks"] > 0
     assert 0 <= metrics["theory/ce_exaggerated_pair_frac"] <= 1  # measured, not promised
+    assert metrics["theory/ce_pairs"] + metrics["theory/ce_pairs_left_out"] == 16
+
+
+def test_the_pair_statistic_sees_the_theorem_on_its_closed_form():
+    # The analysis's statistic (delta on the teacher's shared scale) on the closed-form trajectories,
+    # teacher to T_te and student for the same length: delta < 0 on every decided pair.
+    for seed in range(3):
+        metrics, _ = check(n=16, p=64, seed=seed, steps=100, pairs=40)
+        assert metrics["theory/closed_form_exaggerated_pair_frac"] == 1.0
+        assert metrics["theory/closed_form_pairs"] >= 30 and metrics["theory/closed_form_median_delta"] < 0
 
 
 def test_the_theory_run(store):
     run_id = theory(TheoryConfig(n=8, p=32, steps=50, pairs=8, experiment="theory"))
     run = tracking.get_run(run_id)
     assert run.data.tags["kdtrack.role"] == "theory" and run.data.metrics["theory/closed_form_holds_frac"] == 1.0
+    assert run.data.metrics["theory/closed_form_exaggerated_pair_frac"] == 1.0
     assert "figures/theorem41.png" in {a.path for a in tracking.client().list_artifacts(run_id, "figures")}
 
 

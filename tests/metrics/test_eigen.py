@@ -70,15 +70,19 @@ def test_bottom_progress_at_half_top_by_hand():
     assert math.isnan(bottom_progress_at_half_top([1, 1, 1], [0, 1, 2]))
 
 
-def test_pairs_and_the_exaggerated_fraction():
+def test_pairs_and_the_own_scale_statistic():
     import polars as pl
 
-    from kdtrack.metrics.eigenspace import exaggerated_fraction, pair_table, sample_pairs
+    from kdtrack.metrics.eigenspace import own_scale_summary, own_scale_table, sample_pairs
 
     pairs = sample_pairs(5, 100, seed=0)
     assert len(pairs) == 10 and all(i < j for i, j in pairs)  # every pair of 5 directions
     teacher = pl.DataFrame({"step": [0, 1, 2], "v1": [0.0, 1, 2], "v2": [0.0, 1, 2], "v3": [0.0, 0, 0]})
     student = pl.DataFrame({"step": [0, 1, 2], "v1": [0.0, 1.5, 2], "v2": [0.0, 0.5, 2], "v3": [0.0, 0, 0]})
-    table = pair_table(teacher, student, [(1, 2), (1, 3)])
-    assert table["student_more_top_biased"].to_list() == [True, None]  # v3 never moves
-    assert exaggerated_fraction(table) == (1.0, 1)
+    table = own_scale_table(teacher, student, [(1, 2), (1, 3)])
+    # teacher: v2 is half way when v1 is (0.5, not below); student: v1 at 3/4 of its way after one
+    # step, so half way at 2/3 of that step, where v2 is at 1/4 * 2/3 = 1/6
+    assert table["teacher_top_biased"].to_list() == [False, None]  # v3 never moves
+    assert table["student_stat"][0] == pytest.approx(1 / 6)
+    assert own_scale_summary(table) == {"teacher_top_biased_frac": 0.0, "student_top_biased_frac": 1.0,
+                                        "top_biased_pairs": 1.0}

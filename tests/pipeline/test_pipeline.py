@@ -65,19 +65,26 @@ def test_eigen_trajectories_and_their_analysis(store):
     assert eigenvalues["eigenvalue"].is_sorted(descending=True)
     teacher = tracking.load_table(student.data.tags["kdtrack.teacher_run_id"], "eigen/trajectory.parquet")
     assert teacher.row(0) == trajectory.row(0)  # same_init: both start at the same point
+    displacement = tracking.load_table(student_id, "eigen/displacement.parquet")
+    assert displacement["step"].to_list() == list(range(0, 9)) and displacement.columns == trajectory.columns
+    assert set(displacement.row(0)[1:]) == {0.0} and displacement.row(-1)[1] > 0  # from W_0, then moved
 
     [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id, eigen_pairs=8))
     metrics = tracking.get_run(analysis_id).data.metrics
-    assert metrics["eigen/pairs"] <= 8 and 0 <= metrics["eigen/exaggerated_pair_frac"] <= 1
+    assert metrics["eigen/pairs"] + metrics["eigen/pairs_left_out"] == 8
+    assert 0 <= metrics["eigen/exaggerated_pair_frac"] <= 1 or metrics["eigen/pairs"] == 0
+    assert 0 <= metrics["eigen/teacher_top_biased_frac"] <= 1 and "eigen/median_delta_logratio_0-0.5" in metrics
     pairs = tracking.load_table(analysis_id, "eigen/pairs.parquet")
     assert len(pairs) == 8 and (pairs["top"] < pairs["bottom"]).all()
+    assert {"delta", "left_out", "ratio_bin", "teacher_stat", "student_stat"} <= set(pairs.columns)
     top_k = tracking.load_table(analysis_id, "eigen/top_k_accuracy.parquet")
     assert set(top_k["points"]) == {"clean", "mislabeled"} and top_k["k"].max() == 64
     figures = {f.path for f in tracking.client().list_artifacts(analysis_id, "figures")}
     assert {"figures/eigen_pairs.png", "figures/top_k_accuracy.png", "figures/eigen_pairs_layer3.png"} <= figures
     layer = tracking.load_table(analysis_id, "eigen/layer3_trajectory.parquet")  # mlp depth 2: layer 3
     assert set(layer["model"]) == {"teacher", "student"} and layer.filter(pl.col("model") == "student").height == 9
-    assert 0 <= metrics["eigen/layer3_exaggerated_pair_frac"] <= 1
+    assert metrics["eigen/layer3_pairs"] + metrics["eigen/layer3_pairs_left_out"] == 8  # from W at step 0
+    assert 0 <= metrics["eigen/layer3_student_top_biased_frac"] <= 1
     assert _unknown_metrics("eigen") == set()
 
 
@@ -118,4 +125,4 @@ def test_cifar10_cnn_preset_records_patch_eigen_trajectories(store, tmp_path):
     run_id = train_teacher(config, "cifar-fixture")
     trajectory = tracking.load_table(run_id, "eigen/trajectory.parquet")
     assert trajectory.width == 1 + 6 * 6 * 3  # one column per direction of the 6x6x3 patches
-    assert trajectory["step"].to_list() == [0, 2]
+    assert trajectory["step"].to_list() == [0, 1, 2]  # 2 steps: eigen_every=0 probes each

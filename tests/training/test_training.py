@@ -5,9 +5,10 @@ import pytest
 import torch
 from datafixtures import write_tinyimagenet
 
-from kdtrack.config import TrainConfig
+from kdtrack.config import DistillConfig, TrainConfig
 from kdtrack.data import load_dataset
 from kdtrack.models import build_model
+from kdtrack.presets import PRESETS
 from kdtrack.schedules import constant_weights, learning_rate
 from kdtrack.training.loop import NonFiniteLoss, Teacher, fit, predict
 from kdtrack.training.state import Plan, TrainState
@@ -115,6 +116,20 @@ def test_plan_names_the_steps_that_log_evaluate_snapshot_and_keep_checkpoints():
     assert [s for s in range(1, 46) if plan.keeps_checkpoint(s, 25)] == [10, 20, 25, 30]
     rates = plan.rates(config)
     assert [rates(s) for s in range(40, 45)] == [rates(39)] * 5  # past the schedule: its last rate
+    assert all(plan.observes(s) for s in range(1, 46))  # eigen_every=0 below 150 steps: every step
+    every_7 = Plan.of(dataclasses.replace(config, eigen_every=7), 100, final_step=45)
+    assert [s for s in range(1, 46) if every_7.observes(s)] == [7, 14, 21, 28, 35, 42, 45]  # and the last
+
+
+@pytest.mark.parametrize("preset", ["noisy_mnist_rf", "mnist_mlp", "cifar10_cnn"])
+def test_eigen_probes_default_to_about_a_hundred_points(preset):
+    """Table 7's presets (the ones with eigen=true): the probed steps with eigen_every=0, step 0
+    included. noisy_mnist_rf trains 40 steps (128 points in one batch, 40 epochs): every step, 41
+    points, all there are."""
+    config = DistillConfig(**PRESETS[preset])
+    plan = Plan.of(config, config.train_size)
+    points = 1 + sum(plan.observes(s) for s in range(1, plan.final_step + 1))
+    assert points == {"noisy_mnist_rf": 41, "mnist_mlp": 81, "cifar10_cnn": 100}[preset]
 
 
 def test_a_train_state_round_trips_through_a_checkpoint_file(tmp_path):
