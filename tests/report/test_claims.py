@@ -123,7 +123,8 @@ def test_metric_conditions_select_runs_and_exact_claims_need_one_seed():
     assert evaluate(_runs(exact), claim)["verdict"].to_list() == ["holds"]
 
 
-def _store_with_students(experiment: str, slopes: list[float], stale_slope: float) -> None:
+def _store_with_students(experiment: str, slopes: list[float], stale_slope: float,
+                         preset: str = "tinyimagenet") -> None:
     """Students of one setting (the runs distill writes), each with a FINISHED analysis of this
     code; the first also has a newer analysis of other code whose slope must not count."""
     from mlflow.entities import Metric, Param
@@ -146,7 +147,7 @@ def _store_with_students(experiment: str, slopes: list[float], stale_slope: floa
         return run_id
 
     for seed, slope in enumerate(slopes):
-        student = run("student", {"preset": "mnist_mlp", "arch": "mlp", "label_noise": "0.0", "seed": str(seed)},
+        student = run("student", {"preset": preset, "arch": "mlp", "label_noise": "0.0", "seed": str(seed)},
                       {"test/acc": 0.9, "test/slope_bottom25": stale_slope})  # the copy on the student
         run("analysis", {"student_run_id": student}, {"test/slope_bottom25": slope}, {STUDENT_RUN: student})
         if seed == 0:
@@ -181,6 +182,12 @@ def test_claims_command_reads_the_counted_analyses_and_strict_fails_on_a_contrad
     assert "equivalently a one-sided t test at 2.5%" in strict.stdout
     assert "--strict reads the Holm verdict" in strict.stdout
     assert CliRunner().invoke(main, ["claims", "--experiment", "claims-hold", "--strict"]).exit_code == 0
+    # Tables 3-4 have no MNIST row: the same failing slopes there contradict nothing the paper says
+    _store_with_students("claims-mnist", [0.5, 0.6, 0.55], stale_slope=5.0, preset="mnist_mlp")
+    mnist = CliRunner().invoke(main, ["claims", "--experiment", "claims-mnist", "--format", "json", "--strict"])
+    assert mnist.exit_code == 0, mnist.output
+    row = {r["id"]: r for r in json.loads(mnist.stdout)}["slope-test"]
+    assert (row["verdict"], row["expect"], row["paper"]) == ("fails", "", "-")
     html = CliRunner().invoke(main, ["report", "--experiment", "claims-fail", "--out", str(tmp_path)])
     assert html.exit_code == 0, html.output
     text = (tmp_path / "report.html").read_text()
