@@ -234,24 +234,40 @@ class TrackedRun:
 
     def checkpoint(self, step: int, state: dict, keep: bool) -> None:
         """`checkpoints/step_<N>.pt` when kept (for `switch`), else `checkpoints/last_{a,b}.pt`; the
-        tag RESUME names the newest, set once it and its checksum are completely written."""
+        tag RESUME names the newest, set once it and its checksum are completely written and every
+        metric logged before it is in the store (`_point`)."""
         self.flush()
         self.write_probes()
-        path = next_path(step, keep, self.resume_path)
-        self.resume_path = path
         # the probe rows so far resume with the weights
         local = stage({**state, "probes": self.rows}, self.uploader.scratch())
-        self.last_checkpoint = (path, local)
+        self.last_checkpoint = (next_path(step, keep, self.resume_path), local)
         self._fail_if_lost()  # after the save: `end` keeps this newest state on local disk
 
         def upload_then_point():
-            upload_file(self.run_id, local, path, self.uploader.scratch())
-            local.unlink()  # kept where the upload failed: `end` saves the newest
-            # Behind the metrics flushed above, on their lane: a resume after this tag never skips
-            # metrics that did not reach the store.
-            self.uploader.submit(f"tag {RESUME}={path}", lambda: client().set_tag(self.run_id, RESUME, path), "metrics")
+            # Chosen here, on the lane, from the path the tag names now: a spare is never written
+            # over while the tag names it, even where tags could not be written for a while (a
+            # read-only database with a writable artifact store rewrote the tagged spare, and a
+            # resume from it skipped thousands of steps of metrics).
+            path = next_path(step, keep, self.resume_path)
+            if local.exists():  # not on a retry after the tag failed
+                upload_file(self.run_id, local, path, self.uploader.scratch())
+                local.unlink()  # kept where the upload failed: `end` saves the newest
+            self._point(path)
 
-        self.uploader.submit(f"artifact {path}", upload_then_point)
+        self.uploader.submit(f"artifact checkpoint of step {step}", upload_then_point)
+
+    def _point(self, path: str) -> None:
+        """Tag RESUME = `path`, once the metrics flushed before its checkpoint are in the store, and
+        only if none was lost: a resume from it never skips a metric that did not reach the store."""
+        in_store = threading.Event()
+        self.uploader.submit("metrics before the checkpoint", in_store.set, "metrics")
+        while not in_store.wait(1.0):
+            if self.uploader.closed:
+                return
+        if self.uploader.lost:
+            return
+        client().set_tag(self.run_id, RESUME, path)
+        self.resume_path = path
 
     # artifacts
     def log_bytes(self, payload: bytes, artifact_path: str) -> None:

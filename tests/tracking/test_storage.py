@@ -123,3 +123,23 @@ def test_random_features_end_to_end_without_stored_projections(store):
     final = [tracking.load_state(r, "checkpoints/final.pt") for r in (scratch, resumed)]
     for name, tensor in final[0].items():
         assert torch.equal(tensor, final[1][name]), name
+
+
+def test_a_checkpoint_never_overwrites_the_one_the_resume_tag_names(store, monkeypatch):
+    """Issue 30, case 1: the database refused tags while the artifact store took files. The tag
+    named last_a; the next checkpoints went to last_a again and a resume skipped their steps.
+    Here the tag is written once, at the first checkpoint, then never again."""
+    from kdtrack.contract import RESUME
+    from kdtrack.tracking.runs import TrackedRun
+
+    pointed, real = [], TrackedRun._point
+    monkeypatch.setattr(TrackedRun, "_point", lambda run, path: pointed.append(path) or (
+        real(run, path) if len(pointed) == 1 else None))
+    # keep_checkpoints=all: the spares stay in the finished run, to be read
+    run_id = train_teacher(from_params(TrainConfig, {**EIGHT_STEPS, "seed": "20", "keep_checkpoints": "all"}),
+                           "refused-tags")
+    spares = [path for path in pointed if "last_" in path]
+    assert spares == ["checkpoints/last_a.pt"] + ["checkpoints/last_b.pt"] * (len(spares) - 1) and len(spares) > 2
+    run = tracking.get_run(run_id)
+    assert run.data.tags[RESUME] == "checkpoints/last_a.pt"
+    assert tracking.load_state(run_id, "checkpoints/last_a.pt")["step"] == 1  # still the first checkpoint
