@@ -150,6 +150,7 @@ class TrackedRun:
         self.last_step = 0  # of the metrics logged; the logged model carries those of this step
         self.last_checkpoint: tuple[str, Path] | None = None  # artifact path, local file until uploaded
         self.resume_path = ""
+        self.stale_failure = False  # the run carries a failure tag from an attempt before this one
         self.uploader = Uploader()
         self.buffer: list[Metric] = []
         self.flushed_at = time.monotonic()
@@ -175,7 +176,10 @@ class TrackedRun:
     def reopen(cls, run_id: str, role: str, context: RunContext, confidence_tables=None,
                probes: dict | None = None, logged_through: int = 0, fluent: bool = True,
                system_metrics: bool = False) -> "TrackedRun":
-        return cls(run_id, role, context, confidence_tables, probes or {}, logged_through, fluent, system_metrics)
+        failed_before = FAILURE in client().get_run(run_id).data.tags
+        tracked = cls(run_id, role, context, confidence_tables, probes or {}, logged_through, fluent, system_metrics)
+        tracked.stale_failure = failed_before  # cleared if this time it finishes
+        return tracked
 
     # training.RunLog
     def metrics(self, values: dict[str, float], step: int) -> None:
@@ -354,6 +358,8 @@ class TrackedRun:
         try:
             if failure:
                 self.set_tags({FAILURE: failure})
+            elif status == "FINISHED" and self.stale_failure:  # an earlier attempt's reason, no longer true
+                client().delete_tag(self.run_id, FAILURE)
             if self.fluent:
                 mlflow.end_run(status)
             else:

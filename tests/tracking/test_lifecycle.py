@@ -50,6 +50,17 @@ def test_the_with_block_owns_the_status(store, error, status, failure):
     assert ended.data.tags.get("kdtrack.failure") == failure
 
 
+def test_a_resumed_run_that_finishes_drops_the_failure_of_its_earlier_attempt(store):
+    experiment = tracking.resolve_experiment("lifecycle")
+    with pytest.raises(RuntimeError), tracking.run(experiment, "twice", "theory") as run:
+        raise RuntimeError("store went read-only")
+    assert tracking.get_run(run.run_id).data.tags["kdtrack.failure"] == "RuntimeError: store went read-only"
+    with tracking.reopen(run.run_id, "theory"):
+        pass
+    again = tracking.get_run(run.run_id)
+    assert again.info.status == "FINISHED" and "kdtrack.failure" not in again.data.tags
+
+
 def test_a_context_hands_down_parent_tags_and_hooks(store):
     experiment = tracking.resolve_experiment("lifecycle-context")
     seen = []
