@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kdtrack"
 # Lowest first. A module may import its own layer (without a circle) and the layers before it.
 LAYERS = (
     ("primitives", ("kdtrack", "kdtrack.__main__", "kdtrack.errors", "kdtrack.contract", "kdtrack.presets",
-                    "kdtrack.interrupts", "kdtrack.progress", "kdtrack.say", "kdtrack.specfile",
+                    "kdtrack.interrupts", "kdtrack.progress", "kdtrack.say", "kdtrack.markdown", "kdtrack.specfile",
                     "kdtrack.schedules", "kdtrack.losses")),
     ("data, models", ("kdtrack.data", "kdtrack.models")),
     ("config", ("kdtrack.config",)),

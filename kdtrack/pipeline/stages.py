@@ -26,6 +26,7 @@ from kdtrack.contract import (
 )
 from kdtrack.data import Splits
 from kdtrack.errors import UserError
+from kdtrack.markdown import inert
 from kdtrack.metrics.confidence import phi_quantiles, student_table, teacher_table
 from kdtrack.models import check_fits
 from kdtrack.pipeline.jobs import Job, run_job
@@ -66,7 +67,9 @@ def summary(config: TrainConfig, *details: str) -> str:
     lines = [f"Preset `{config.preset}`, seed {config.seed}: `{config.arch}` on `{config.dataset}`.", *details]
     changed = overrides(config)
     if changed:
-        lines.append("Overrides of the preset: " + ", ".join(f"`{k}={v}`" for k, v in sorted(changed.items())) + ".")
+        # a value is the user's text (a path, a tokenizer): made inert, not put in a code span it could close
+        values = ", ".join(f"`{k}`={inert(str(v))}" for k, v in sorted(changed.items()))
+        lines.append(f"Overrides of the preset: {values}.")
     return "\n\n".join(lines)
 
 

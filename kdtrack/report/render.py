@@ -16,6 +16,7 @@ import polars as pl
 from markupsafe import Markup, escape
 
 from kdtrack import code_version, tracking
+from kdtrack.markdown import inert, inert_html
 from kdtrack.report import tables
 from kdtrack.report.collect import experiment_ids
 from kdtrack.report.dashboard import Dashboard
@@ -88,8 +89,8 @@ def markdown_cell(value) -> str:
     with `|` and line breaks escaped so that the row stays one row."""
     if value is None:
         return ""
-    text = f"{value:.4f}" if isinstance(value, float) else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "<br>").replace("\n", "<br>")
+    text = inert_html(f"{value:.4f}" if isinstance(value, float) else str(value))
+    return text.replace("|", "\\|").replace("\r\n", "<br>").replace("\n", "<br>")
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
@@ -138,9 +139,10 @@ def build(fetched: Fetched, dashboard: Dashboard) -> tuple[str, str, dict[str, b
          "images": [base64.b64encode(image).decode() for image in images.values()]}
         for s, images in zip(sections, figures)])
     contents = "\n".join(f"{i + 1}. [{s.heading}](#{slug(s.heading)})" for i, s in enumerate(sections))
-    markdown = "\n\n".join([f"# {dashboard.title}", "\n".join(f"- **{name}**: {value}" for name, value in header),
+    markdown = "\n\n".join([f"# {inert(dashboard.title)}",
+                             "\n".join(f"- **{name}**: {inert(value)}" for name, value in header),
                              f"**Contents**\n\n{contents}"] + [
-        "\n\n".join([f"## {s.heading}", s.note, *[f"not shown: {m}" for m in s.missing],
+        "\n\n".join([f"## {s.heading}", s.note, *[f"not shown: {inert(m)}" for m in s.missing],
                        *[markdown_table(tables.shown(f)) for f in s.frames],
                        *[f"![{s.heading}](figures/{name}.png)" for name in images]])
         for s, images in zip(sections, figures)]) + "\n"

@@ -146,8 +146,11 @@ def confidence_grid_section(fetched: Fetched) -> Section:
 def eigen_section(fetched: Fetched) -> Section | None:
     if "m:eigen/exaggerated_pair_frac" not in fetched.runs.columns:  # no analysis computed the eigenspace
         return None
-    return Section("Eigenspace: student more top-biased than teacher", "fraction of direction pairs",
-                   (tables.eigen(fetched.runs),))
+    return Section("Eigenspace: the student ahead of its teacher along top directions (Theorem 4.1)",
+                   "on the teacher's scale, per pair delta = the student's bottom-direction progress minus the "
+                   "teacher's at matched top progress; exaggerated: delta < 0 (docs/eigenspace.md). Top-biased "
+                   "(§D.2): on the model's own scale, its bottom direction has gone less than half way when its top "
+                   "one reaches half way", (tables.eigen(fetched.runs),))
 
 
 def switch_section(fetched: Fetched) -> Section | None:

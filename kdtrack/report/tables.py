@@ -54,7 +54,9 @@ def slopes(table: pl.DataFrame) -> pl.DataFrame:
 
 def eigen(table: pl.DataFrame) -> pl.DataFrame:
     return metric_table(table, [("exaggerated pair fraction", "eigen/exaggerated_pair_frac"),
-                                ("pairs", "eigen/pairs")])
+                                ("median delta", "eigen/median_delta"), ("pairs", "eigen/pairs"),
+                                ("teacher top-biased", "eigen/teacher_top_biased_frac"),
+                                ("student top-biased", "eigen/student_top_biased_frac")])
 
 
 def runs_summary(table: pl.DataFrame) -> pl.DataFrame:

@@ -8,6 +8,7 @@ from typing import Callable, Mapping
 from mlflow.tracking.context.registry import resolve_tags
 
 from kdtrack.contract import ANALYSIS_RUN, FROM_RUN, NOTE, ONEHOT_RUN, PARENT, RESULT, STUDENT_RUN, SUITE, TEACHER_RUN
+from kdtrack.markdown import inert
 from kdtrack.presets import TABLE1, TABLE7, TEXT
 
 # Tags that name another run, and how a description calls that run.
@@ -49,7 +50,7 @@ def linked(note: str, tags: Mapping[str, str], where: Callable[[str], tuple[str,
         found = where(run_id) if run_id and not there else None
         if found:
             experiment_id, name = found
-            lines.append(f"- {label}: [{name or run_id[:8]}]({link(experiment_id, run_id)}) `{run_id[:8]}`")
+            lines.append(f"- {label}: [{inert(name or run_id[:8])}]({link(experiment_id, run_id)}) `{run_id[:8]}`")
     return "\n".join(lines)
 
 
@@ -72,7 +73,7 @@ def experiment_tags(existing: Mapping[str, str], params: Mapping[str, str],
     if suite:
         new[SUITE] = suite
     if NOTE not in existing:
-        made_by = f"suite `{suite}`" if suite else (f"preset `{preset}`" if preset else "kdtrack")
+        made_by = f"suite {inert(suite)}" if suite else (f"preset `{preset}`" if preset else "kdtrack")
         new[NOTE] = (f"kdtrack runs, first made by {made_by}. The tag `kdtrack.role` says what each run is "
                      "(teacher, student, analysis, ...); each run's description links the runs it is made from. "
                      "The `kdtrack.preset.*` tags name the presets of its runs.")

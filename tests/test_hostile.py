@@ -1,0 +1,45 @@
+"""Hostile and unlucky input (issue 30), kept so that none of it comes back. Cases that belong to
+one layer live beside its tests and are listed here:
+- a crafted CIFAR batch runs nothing: tests/data/test_data.py (restricted unpickler);
+- a tokenizer folder with custom code runs nothing: tests/data/test_paper_data.py;
+- depth=1000000 and width=1e10 are refused by arithmetic: tests/primitives/test_config.py;
+- `suite run --workers 1000` is refused before a fork: tests/studies/test_launch.py;
+- a checkpoint never overwrites the one the resume tag names: tests/tracking/test_storage.py;
+- a finished run drops a stale failure tag: tests/tracking/test_lifecycle.py.
+The cases below cross layers: user text that reaches Markdown a browser renders."""
+from click.testing import CliRunner
+from mlflow.entities import Metric, Param
+
+from kdtrack import code_version, tracking
+from kdtrack.cli.main import main
+from kdtrack.contract import CODE_VERSION, NOTE, ROLE, SUITE
+from kdtrack.markdown import inert, inert_html
+from kdtrack.tracking import ui
+
+SCRIPT = "<script>alert('kd')</script>"
+
+
+def test_inert_text_shows_markup_as_typed():
+    assert inert(f"x{SCRIPT}[a](b)`c`\\") == "x\\<script>alert('kd')\\</script>\\[a\\](b)\\`c\\`\\\\"
+    assert inert_html(f"{SCRIPT} [0.1, 0.2]") == "\\<script>alert('kd')\\</script> [0.1, 0.2]"
+
+
+def test_report_md_escapes_a_script_in_an_experiment_name(store, tmp_path):
+    client = tracking.client()
+    experiment_id = client.create_experiment(f"exp{SCRIPT}")
+    run_id = client.create_run(experiment_id, tags={ROLE: "teacher", CODE_VERSION: code_version()}).info.run_id
+    client.log_batch(run_id, params=[Param("preset", "mnist_mlp"), Param("seed", "0")],
+                     metrics=[Metric("test/acc", 0.5, 0, 0)])
+    client.set_terminated(run_id, "FINISHED")
+    result = CliRunner().invoke(main, ["report", "--experiment", f"exp{SCRIPT}", "--format", "md",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "report.md").read_text()
+    assert "exp\\<script>" in text and "<script>" not in text.replace("\\<script>", "")
+
+
+def test_run_descriptions_make_names_inert():
+    note = ui.linked("", {"kdtrack.teacher_run_id": "a" * 32}, lambda run_id: ("1", f"t]({SCRIPT})"))
+    assert "\\<script>" in note and "t\\](" in note
+    tags = ui.experiment_tags({}, {}, {SUITE: f"s`{SCRIPT}/setting"})
+    assert "\\`\\<script>" in tags[NOTE]
