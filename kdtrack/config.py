@@ -200,6 +200,7 @@ class TrainConfig:
                                 "batch_size / N points of each batch apiece; the result does not depend on it, up "
                                 "to float reassociation (README \"Scaling out\")",
                                 "an integer >= 1 (1 = this process)", lambda value: value >= 1)
+    oversubscribe: bool = param(False, "allow nproc_per_node above this machine's GPUs (without one: its cores)")
     eigen: bool = param(True, "record first-layer eigen-trajectories (eigen/trajectory.parquet); image models only")
     eigen_k: int = param(0, "directions recorded, top first; 0 = every direction with a nonzero eigenvalue",
                          "an integer >= 0 (0 = all)", lambda value: value >= 0)
@@ -500,7 +501,7 @@ def _as_string(value) -> str:
 # probes read the weights (and draw from no generator), so only how often they are recorded changes.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
               "eigen", "eigen_k", "eigen_every", "teacher_run_id", "force", "resume", "if_running",
-              "keep_checkpoints", "nproc_per_node", "register", "system_metrics")
+              "keep_checkpoints", "nproc_per_node", "oversubscribe", "register", "system_metrics")
 
 
 def key_params(config) -> dict[str, str]:

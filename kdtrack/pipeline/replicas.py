@@ -9,6 +9,7 @@ part of each batch, and train in step with rank 0 until it sends no order (None)
 done. A BatchNorm model on CPU is refused before any of this (`check_batch_norm`)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -89,6 +90,7 @@ def on_ranks(config: TrainConfig, work: Callable[[World], object], relaunch: Seq
     world = World.from_env() if world is None else world
     check_batch_norm(config, world.size if world.size > 1 else config.nproc_per_node, torch.cuda.is_available())
     if world.size == 1 and config.nproc_per_node > 1:
+        check_capacity(config.nproc_per_node, config.oversubscribe)
         raise SystemExit(launch(config.nproc_per_node, relaunch))
     if world.size == 1:
         return work(world)
@@ -116,6 +118,16 @@ def trained_architectures(config: TrainConfig) -> dict[str, str]:
     if isinstance(config, DistillConfig) and not config.teacher_run_id:
         found["teacher_arch"] = config.teacher_config.arch
     return found
+
+
+def check_capacity(processes: int, oversubscribe: bool) -> None:
+    """Refuse to start more ranks than the machine has GPUs (without one, cores): 64 ranks on two
+    cores only thrash. `oversubscribe` allows it."""
+    cuda = torch.cuda.is_available()
+    capacity, unit = (torch.cuda.device_count(), "GPUs") if cuda else (os.cpu_count() or 1, "CPU cores")
+    if processes > capacity and not oversubscribe:
+        raise UserError(f"nproc_per_node={processes} is more than this machine's {capacity} {unit}; allowed: 1 to "
+                        f"{capacity}, or -P oversubscribe=true to start that many processes anyway")
 
 
 def check_batch_norm(config: TrainConfig, processes: int, cuda: bool) -> None:

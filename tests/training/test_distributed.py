@@ -232,3 +232,18 @@ def test_a_killed_rank_stops_the_job_and_the_run_resumes_on_another_number_of_ra
     assert tracking.get_run(run_id).info.status == "FINISHED"
     steps = [m.step for m in tracking.client().get_metric_history(run_id, "train/loss")]
     assert sorted(steps) == list(range(10, 401, 10))  # none twice, none missing
+
+
+def test_more_ranks_than_the_machine_has_are_refused_unless_oversubscribed(monkeypatch):
+    """Issue 30, case 4: nproc_per_node=64 on a two-core machine started 64 ranks."""
+    import torch
+
+    from kdtrack.pipeline.replicas import check_capacity
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    check_capacity(2, False)
+    with pytest.raises(UserError, match=r"nproc_per_node=64 is more than this machine's 2 CPU cores; allowed: 1 to 2, "
+                                        r"or -P oversubscribe=true"):
+        check_capacity(64, False)
+    check_capacity(64, True)
