@@ -11,6 +11,7 @@ interval is too narrow (it cannot be wider than the values themselves), t is hon
 """
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import re
@@ -22,6 +23,7 @@ from scipy import stats
 
 from kdtrack.contract import known_metric
 from kdtrack.errors import UserError
+from kdtrack.report.collect import DERIVED, TEXT
 from kdtrack.report.inference import decided, holm, one_sided, seed_slopes, seeds_needed
 
 TESTS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
@@ -48,7 +50,7 @@ class Baseline(Strict):
 
     metric: str
     select: Selection | None = None
-    pair_by: tuple[str, ...] = ("preset", "seed")
+    pair_by: tuple[str, ...] = Field(("preset", "seed"), min_length=1)  # [] would pair every run with every run
 
 
 class Paired(Strict):
@@ -62,9 +64,17 @@ NOT_REPORTED = "-"  # the paper column of a setting none of a claim's rules cove
 
 
 def _metric_conditions(selection: Selection) -> Selection:
+    """A selection names columns of the runs table (a misspelt one would silently select nothing)
+    and takes comparisons for `m:<metric>` ones."""
+    known = (*TEXT, *DERIVED)
     for column, wanted in selection.items():
         if column.startswith("m:"):
             comparison(str(wanted))
+        elif column not in known:
+            near = difflib.get_close_matches(column, known, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise ValueError(f"{column!r} is not a column of the runs table; {hint}allowed: a run param or tag "
+                             "(preset, arch, seed, role, ...), setting, distillation, or m:<metric>")
     return selection
 
 

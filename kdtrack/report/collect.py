@@ -27,6 +27,7 @@ TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, C
 # infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
 TEXT = ("experiment", "experiment_id", "run_id", "run_name", "status", "artifact_uri", *PARAMS,
         *(t.removeprefix("kdtrack.") for t in TAGS))
+DERIVED = ("setting", "distillation")  # columns setting_of adds
 
 
 def experiment_ids(names: list[str]) -> dict[str, str]:
