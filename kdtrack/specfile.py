@@ -27,10 +27,15 @@ def load_mapping(kind: str, name_or_path: str, folder: Path, keys: tuple[str, ..
     path = known.get(name_or_path) or Path(name_or_path)
     if not path.is_file():
         raise UserError(f"{kind} {name_or_path!r} is neither a shipped one ({', '.join(sorted(known))}) nor a file")
+    if path.stat().st_size > MAX_BYTES:  # before parsing: a million seeds took 42 s to read
+        raise UserError(f"{kind} {str(path)!r} is {path.stat().st_size:,} bytes; allowed: at most {MAX_BYTES:,}")
     try:
         spec = _safe_load(path.read_text(), kind, path)
     except yaml.YAMLError as error:  # its first line says what and where; the rest quotes the file
         raise UserError(f"{kind} {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
+    except RecursionError:
+        raise UserError(f"{kind} {str(path)!r} nests too deep to read; allowed: a few levels, as the "
+                        "shipped files have") from None
     if not isinstance(spec, dict):
         raise UserError(f"{kind} {str(path)!r} must be a mapping with keys {' and '.join(keys)}")
     unknown = sorted(set(spec) - set(keys), key=str)  # key=str: YAML keys need not be strings
@@ -42,6 +47,7 @@ def load_mapping(kind: str, name_or_path: str, folder: Path, keys: tuple[str, ..
 # An alias is a reference, so YAML can spell a huge document in a few bytes ("billion laughs"):
 # a file whose nodes, aliases expanded, pass this count is refused before anything walks them.
 MAX_NODES = 100_000
+MAX_BYTES = 1_000_000  # the shipped files are a few kB
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
@@ -67,7 +73,7 @@ def _safe_load(text: str, kind: str, path: Path):
             return None
         size = _expanded_size(node, {})
         if size > MAX_NODES:
-            raise UserError(f"{kind} {str(path)!r} expands to {size} YAML nodes through its aliases; "
+            raise UserError(f"{kind} {str(path)!r} holds {size} YAML nodes (its aliases expanded); "
                             f"allowed: at most {MAX_NODES}")
         return loader.construct_document(node)
     finally:

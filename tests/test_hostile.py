@@ -43,3 +43,21 @@ def test_run_descriptions_make_names_inert():
     assert "\\<script>" in note and "t\\](" in note
     tags = ui.experiment_tags({}, {}, {SUITE: f"s`{SCRIPT}/setting"})
     assert "\\`\\<script>" in tags[NOTE]
+
+
+def test_a_spec_file_too_big_or_too_deep_is_one_line(tmp_path):
+    import pytest
+
+    from kdtrack.errors import UserError
+    from kdtrack.studies.suite import load
+
+    huge = tmp_path / "seeds.yaml"
+    huge.write_text("experiment: x\nsettings:\n  - name: a\n    preset: mnist_mlp\n    seeds:\n"
+                    + "".join(f"      - {seed}\n" for seed in range(100_000)))
+    with pytest.raises(UserError, match=r"seeds.yaml' is [\d,]+ bytes; allowed: at most 1,000,000"):
+        load(str(huge))
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("experiment: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(UserError, match=r"deep.yaml' nests too deep to read") as refused:
+        load(str(deep))
+    assert "\n" not in str(refused.value)

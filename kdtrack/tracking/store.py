@@ -124,7 +124,8 @@ def require_run(run_id: str, role: str, param: str, needs: str, finished: bool =
     run = get_run(follow_launcher(run_id))
     actual = run.data.tags.get(ROLE)
     if actual != role:
-        raise UserError(f"{param}={run_id!r} is a {actual or 'non-kdtrack'} run; {needs}")
+        kind = actual or "non-kdtrack"
+        raise UserError(f"{param}={run_id!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} run; {needs}")
     if finished and run.info.status != "FINISHED":
         raise UserError(f"{param}={run_id!r} has status {run.info.status}; a FINISHED run is required")
     return run
