@@ -61,3 +61,12 @@ def test_a_spec_file_too_big_or_too_deep_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"deep.yaml' nests too deep to read") as refused:
         load(str(deep))
     assert "\n" not in str(refused.value)
+
+
+def test_a_5000_character_experiment_name_is_one_line(store):
+    import pytest
+
+    from kdtrack.errors import UserError
+
+    with pytest.raises(UserError, match=r"has 5000 characters; allowed: at most 256"):
+        tracking.resolve_experiment("x" * 5000)

@@ -8,6 +8,7 @@ from typing import Mapping
 
 import mlflow
 
+from kdtrack.errors import UserError
 from kdtrack.tracking.context import RunContext
 from kdtrack.tracking.store import client
 
@@ -26,20 +27,25 @@ def experiment_names() -> list[str]:
     return [e.name for e in client().search_experiments()]
 
 
+MAX_NAME = 256  # characters of an experiment name MLflow's stores hold
+
+
 def resolve_experiment(name: str = "", context: RunContext = RunContext()) -> str:
     """Experiment id: `name` if given, else the one `mlflow run` chose, else the default."""
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME", "")
     if not name:
         return os.environ.get("MLFLOW_EXPERIMENT_ID") or context.experiment_id or "0"
+    if len(name) > MAX_NAME:  # MLflow's column: a longer one was a database traceback
+        raise UserError(f"experiment name {name[:40]!r}... has {len(name)} characters; allowed: at most {MAX_NAME}")
     found = experiment_id(name)
     if found:
         return found
     try:
         return client().create_experiment(name)
-    except mlflow.exceptions.MlflowException:  # created by another worker meanwhile?
+    except mlflow.exceptions.MlflowException as error:  # created by another worker meanwhile?
         found = experiment_id(name)
         if not found:
-            raise
+            raise UserError(f"experiment {name!r} cannot be created: {str(error).splitlines()[0]}") from None
         return found
 
 
