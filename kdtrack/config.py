@@ -406,11 +406,14 @@ class AblateConfig(DistillConfig):
         return [parse_value(self.knob, v, kind) for v in self.values.split(",") if v.strip()]
 
 
+THEORY_BYTES = 4 * 2**30  # what the theory check's weight paths may hold
+
+
 @dataclass(frozen=True)
 class TheoryConfig:
     """`theory`: Theorem 4.1 on a random linear-regression instance with p > n (kdtrack/theory.py)."""
 
-    n: int = param(32, "samples", "an integer >= 2", lambda value: value >= 2)
+    n: int = param(32, "samples", "an integer from 2 to 2000", lambda value: 2 <= value <= 2000)  # n^2 pairs
     p: int = param(256, "parameters (> n)", "an integer > n: the theorem is about p > n")  # with n: __post_init__
     seed: int = param(0, "draws the random instance", SEEDS, lambda value: 0 <= value < 2**32)
     teacher_time: float = param(5.0, "T_te, in units of 1 / (top eigenvalue of X X^T)", "a finite number > 0",
@@ -425,6 +428,10 @@ class TheoryConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         _check("p", self.p, self.p > self.n, f"an integer > n (= {self.n}): the theorem is about p > n")
+        # the cross-entropy check keeps its weights (p x classes) at each of its 5 * steps steps
+        path_bytes = 5 * self.steps * self.p * self.classes * 8
+        _check("p", self.p, path_bytes <= THEORY_BYTES, f"p * steps * classes small enough for the weight paths "
+               f"to fit in {THEORY_BYTES / 2**30:.0f} GiB (here {path_bytes / 2**30:.3g} GiB)")
 
 
 # Entry points whose runs train on `nproc_per_node` processes (kdtrack.pipeline.replicas).

@@ -70,3 +70,15 @@ def test_a_5000_character_experiment_name_is_one_line(store):
 
     with pytest.raises(UserError, match=r"has 5000 characters; allowed: at most 256"):
         tracking.resolve_experiment("x" * 5000)
+
+
+def test_theory_with_a_huge_instance_is_refused_before_it_runs():
+    import pytest
+
+    from kdtrack.config import TheoryConfig, from_params
+    from kdtrack.errors import UserError
+
+    with pytest.raises(UserError, match=r"n=100000 is out of range; allowed: an integer from 2 to 2000"):
+        from_params(TheoryConfig, {"n": "100000", "p": "200000"})
+    with pytest.raises(UserError, match=r"p=100000000 is out of range; allowed: p \* steps \* classes small enough"):
+        from_params(TheoryConfig, {"p": "100000000"})
