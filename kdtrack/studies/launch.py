@@ -108,15 +108,20 @@ class AblateWorker(submitit.helpers.Checkpointable):
         return ablate(self.config, self.experiment)
 
 
-def executor(launch: Launch, name: str, processes: int = 1, after: str = "") -> submitit.AutoExecutor:
-    """An executor for one job (or one array): a fresh one each time, since submitit's parameters
-    accumulate and a dependency must not carry over to the next job."""
-    spec = launch.slurm
+def check_tools(launch: Launch) -> None:
+    """Slurm's commands are on PATH where Slurm launches: said before any plan is printed."""
     if launch.launcher == "slurm":
         missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
         if missing:
             raise UserError(f"--launcher slurm needs Slurm's {' and '.join(missing)} on PATH; "
                             "submit from a machine of the cluster (or use --launcher local)")
+
+
+def executor(launch: Launch, name: str, processes: int = 1, after: str = "") -> submitit.AutoExecutor:
+    """An executor for one job (or one array): a fresh one each time, since submitit's parameters
+    accumulate and a dependency must not carry over to the next job."""
+    spec = launch.slurm
+    check_tools(launch)
     if spec.gpus_per_task and processes > spec.gpus_per_task:
         raise UserError(f"nproc_per_node={processes} is more than gpus_per_task={spec.gpus_per_task}; "
                         "allowed: one process per GPU")
@@ -186,6 +191,7 @@ def teacher_groups(suite: Suite, tasks: list[Task]) -> tuple[dict[tuple, list[Ta
 def run_suite(suite: Suite, launch: Launch, dry_run: bool = False) -> list[str]:
     """Submit the suite's missing tasks, teachers first. Slurm: the submitted job ids, at once;
     local: the run ids, once every job has ended."""
+    check_tools(launch)
     tasks = [with_processes(task, launch.slurm.nproc_per_node) for task in suites.pending(suite, dry_run)]
     if not tasks:
         return []

@@ -18,6 +18,7 @@ from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESUME, ROLE, STUDY
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, shielded, stop_requests
+from kdtrack.say import say
 from kdtrack.tracking import ui
 from kdtrack.tracking.artifacts import upload_bytes, upload_file
 from kdtrack.tracking.checkpoints import keep_unsaved, next_path, stage
@@ -129,6 +130,9 @@ def reuse_finished(experiment_id: str, role: str, key: str, params: Mapping[str,
 def _paths(key: str | tuple[str, ...]) -> tuple[str, ...]:
     """The artifact paths a probe's key names: one, or a tuple of them."""
     return key if isinstance(key, tuple) else (key,)
+
+
+RESUMABLE = ("teacher", "student")  # roles whose runs a second start resumes
 
 
 class TrackedRun:
@@ -344,6 +348,9 @@ class TrackedRun:
             finally:
                 self.heartbeat.stop()
                 self.uploader.remove_scratch()  # on every way out; a killed process's goes at the next start
+        if stopped and self.role in RESUMABLE:  # more than click's bare "Aborted!"
+            say(f"{self.role} run {self.run_id} stopped ({status}); the same command resumes it from its last "
+                "checkpoint (-P resume=false starts afresh)")
 
     def _end(self, status: str, failure: str, stopping: Callable[[], bool]) -> None:
         if not leaving():

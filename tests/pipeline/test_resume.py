@@ -50,6 +50,8 @@ def interrupt_after_first_checkpoint(process: subprocess.Popen, experiment: str,
     _, err = process.communicate()  # it ends by the signal or, were that ignored, at the end of training
     # The signal ended it, mid-run: not the end of training (send_signal skips a process already gone).
     assert process.returncode != 0 and tracking.get_run(run_id).info.status != "FINISHED", err[-2000:]
+    if sig == signal.SIGTERM:  # it says which run stopped and how to go on, not only click's "Aborted!"
+        assert f"teacher run {run_id} stopped (KILLED); the same command resumes it" in err, err[-2000:]
     return run_id
 
 
