@@ -82,3 +82,23 @@ def test_theory_with_a_huge_instance_is_refused_before_it_runs():
         from_params(TheoryConfig, {"n": "100000", "p": "200000"})
     with pytest.raises(UserError, match=r"p=100000000 is out of range; allowed: p \* steps \* classes small enough"):
         from_params(TheoryConfig, {"p": "100000000"})
+
+
+def test_a_suite_task_done_by_other_code_is_not_done(tmp_path):
+    """Issue 30, case 8: `suite` called a task done from its params alone, while training, whose
+    reuse key holds the code version, would train it again."""
+    from types import SimpleNamespace
+
+    from kdtrack.config import key_params
+    from kdtrack.studies import suite as suites
+
+    path = tmp_path / "one.yaml"
+    path.write_text("experiment: x\nsettings:\n  - {name: a, preset: mnist_mlp}\n")
+    [task] = suites.load(str(path)).tasks
+
+    def student(version):
+        return SimpleNamespace(data=SimpleNamespace(params=key_params(task.config()), tags={CODE_VERSION: version}),
+                               info=SimpleNamespace(status="FINISHED", start_time=1))
+
+    assert suites.task_state([student(code_version())], task) == "done"
+    assert suites.task_state([student("0ldc0de0ld00")], task) == "missing"

@@ -169,11 +169,15 @@ STATES = {"FINISHED": "done", "RUNNING": "running", "FAILED": "failed", "KILLED"
 
 
 def task_state(students: list, task: Task) -> str:
-    """done, running, failed (the newest matching student run's status) or missing."""
+    """done, running, failed (the newest matching student run's status) or missing. A run of other
+    code does not match: training would not reuse it (its reuse key holds the code version)."""
+    from kdtrack import code_version
     from kdtrack.config import key_params
+    from kdtrack.contract import CODE_VERSION
 
-    params = key_params(task.config())
-    matching = [r for r in students if all(r.data.params.get(k) == v for k, v in params.items())]
+    params, version = key_params(task.config()), code_version()
+    matching = [r for r in students if r.data.tags.get(CODE_VERSION) == version
+                and all(r.data.params.get(k) == v for k, v in params.items())]
     if any(r.info.status == "FINISHED" for r in matching):
         return "done"
     newest = max(matching, key=lambda r: r.info.start_time, default=None)
