@@ -116,7 +116,7 @@ class Uploader:
         with self.changed:
             if self.folder is None:
                 sweep_scratch()
-                self.folder = Path(tempfile.mkdtemp(prefix=f"kdtrack-{socket.gethostname()}-{os.getpid()}-"))
+                self.folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{socket.gethostname()}-{os.getpid()}-"))
             return self.folder
 
     def remove_scratch(self) -> None:
@@ -125,14 +125,17 @@ class Uploader:
                 shutil.rmtree(self.folder, ignore_errors=True)
 
 
-SCRATCH_NAME = re.compile(r"kdtrack-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+")
+SCRATCH = "kdtrack-scratch-"
 
 
 def sweep_scratch() -> None:
-    """Remove the scratch folders of processes of this host that no longer run."""
-    for folder in Path(tempfile.gettempdir()).glob("kdtrack-*"):
-        name = SCRATCH_NAME.fullmatch(folder.name)
-        if name and name["host"] == socket.gethostname() and not _alive(int(name["pid"])) and folder.is_dir():
+    """Remove the scratch folders of processes of this host that no longer run: exactly this host's
+    name, a pid and mkdtemp's 8-character suffix (a looser pattern matched other folders, such as a
+    store under /tmp named kdtrack-<something>-<number>-...)."""
+    own = re.compile(rf"{SCRATCH}{re.escape(socket.gethostname())}-(?P<pid>\d+)-[a-z0-9_]{{8}}")
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*"):
+        name = own.fullmatch(folder.name)
+        if name and not _alive(int(name["pid"])) and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
 
 

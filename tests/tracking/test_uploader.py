@@ -122,21 +122,24 @@ def test_a_second_signal_ends_the_process_whatever_it_does(number):
 def test_scratch_folders_go_with_their_run_or_after_their_process(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    left_by_a_killed_process = tmp_path / f"kdtrack-{socket.gethostname()}-{int(dead.stdout)}-abc_123"
+    left_by_a_killed_process = tmp_path / f"kdtrack-scratch-{socket.gethostname()}-{int(dead.stdout)}-abc_1234"
     (left_by_a_killed_process / "tmpx").mkdir(parents=True)
     (left_by_a_killed_process / "checkpoint-1.pt").write_bytes(b"x" * 1000)
     unrelated = tmp_path / "kdtrack-notes"
     unrelated.mkdir()
+    # a user's folder of the old scratch shape (a store named for this host and a dead pid) stays
+    theirs = tmp_path / f"kdtrack-{socket.gethostname()}-{int(dead.stdout)}-store"
+    theirs.mkdir()
     uploader = Uploader()
     folder = uploader.scratch()  # the first scratch folder of a process sweeps the dead ones'
     assert folder.parent == tmp_path and str(os.getpid()) in folder.name
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, "kdtrack-notes"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, "kdtrack-notes", theirs.name])
     (folder / "checkpoint-2.pt").write_bytes(b"y")
     sweep_scratch()  # a live process's folder stays
     assert folder.exists()
     uploader.drain()
     uploader.remove_scratch()
-    assert [p.name for p in tmp_path.iterdir()] == ["kdtrack-notes"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["kdtrack-notes", theirs.name])
 
 
 @pytest.fixture
