@@ -7,6 +7,7 @@ one layer live beside its tests and are listed here:
 - a checkpoint never overwrites the one the resume tag names: tests/tracking/test_storage.py;
 - a finished run drops a stale failure tag: tests/tracking/test_lifecycle.py.
 The cases below cross layers: user text that reaches Markdown a browser renders."""
+import pytest
 from click.testing import CliRunner
 from mlflow.entities import Metric, Param
 
@@ -102,3 +103,26 @@ def test_a_suite_task_done_by_other_code_is_not_done(tmp_path):
 
     assert suites.task_state([student(code_version())], task) == "done"
     assert suites.task_state([student("0ldc0de0ld00")], task) == "missing"
+
+
+@pytest.mark.slow
+def test_two_analyses_of_one_student_started_together_write_one_run(lineage):
+    """Issue 30, case 6: both wrote a run, and the report then said the second was 'trained again
+    (force)'. Now one writes; the other waits for it, or withdraws its run, and reuses it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from kdtrack.contract import STUDENT_RUN
+
+    kdtrack = str(Path(sys.executable).parent / "kdtrack")
+    command = [kdtrack, "analyze", "-P", f"student_run_id={lineage.student}", "-P", "bins=33"]
+    both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate() for process in both]
+    assert [process.returncode for process in both] == [0, 0], [err[-2000:] for _, err in outputs]
+    [first], [second] = (out.split()[-1:] for out, _ in outputs)
+    assert first == second  # the same analysis run, reused by the one that did not write it
+    experiment = tracking.get_run(lineage.student).info.experiment_id
+    written = [r for r in tracking.search_all([experiment], "tags.`kdtrack.role` = 'analysis'")
+               if r.data.tags.get(STUDENT_RUN) == lineage.student and r.data.params.get("bins") == "33"]
+    assert [r.info.run_id for r in written] == [first] and written[0].info.status == "FINISHED"

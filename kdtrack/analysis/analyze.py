@@ -9,7 +9,7 @@ from kdtrack.analysis.eigen_evidence import eigen_evidence
 from kdtrack.analysis.evidence import Evidence, analysis_name, confidence_evidence, record
 from kdtrack.config import AnalyzeConfig, TheoryConfig, to_params
 from kdtrack.contract import ANALYSIS_RUN, KEY, ROLE, STUDENT_RUN, TEACHER_RUN, copied_to_student
-from kdtrack.errors import UserError
+from kdtrack.errors import StopRun, UserError
 from kdtrack.say import say
 from kdtrack.tracking import RunContext
 
@@ -45,25 +45,55 @@ def _students(config: AnalyzeConfig) -> list:
 
 
 def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunContext()) -> str:
-    student_id = student.info.run_id
+    """The student's analysis run: a finished one with these params reused, one another process is
+    writing waited for, else a new one. One writer per student, as for training runs."""
+    student_id, experiment_id = student.info.run_id, student.info.experiment_id
     params = {**to_params(config), "student_run_id": student_id, "experiment": ""}
     key = tracking.run_key("analysis", params)
-    found = tracking.reuse_finished(student.info.experiment_id, "analysis", key, params, context)
-    if found:
-        say(f"reusing finished analysis run {found.info.run_id} of student {student_id}")
-        return found.info.run_id
+    while True:
+        found = tracking.reuse_finished(experiment_id, "analysis", key, params, context)
+        if found:
+            say(f"reusing finished analysis run {found.info.run_id} of student {student_id}")
+            return found.info.run_id
+        live = tracking.find_live(experiment_id, "analysis", key, params)
+        if live:
+            say(f"analysis run {live.info.run_id} of student {student_id} is being written by "
+                f"{tracking.holder(live.data.tags)}; waiting for it")
+            tracking.wait(live.info.run_id)
+            continue
+        written = write_analysis(student, config, context, key, params)
+        if written:
+            return written
+
+
+class Outrun(StopRun):
+    """Ends a new analysis run that lost the election to one another process started at the same
+    moment (`tracking.elect`): before it recorded anything."""
+
+
+def write_analysis(student, config: AnalyzeConfig, context: RunContext, key: str, params: dict[str, str]) -> str:
+    """A new analysis run of `student`; "" where an identical one, started at the same moment, won."""
+    student_id = student.info.run_id
     evidence = gather(student, config)
     tags = {KEY: key, STUDENT_RUN: student_id, TEACHER_RUN: student.data.tags.get(TEACHER_RUN, "")}
     for note in evidence.notes:
         say(f"student {student_id}: {note}")
-    with tracking.run(student.info.experiment_id, analysis_name(student), "analysis", params, context, tags,
-                      summary="\n\n".join(evidence.notes)) as run:
-        record(run, evidence)
+    run_id = ""
+    try:
+        with tracking.run(student.info.experiment_id, analysis_name(student), "analysis", params, context, tags,
+                          summary="\n\n".join(evidence.notes)) as run:
+            run_id = run.run_id
+            if tracking.elect(run_id, student.info.experiment_id, "analysis", key, params) != run_id:
+                raise Outrun(f"another analysis of student {student_id}, started at the same moment, writes it")
+            record(run, evidence)
+    except Outrun:
+        tracking.withdraw(run_id)
+        return ""
     copied = {k: v for k, v in evidence.metrics.items() if copied_to_student(k)}
-    tracking.annotate(student_id, copied, {ANALYSIS_RUN: run.run_id})  # for sorting students in the UI
-    say(f"analysis run {run.run_id} of student {student_id}: "
+    tracking.annotate(student_id, copied, {ANALYSIS_RUN: run_id})  # for sorting students in the UI
+    say(f"analysis run {run_id} of student {student_id}: "
           + ", ".join(f"{k}={v:.3f}" for k, v in copied.items() if "slope_bottom" in k and "label" not in k))
-    return run.run_id
+    return run_id
 
 
 def analyze(config: AnalyzeConfig, context: RunContext = RunContext()) -> list[str]:
