@@ -2,8 +2,8 @@
 # Reruns the reproduction study of docs/reproduction.md from an empty store and regenerates its
 # tables and figures (docs/reproduction/*/report.md). From the repository root, after `make install`:
 #   bash docs/reproduce.sh [STORE]        # STORE defaults to a fresh folder under /tmp
-# About 30 minutes for table7, 50 for table7-mlp-sensitivity and 60 for beyond-confidence (the §7
-# study of "Beyond the paper") on 2 idle CPU cores.
+# About 13 minutes for table7, 12 for table7-mlp-sensitivity (measured 2026-12-03) and 105 for
+# beyond-confidence (the §7 study of "Beyond the paper", measured 2026-11-30) on 2 shared CPU cores.
 set -euo pipefail
 root=$(pwd)
 store=${1:-$(mktemp -d /tmp/kdtrack-reproduction-XXXX)}
