@@ -126,3 +126,24 @@ def test_two_analyses_of_one_student_started_together_write_one_run(lineage):
     written = [r for r in tracking.search_all([experiment], "tags.`kdtrack.role` = 'analysis'")
                if r.data.tags.get(STUDENT_RUN) == lineage.student and r.data.params.get("bins") == "33"]
     assert [r.info.run_id for r in written] == [first] and written[0].info.status == "FINISHED"
+
+
+def test_a_roberta_folder_whose_weights_are_a_pickle_is_one_line(tmp_path):
+    """Issue 30, point 10: an UnpicklingError traceback; and the pickle's code never runs."""
+    import pickle
+
+    from transformers import RobertaConfig
+
+    from kdtrack.errors import UserError
+    from kdtrack.models.roberta import _from_pretrained
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    RobertaConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=1, intermediate_size=64,
+                  vocab_size=100).save_pretrained(tmp_path)
+    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps(Planted()))
+    with pytest.raises(UserError, match=r"could not be loaded as a RoBERTa model") as refused:
+        _from_pretrained(str(tmp_path), 2)
+    assert "\n" not in str(refused.value) and not (tmp_path / "ran").exists()

@@ -9,6 +9,7 @@ was trained (a Base checkpoint is refused for a Small student).
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -59,6 +60,6 @@ def _from_pretrained(folder: str, num_classes: int) -> nn.Module:
     try:  # a concrete class: a folder's own modelling code (auto_map) is never imported here
         return RobertaForSequenceClassification.from_pretrained(folder, num_labels=num_classes,
                                                                 ignore_mismatched_sizes=True)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, pickle.UnpicklingError) as error:  # weights that are a pickle of something else
         raise UserError(f"pretrained={folder!r} could not be loaded as a RoBERTa model: "
                         f"{str(error).strip().splitlines()[0]}") from None
