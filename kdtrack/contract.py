@@ -49,7 +49,7 @@ def copied_to_student(metric: str) -> bool:
 # pipeline logs matches one of these, so the list cannot fall behind the code.
 METRIC_PATTERNS = (
     r"(train|test)/(acc|agreement|kl|student_acc|teacher_acc|underfit_frac|exaggeration_index|underfit_err_excess)",
-    r"train/(loss|ce|kd|batch_acc|batch_agreement|batch_kl|acc_clean_labels|mislabeled_underfit_(frac|excess))",
+    r"train/(loss|ce|kd|batch_acc|batch_agreement|batch_kl|acc_clean_labels|mislabeled_underfit_(frac|excess)|mislabeled_fit_gap)",
     r"train/mislabeled_bottom\d+_share",
     r"(timeline/)?(train|test)/(slope_(bottom|top)\d+(_label)?|gap_(bottom|top)\d+(_label)?|below_frac_bottom\d+)",
     r"(train|test)/kl_(bottom|top)\d+",

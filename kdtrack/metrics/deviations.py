@@ -119,6 +119,16 @@ def mislabeled_underfit_fraction(table: pl.DataFrame) -> float:
     return float((noisy["phi_student"] < noisy["phi_teacher"]).mean())
 
 
+def mislabeled_fit_gap(table: pl.DataFrame) -> float:
+    """On the mislabeled training points: the share the student predicts with the flipped label it
+    was trained on, minus the share the teacher does. Below 0: the student memorizes fewer of the
+    wrong labels than its teacher (how a student can beat a teacher that interpolated them)."""
+    noisy = table.filter(pl.col("is_noisy"))
+    if noisy.height == 0:
+        return float("nan")
+    return accuracy(noisy) - accuracy(noisy, "teacher_pred")
+
+
 def mislabeled_bottom_share(table: pl.DataFrame, fraction: float = 0.25) -> float:
     """Share of the mislabeled training points that lie in the teacher's bottom `fraction` by
     phi_teacher (Fig. 4: mislabeled points have low teacher confidence; chance is `fraction`)."""
@@ -175,4 +185,5 @@ def summary(tables: dict[str, pl.DataFrame], fraction: float = 0.25) -> dict[str
         out["train/mislabeled_underfit_frac"] = mislabeled_underfit_fraction(tables["train"])
         out["train/mislabeled_underfit_excess"] = matched_excess(tables["train"], pl.col("is_noisy"), UNDERFIT)
         out[f"train/mislabeled_bottom{pct}_share"] = mislabeled_bottom_share(tables["train"], fraction)
+        out["train/mislabeled_fit_gap"] = mislabeled_fit_gap(tables["train"])
     return out

@@ -9,6 +9,7 @@ from kdtrack.metrics.deviations import (
     fit_slope,
     matched_excess,
     mislabeled_bottom_share,
+    mislabeled_fit_gap,
     mislabeled_underfit_fraction,
     quantile_gap,
     quantile_kl,
@@ -120,3 +121,13 @@ def test_underfit_points_that_err_against_fitted_points_of_the_same_confidence()
     assert summary({"test": table})["test/underfit_err_excess"] == 1.0
     # the student right everywhere: the underfit points err no more often than the others
     assert summary({"test": table.with_columns(pred=pl.lit(0))})["test/underfit_err_excess"] == 0.0
+
+
+def test_mislabeled_fit_gap_hand_case():
+    # Four mislabeled points (labels 1, flipped): the teacher predicts the flipped label on all four,
+    # the student on one: 1/4 - 4/4 = -3/4. The clean point does not count.
+    table = _table([0.0] * 5, [0.0] * 5, label=[1, 1, 1, 1, 0], is_noisy=[True, True, True, True, False],
+                   teacher_pred=[1, 1, 1, 1, 0], pred=[1, 0, 2, 0, 0])
+    assert mislabeled_fit_gap(table) == -0.75
+    assert summary({"train": table, "test": table})["train/mislabeled_fit_gap"] == -0.75
+    assert math.isnan(mislabeled_fit_gap(table.with_columns(is_noisy=pl.lit(False))))
