@@ -142,7 +142,7 @@ def setting_of(table: pl.DataFrame) -> pl.DataFrame:
     role for runs without a preset."""
     teacher = pl.coalesce(pl.col("teacher_arch").replace("", None), pl.col("arch"))
     students = table.filter(pl.col("role") == "student")
-    varying = [c for c in VARYING if students[c].n_unique() > 1]
+    varying = [c for c in VARYING if c in students.columns and students[c].n_unique() > 1]
     parts = [pl.col("preset"), pl.lit(" "), teacher, pl.lit(">"), pl.col("arch"),
              pl.lit(" noise="), pl.col("label_noise")]
     for column in varying:

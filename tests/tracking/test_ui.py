@@ -42,7 +42,7 @@ def test_the_description_links_the_teacher_and_the_later_analysis(registered):
     note = student.data.tags[NOTE]
     assert f"]({link(experiment, teacher.info.run_id)})" in note and note.startswith("**student**")
     assert f"]({link(experiment, analysis.info.run_id)})" in note  # added when the analysis was made
-    assert "`train_size=64`" in note  # the overrides of the preset, spelled out
+    assert "`train_size`=64" in note  # the overrides of the preset, spelled out (the value made inert)
     assert f"]({link(experiment, student.info.run_id)})" in analysis.data.tags[NOTE]
     assert teacher.data.tags[NOTE].startswith("**teacher**")
 
