@@ -38,7 +38,8 @@ BEST_RUNS = "kdtrack.best_run_ids"
 
 # Analysis metrics whose names contain one of these (or start with eigen/) are copied onto the
 # student, for sorting students in the UI; statistics take them from the analysis that counts.
-COPIED_METRICS = ("slope", "underfit", "gap_", "below_frac", "exaggeration", "kl_", "mislabeled", "table2/")
+COPIED_METRICS = ("slope", "underfit", "gap_", "below_frac", "exaggeration", "kl_", "mislabeled", "table2/",
+                  "group_frac")
 
 
 def copied_to_student(metric: str) -> bool:
