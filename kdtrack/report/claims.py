@@ -24,7 +24,7 @@ from scipy import stats
 from kdtrack.contract import known_metric
 from kdtrack.errors import UserError
 from kdtrack.report.collect import DERIVED, TEXT
-from kdtrack.report.inference import decided, holm, one_sided, seed_slopes, seeds_needed
+from kdtrack.report.inference import decided, holm, mean_sd, one_sided, seed_slopes, seeds_needed
 
 TESTS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 VERDICTS = ("holds", "fails", "inconclusive", "no runs")
@@ -176,10 +176,9 @@ def _most_specific(errors: list) -> dict:
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): Student's t interval of the mean; NaN bounds with fewer than 2 values."""
     n = len(values)
-    mean = sum(values) / n if n else math.nan
     if n < 2:
-        return mean, math.nan, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        return (values[0] if n else math.nan), math.nan, math.nan
+    mean, sd = mean_sd(values)
     half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
 

@@ -17,7 +17,8 @@ ALPHA = 0.025  # one side of the 95% two-sided interval
 POWER = 0.8
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) of at least 2 values."""
     n = len(values)
     mean = sum(values) / n
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
@@ -31,7 +32,7 @@ def one_sided(values: list[float], threshold: float, upward: bool) -> tuple[floa
     mean: p is 0 on the side it lies on (0.5 each when it equals the threshold)."""
     if len(values) < 2:
         return math.nan, math.nan
-    mean, sd = _mean_sd(values)
+    mean, sd = mean_sd(values)
     gap = mean - threshold
     if sd == 0:
         t = math.copysign(math.inf, gap) if gap else 0.0
@@ -95,7 +96,7 @@ def seeds_needed(values: list[float], threshold: float, most: int = 100_000) -> 
     distance or no spread; `most` when the estimate is larger (the effect is as good as nil)."""
     if len(values) < 2:
         return None
-    mean, sd = _mean_sd(values)
+    mean, sd = mean_sd(values)
     distance = abs(mean - threshold)
     if distance == 0 or sd == 0:
         return None
