@@ -9,7 +9,8 @@ from kdtrack.analysis.eigen_evidence import eigen_evidence
 from kdtrack.analysis.evidence import Evidence, analysis_name, confidence_evidence, record
 from kdtrack.config import AnalyzeConfig, TheoryConfig, to_params
 from kdtrack.contract import ANALYSIS_RUN, KEY, ROLE, STUDENT_RUN, TEACHER_RUN, copied_to_student
-from kdtrack.errors import StopRun, UserError
+from kdtrack.errors import UserError
+from kdtrack.pipeline.jobs import Outrun
 from kdtrack.say import say
 from kdtrack.tracking import RunContext
 
@@ -64,11 +65,6 @@ def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunCon
         written = write_analysis(student, config, context, key, params)
         if written:
             return written
-
-
-class Outrun(StopRun):
-    """Ends a new analysis run that lost the election to one another process started at the same
-    moment (`tracking.elect`): before it recorded anything."""
 
 
 def write_analysis(student, config: AnalyzeConfig, context: RunContext, key: str, params: dict[str, str]) -> str:

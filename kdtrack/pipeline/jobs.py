@@ -101,7 +101,8 @@ def eigen_probes(model: nn.Module, data: Splits, config: TrainConfig) -> Probes:
 
 class Outrun(StopRun):
     """Ends a new run that lost the election to an identical run another process started at the
-    same moment (`tracking.elect`): before it trained anything."""
+    same moment (`tracking.elect`): before it trained or recorded anything (a training run here,
+    an analysis run in analysis.analyze)."""
 
 
 def run_job(experiment_id: str, job: Job, data: Splits, context: tracking.RunContext = tracking.RunContext()) -> str:
