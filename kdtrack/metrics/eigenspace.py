@@ -115,10 +115,13 @@ def scaled(table: pl.DataFrame, scale: dict[str, float]) -> pl.DataFrame:
     return table.with_columns([(pl.col(c) / s if s > 0 else pl.lit(math.nan)).alias(c) for c, s in scale.items()])
 
 
+def bin_label(low: float, high: float) -> str:
+    return f"{low:g}-{high:g}"
+
+
 def ratio_bin(log_ratio: float) -> str:
     """The RATIO_BINS label of log(lambda_i / lambda_j): "0-0.5", "0.5-1.5", "1.5-inf"."""
-    low, high = next((low, high) for low, high in RATIO_BINS if log_ratio < high)  # ties (0) in the first
-    return f"{low:g}-{high:g}"
+    return bin_label(*next((low, high) for low, high in RATIO_BINS if log_ratio < high))  # ties (0) in the first
 
 
 def delta_table(teacher: pl.DataFrame, student: pl.DataFrame, pairs: list[tuple[int, int]],
@@ -155,8 +158,7 @@ def delta_summary(table: pl.DataFrame) -> dict[str, float]:
     and medians of no pair are NaN."""
     decided = table.filter(pl.col("left_out") == "")
     out = {**_fraction_and_median(decided, ""), "pairs_left_out": float(table.height - decided.height)}
-    for low, high in RATIO_BINS:
-        label = f"{low:g}-{high:g}"
+    for label in (bin_label(*bounds) for bounds in RATIO_BINS):
         out.update(_fraction_and_median(decided.filter(pl.col("ratio_bin") == label), f"_logratio_{label}"))
     return out
 
