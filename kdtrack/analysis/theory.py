@@ -44,6 +44,11 @@ class Instance:
         values, u = values[::-1], u[:, ::-1]
         return cls(x, y, values, u, x.T @ u / np.sqrt(values))
 
+    @property
+    def limits(self) -> np.ndarray:
+        """c_k = u_k^T y / sqrt(lambda_k): beta_k(t) = alpha_k(t) c_k under gradient flow from zero."""
+        return self.u.T @ self.y / np.sqrt(self.eigenvalues)
+
 
 def alpha(lam, t):
     return -np.expm1(-np.multiply.outer(t, lam))
@@ -129,7 +134,7 @@ def closed_form_tables(instance: Instance, teacher_time: float,
     """|beta_k| over time in the layout of eigen/displacement.parquet (beta(0) = 0, so the norm is the
     displacement): the teacher alpha_k(t) c_k to T_te, the student alpha_k(t) alpha_k(T_te) c_k for the
     same length (Eqs. 3-6), at `points` evenly spaced times."""
-    c = instance.u.T @ instance.y / np.sqrt(instance.eigenvalues)
+    c = instance.limits
     times = np.linspace(0, teacher_time, points)
     teacher = np.abs(alpha(instance.eigenvalues, times) * c)
     student = np.abs(alpha(instance.eigenvalues, times) * alpha(instance.eigenvalues, teacher_time) * c)
@@ -186,7 +191,7 @@ def trajectories_figure(instance: Instance, teacher_time: float, pairs: list[tup
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    c = instance.u.T @ instance.y / np.sqrt(instance.eigenvalues)
+    c = instance.limits
     times = np.linspace(0, teacher_time, 200)
     teacher = alpha(instance.eigenvalues, times) * c
     student = alpha(instance.eigenvalues, times * 3) * alpha(instance.eigenvalues, teacher_time) * c
