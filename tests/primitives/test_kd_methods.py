@@ -181,3 +181,19 @@ def test_kd_targets_route_to_their_method():
              KDTarget(): distillation_loss(student, teacher, tau)}
     for target, expected in cases.items():
         assert torch.equal(combined_loss(student, labels, teacher, 1.0, tau, target)["kd"], expected)
+
+
+def test_dkd_and_ls_of_a_batchs_parts_weighted_by_their_shares_are_the_whole_batchs():
+    """Data parallelism: each process computes its part's mean and the loop weights it by the
+    part's share, which is right for a mean of per-sample terms (DIST's batch-wide term is not:
+    config refuses it with nproc_per_node > 1)."""
+    student, teacher, labels = _batch(10)
+    student = student.detach()
+    parts = [slice(0, 2), slice(2, 6)]
+    losses = {"dkd": lambda s, t, y: decoupled_kd_loss(s, t, y, 2.0, 1.0, 8.0),
+              "ls": lambda s, t, y: standardized_kd_loss(s, t, 2.0)}
+    for loss in losses.values():
+        shares = [loss(student[p], teacher[p], labels[p]) * (p.stop - p.start) / len(student) for p in parts]
+        assert torch.allclose(sum(shares), loss(student, teacher, labels))
+    dist_shares = [dist_loss(student[p], teacher[p], 2.0, 0.0, 1.0) * (p.stop - p.start) / len(student) for p in parts]
+    assert not torch.allclose(sum(dist_shares), dist_loss(student, teacher, 2.0, 0.0, 1.0))
