@@ -32,6 +32,10 @@ KEEP_CHECKPOINTS = ("all", "switch", "last")  # README "Interrupted runs resume"
 # toward flatter targets there (kdtrack.losses.KDTarget computes each).
 KD_STRENGTHS = {"confidence_weighted": "confidence_power", "confidence_tempered": "confidence_spread"}
 KD_TARGETS = ("standard", *KD_STRENGTHS)
+# What replaces Hinton's KD term (kd): decoupled KD, logit standardization, DIST (kdtrack.losses),
+# by the fields that hold each method's two weights.
+KD_LOSS_WEIGHTS = {"dkd": ("dkd_alpha", "dkd_beta"), "ls": (), "dist": ("dist_beta", "dist_gamma")}
+KD_LOSSES = ("kd", *KD_LOSS_WEIGHTS)
 
 
 def param(default: Any, help: str, allowed: str = "", check: Callable[[Any], bool] | None = None,
@@ -113,6 +117,29 @@ def check_kd_target(kd_target: str, power: float, spread: float, distill_weight:
     if kd_target != "standard" and distill_weight == 0:
         raise UserError(f"kd_target={kd_target} changes the KD term, which distill_weight=0 leaves out; "
                         "allowed: distill_weight > 0, or kd_target=standard")
+
+
+def check_kd_loss(config: DistillConfig) -> None:
+    """A method's weights are given to that method only, it replaces plain KD (so no confidence-aware
+    target reshapes it), there is a KD term to replace, and DIST's batch is whole on one process."""
+    method, defaults = config.kd_loss, {spec.name: spec.default for spec in fields(config)}
+    for owner, names in KD_LOSS_WEIGHTS.items():
+        for name in names:
+            value, default = getattr(config, name), defaults[name]
+            if owner != method and value != default:
+                raise UserError(f"{name}={value!r} is used only by kd_loss={owner}, not kd_loss={method}; "
+                                f"pass kd_loss={owner}, or leave {name} at {default!r}")
+    if method == "kd":
+        return
+    if config.kd_target != "standard":
+        raise UserError(f"kd_loss={method} does not combine with kd_target={config.kd_target}, which reshapes "
+                        "plain KD's targets; allowed: kd_target=standard with kd_loss=" + method)
+    if config.distill_weight == 0:
+        raise UserError(f"kd_loss={method} changes the KD term, which distill_weight=0 leaves out; "
+                        "allowed: distill_weight > 0, or kd_loss=kd")
+    if method == "dist" and config.nproc_per_node > 1:
+        raise UserError(f"kd_loss=dist correlates each class across the whole batch, which "
+                        f"nproc_per_node={config.nproc_per_node} splits between processes; allowed: nproc_per_node=1")
 
 
 def _fractions(text: str) -> bool:
@@ -264,6 +291,17 @@ class DistillConfig(TrainConfig):
                                     "a finite number >= 0", _finite_nonnegative)
     confidence_spread: float = param(0.0, "confidence_tempered: beta >= 0, tau * (1 + beta * (1 - quantile)) "
                                      "(0 = standard)", "a finite number >= 0", _finite_nonnegative)
+    kd_loss: str = param("kd", "the distillation term: kd (Hinton's, Eq. 2), dkd (decoupled KD, Zhao et al. 2022), "
+                         "ls (logit standardization, Sun et al. 2024) or dist (DIST, Huang et al. 2022); other than "
+                         "kd only with kd_target=standard (docs/entry-points.md)", choices=KD_LOSSES)
+    dkd_alpha: float = param(1.0, "dkd: weight of the target-class term TCKD", "a finite number >= 0",
+                             _finite_nonnegative)
+    dkd_beta: float = param(8.0, "dkd: weight of the non-target-class term NCKD (8: the paper's CIFAR setting)",
+                            "a finite number >= 0", _finite_nonnegative)
+    dist_beta: float = param(1.0, "dist: weight of the inter-class (per sample) correlation loss",
+                             "a finite number >= 0", _finite_nonnegative)
+    dist_gamma: float = param(1.0, "dist: weight of the intra-class (per class, across the batch) correlation loss",
+                              "a finite number >= 0", _finite_nonnegative)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -271,6 +309,13 @@ class DistillConfig(TrainConfig):
             check_model(self.dataset, self.teacher_arch, self.teacher_width, self.teacher_depth, "teacher_")
         _text_only("teacher_pretrained", self.teacher_pretrained, self.dataset)
         check_kd_target(self.kd_target, self.confidence_power, self.confidence_spread, self.distill_weight)
+        check_kd_loss(self)
+
+    @property
+    def kd_loss_weights(self) -> tuple[float, float]:
+        """The KD method's two weights (dkd: alpha, beta; dist: beta, gamma); (0, 0) where it has none."""
+        names = KD_LOSS_WEIGHTS.get(self.kd_loss, ())
+        return tuple(getattr(self, name) for name in names) or (0.0, 0.0)
 
     @property
     def kd_strength(self) -> float:
@@ -394,6 +439,10 @@ class AblateConfig(DistillConfig):
         if implied and self.kd_target not in ("standard", implied):
             raise UserError(f"knob={self.knob} sets kd_target={implied}; kd_target={self.kd_target} does not take it "
                             f"(pass kd_target={implied}, or leave it standard)")
+        owner = next((loss for loss, names in KD_LOSS_WEIGHTS.items() if self.knob in names), self.kd_loss)
+        if owner != self.kd_loss:
+            raise UserError(f"knob={self.knob} is a weight of kd_loss={owner}, not of kd_loss={self.kd_loss}; "
+                            f"pass kd_loss={owner}")
         if self.values and not self.values.replace(",", "").strip():  # "" is the default grid; ",,," is none
             raise UserError(f"values={self.values!r} holds no value; pass comma-separated values, e.g. values=1,2")
 
@@ -511,7 +560,19 @@ NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every",
               "keep_checkpoints", "nproc_per_node", "oversubscribe", "register", "system_metrics")
 
 
+def unused_kd_fields(config) -> set[str]:
+    """kd_loss and its methods' weights, where they do not shape training: kd_loss=kd (plain KD, as
+    every run before the field trained, so such a run keeps the key it had) and the weights of
+    methods other than the chosen one (check_kd_loss holds those at their defaults)."""
+    method = getattr(config, "kd_loss", None)
+    if method is None:
+        return set()
+    unused = {name for owner, names in KD_LOSS_WEIGHTS.items() if owner != method for name in names}
+    return unused | ({"kd_loss"} if method == "kd" else set())
+
+
 def key_params(config) -> dict[str, str]:
     """The params of a training run that its reuse key holds: those that shape what is trained.
     Here rather than with the jobs, so that `suite status` can match runs without torch."""
-    return {k: v for k, v in to_params(config).items() if k not in NOT_IN_KEY}
+    unused = unused_kd_fields(config)
+    return {k: v for k, v in to_params(config).items() if k not in NOT_IN_KEY and k not in unused}

@@ -47,18 +47,20 @@ def overrides(config: TrainConfig) -> dict[str, str]:
     return {k: v for k, v in key_params(config).items() if k != "seed" and preset[k] != v}
 
 
-KD_FIELDS = ("kd_target", "confidence_power", "confidence_spread")
+KD_FIELDS = ("kd_target", "confidence_power", "confidence_spread", "kd_loss")
 
 
 def run_name(kind: str, config: TrainConfig) -> str:
     """Short and unique in the MLflow UI's runs table, the setting first: `mnist_mlp·s0·student`;
     a setting that overrides its preset adds a short digest of the overrides (`·3fa1`), which the
-    run's description spells out; a confidence-aware KD target is named in full."""
+    run's description spells out; a confidence-aware KD target and a KD method are named in full."""
     changed = {k: v for k, v in overrides(config).items() if k not in KD_FIELDS}
     digest = hashlib.sha256(repr(sorted(changed.items())).encode()).hexdigest()[:4]
     # a confidence-aware KD target is spelled out: `mnist_mlp·s0·student·confidence_weighted0.5`
     target = getattr(config, "kd_target", "standard")
     named = f"·{target}={config.kd_strength}" if target != "standard" else ""
+    method = getattr(config, "kd_loss", "kd")  # `mnist_mlp·s0·student·dkd`; its weights, where set, in the digest
+    named += f"·{method}" if method != "kd" else ""
     return f"{config.preset}·s{config.seed}·{kind}{named}" + (f"·{digest}" if changed else "")
 
 
@@ -146,7 +148,8 @@ def lineage(config: DistillConfig, experiment: str, data: Splits, context: RunCo
     if config.kd_target == "confidence_tempered":  # each training point ranked by the teacher's phi, once
         quantiles = phi_quantiles(logits["train"]).to(logits["train"].device, torch.float32)
     tags = {TEACHER_RUN: teacher_id, NUM_CLASSES: str(data.num_classes), ONEHOT_RUN: onehot_id, SAME_INIT: same_init}
-    distiller = Teacher(logits, teacher, config.temperature, config.kd_target, config.kd_strength, quantiles)
+    distiller = Teacher(logits, teacher, config.temperature, config.kd_target, config.kd_strength, quantiles,
+                        config.kd_loss, config.kd_loss_weights)
     return Lineage(teacher_id, teacher_params["arch"], distiller, tags,
                    student_maker(config, data, teacher_id, teacher_params, same_init),
                    teacher_accuracy(logits, data))
@@ -237,7 +240,8 @@ def switch_step(config: SwitchConfig, nominal_steps: int) -> int:
 # switch run's own state at the switch step.
 def _must_match(config: SwitchConfig, role: str) -> tuple[str, ...]:
     shared = tuple(k for k in key_params(TrainConfig()) if k not in ("arch", "width", "depth"))
-    distilled = ("temperature", "distill_weight", "same_init", "kd_target", "confidence_power", "confidence_spread")
+    distilled = ("temperature", "distill_weight", "same_init", "kd_target", "confidence_power", "confidence_spread",
+                 "kd_loss", "dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")
     return shared + (distilled if role == "student" else ())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from kdtrack import tracking
+from kdtrack.config import KD_LOSS_WEIGHTS
 from kdtrack.contract import (
     CODE_VERSION,
     KEY,
@@ -21,7 +22,8 @@ from kdtrack.errors import UserError
 
 PARAMS = ("preset", "dataset", "arch", "teacher_arch", "width", "depth", "seed", "label_noise", "train_size",
           "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at", "kd_target", "confidence_power",
-          "confidence_spread", "teacher_fit_fraction", "fit_fraction", "distill_weight", "extend_to")
+          "confidence_spread", "teacher_fit_fraction", "fit_fraction", "distill_weight", "extend_to", "kd_loss",
+          "dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")
 TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION, KEY)
 # Every column but the metrics is text, even where no run has a value: a column that polars would
 # infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
@@ -61,6 +63,17 @@ def _analyses_of_students(experiment_id: str, runs: list) -> list:
             if run.data.tags.get(STUDENT_RUN) in students and run.info.run_id not in have]
 
 
+def known_params(params: dict[str, str], role: str | None) -> dict[str, str | None]:
+    """A run's PARAMS as stored, except that a student stored before kd_loss existed trained with
+    plain KD (kd), and a KD method's weight is none of a run whose kd_loss does not use it, so
+    that only what shaped its training can split a setting."""
+    row = {p: params.get(p) for p in PARAMS}
+    if role == "student" and row["kd_loss"] is None:
+        row["kd_loss"] = "kd"
+    used = KD_LOSS_WEIGHTS.get(row["kd_loss"], ())
+    return {**row, **{name: None for names in KD_LOSS_WEIGHTS.values() for name in names if name not in used}}
+
+
 def runs_table(names: list[str], filter_string: str = "") -> pl.DataFrame:
     """One row per run: ids, status, experiment, the PARAMS and TAGS above, every metric."""
     rows = []
@@ -72,7 +85,7 @@ def runs_table(names: list[str], filter_string: str = "") -> pl.DataFrame:
             row = {"experiment": name, "experiment_id": experiment_id, "run_id": run.info.run_id,
                    "run_name": run.info.run_name, "status": run.info.status, "start_time": run.info.start_time,
                    "artifact_uri": run.info.artifact_uri}
-            row.update({p: run.data.params.get(p) for p in PARAMS})
+            row.update(known_params(run.data.params, run.data.tags.get(ROLE)))
             row.update({t.removeprefix("kdtrack."): run.data.tags.get(t) for t in TAGS})
             row.update({f"m:{k}": v for k, v in run.data.metrics.items()})
             rows.append(row)
@@ -133,7 +146,8 @@ def with_analyses(kept: pl.DataFrame) -> pl.DataFrame:
 
 
 VARYING = ("width", "depth", "train_size", "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at",
-           "kd_target", "confidence_power", "confidence_spread", "teacher_fit_fraction", "distill_weight")
+           "kd_target", "confidence_power", "confidence_spread", "teacher_fit_fraction", "distill_weight", "kd_loss",
+           "dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")
 
 
 def setting_of(table: pl.DataFrame) -> pl.DataFrame:

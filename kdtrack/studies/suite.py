@@ -111,12 +111,12 @@ class Task:
 
     @property
     def label(self) -> str:
-        # the KD target, where the suite names one, tells the students of one setting and seed apart
+        # the KD target and method, where the suite names them, tell the students of one setting and seed apart
         target = self.params.get("kd_target", "")
         strength = self.params.get(KD_STRENGTHS.get(target, ""), "")
         kd = f"{target}={strength}" if strength else target
         return " ".join(part for part in (self.setting, "seed", str(self.seed), self.loss, self.params.get("arch", ""),
-                                          kd) if part)
+                                          kd, self.params.get("kd_loss", "")) if part)
 
     def config(self):
         cls = SwitchConfig if self.loss == "switch" else DistillConfig

@@ -50,7 +50,8 @@ class Teacher:
     recomputing them per batch would be wasted work. With `config.augment` the inputs differ per
     batch, and `module`, when given, is run on each augmented batch instead. `kd_target` and
     `strength` choose the KD term (config.KD_TARGETS); `quantiles`, the teacher's confidence
-    quantile per training point (confidence.phi_quantiles), is what confidence_tempered needs."""
+    quantile per training point (confidence.phi_quantiles), is what confidence_tempered needs.
+    `kd_loss` and its two `loss_weights` replace plain KD by another method (config.KD_LOSSES)."""
 
     logits: dict[str, torch.Tensor]
     module: nn.Module | None = None
@@ -58,12 +59,14 @@ class Teacher:
     kd_target: str = "standard"
     strength: float = 0.0
     quantiles: torch.Tensor | None = None
+    kd_loss: str = "kd"
+    loss_weights: tuple[float, float] = (0.0, 0.0)
 
     def target(self, batch: torch.Tensor, whole: WholeBatch | None = None) -> KDTarget:
         """The KD target of a training batch (`batch` indexes the train set; with data parallelism
         it is this rank's part of the batch, and `whole` gathers the rest)."""
         quantiles = self.quantiles[batch] if self.quantiles is not None else None
-        return KDTarget(self.kd_target, self.strength, quantiles, whole)
+        return KDTarget(self.kd_target, self.strength, quantiles, whole, self.kd_loss, self.loss_weights)
 
     def targets(self, batch: torch.Tensor, inputs: torch.Tensor, augmented: bool,
                 device: torch.device) -> torch.Tensor:

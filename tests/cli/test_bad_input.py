@@ -103,6 +103,16 @@ CASES = [
     ("switch", {"kd_target": "confidence_weighted", "confidence_power": "-0.5"}, ["confidence_power=-0.5"]),
     ("ablate", {"knob": "confidence_power", "kd_target": "confidence_tempered"},
      ["knob=confidence_power", "kd_target=confidence_weighted"]),
+    # issue 32: the KD methods beside plain KD
+    ("distill", {"kd_loss": "crd"}, ["kd_loss='crd'", "dist, dkd, kd, ls"]),
+    ("distill", {"kd_loss": "dkd", "kd_target": "confidence_weighted", "confidence_power": "1"},
+     ["kd_loss=dkd", "kd_target=confidence_weighted", "kd_target=standard"]),
+    ("distill", {"dkd_beta": "4"}, ["dkd_beta=4.0", "kd_loss=dkd", "not kd_loss=kd"]),
+    ("distill", {"kd_loss": "ls", "dist_gamma": "2"}, ["dist_gamma=2.0", "kd_loss=dist", "not kd_loss=ls"]),
+    ("distill", {"kd_loss": "dkd", "dkd_alpha": "-1"}, ["dkd_alpha=-1.0", ">= 0"]),
+    ("distill", {"kd_loss": "ls", "distill_weight": "0"}, ["kd_loss=ls", "distill_weight=0"]),
+    ("switch", {"kd_loss": "dist", "nproc_per_node": "2"}, ["kd_loss=dist", "nproc_per_node=2", "nproc_per_node=1"]),
+    ("ablate", {"knob": "dkd_beta", "values": "1,8"}, ["knob=dkd_beta", "kd_loss=dkd"]),
 ]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from kdtrack.config import ENTRY_POINTS, DistillConfig, from_params
+from kdtrack.config import ENTRY_POINTS, KD_LOSS_WEIGHTS, DistillConfig, SwitchConfig, from_params, key_params
 from kdtrack.presets import PRESETS
 
 # The repository's own MLproject, wherever pytest is started from.
@@ -180,3 +180,16 @@ def test_a_huge_model_is_refused_by_arithmetic_before_anything_is_built(monkeypa
             check_memory("mlp", (1, 28, 28), 10, width, depth)
     with pytest.raises(UserError, match="teacher_width=1000000 .*needs at least"):
         check_memory("resnet56", (3, 32, 32), 10, 1_000_000, 0, "teacher_")
+
+
+def test_plain_kd_keeps_the_reuse_key_it_had_before_kd_loss():
+    """kd_loss=kd (the default) and the methods' weights are not in plain KD's key, which is then
+    the one a run stored before those fields had; a method's key holds it and its own weights only."""
+    added = {"kd_loss", *(name for names in KD_LOSS_WEIGHTS.values() for name in names)}
+    for config in (DistillConfig(), SwitchConfig(), DistillConfig(temperature=2.0)):
+        assert not added & set(key_params(config))
+    dkd = key_params(DistillConfig(kd_loss="dkd", dkd_beta=4.0))
+    assert (dkd["kd_loss"], dkd["dkd_alpha"], dkd["dkd_beta"]) == ("dkd", "1.0", "4.0")
+    assert not {"dist_beta", "dist_gamma"} & set(dkd)
+    assert key_params(DistillConfig(kd_loss="ls"))["kd_loss"] == "ls"
+    assert not (added - {"kd_loss"}) & set(key_params(DistillConfig(kd_loss="ls")))

@@ -217,3 +217,21 @@ def test_a_students_distillation_is_self_where_it_has_its_teachers_architecture(
             {c: None for c in TEXT} | {"role": "teacher", "preset": "p", "arch": "resnet56", "label_noise": "0.0"}]
     table = setting_of(pl.DataFrame(rows, schema_overrides={c: pl.String for c in TEXT}))
     assert table["distillation"].to_list() == ["self", "self", "cross", None]
+
+
+def test_students_are_grouped_by_kd_loss_and_only_their_own_methods_weights():
+    """A student stored before kd_loss existed is plain KD's, and a method's weights name only its own
+    setting: kd and ls students show none, so old and new plain-KD seeds are one setting."""
+    from kdtrack.report.collect import TEXT, known_params, setting_of
+
+    defaults = {"dkd_alpha": "1.0", "dkd_beta": "8.0", "dist_beta": "1.0", "dist_gamma": "1.0"}
+    stored = [{}, {"kd_loss": "kd", **defaults}, {"kd_loss": "dkd", **defaults}, {"kd_loss": "ls", **defaults}]
+    base = {"preset": "p", "arch": "mlp", "label_noise": "0.0"}
+    rows = [{c: None for c in TEXT} | {"role": "student"} | known_params({**base, **params}, "student")
+            for params in stored]
+    assert known_params({**base, "kd_loss": "dist", **defaults}, "student")["dist_gamma"] == "1.0"
+    assert known_params(base, "teacher")["kd_loss"] is None  # a teacher distills nothing
+    settings = setting_of(pl.DataFrame(rows, schema_overrides={c: pl.String for c in TEXT}))["setting"].to_list()
+    plain = "p mlp>mlp noise=0.0 kd_loss=kd dkd_alpha=- dkd_beta=-"
+    assert settings == [plain, plain, "p mlp>mlp noise=0.0 kd_loss=dkd dkd_alpha=1.0 dkd_beta=8.0",
+                        "p mlp>mlp noise=0.0 kd_loss=ls dkd_alpha=- dkd_beta=-"]
