@@ -14,10 +14,11 @@ UNSET = "-"  # what setting_of writes for a parameter a run lacks
 
 
 def parts(setting: str) -> dict[str, str]:
-    """'mnist_mlp mlp>mlp noise=0.0 lr=0.1' -> {'arch': 'mlp>mlp', 'noise=': '0.0', 'lr=': '0.1'}: the
-    tokens after the preset, by key (setting_of's values hold no spaces: presets, numbers, names)."""
-    out = {}
-    for token in setting.split(" ")[1:]:
+    """'mnist_mlp mlp>mlp noise=0.0 lr=0.1' -> {'preset': 'mnist_mlp', 'arch': 'mlp>mlp', 'noise=': '0.0',
+    'lr=': '0.1'}: its tokens by key (setting_of's values hold no spaces: presets, numbers, names)."""
+    preset, *tokens = setting.split(" ")
+    out = {"preset": preset}
+    for token in tokens:
         key, equals, value = token.partition("=")
         out.update({key + equals: value} if equals else {"arch": token})
     return out
@@ -43,7 +44,7 @@ def named(groups: dict[str, str]) -> dict[str, str]:
 
 
 def _token(key: str, value: str) -> str:
-    return value if key == "arch" else f"{key}{value}"
+    return value if key in ("preset", "arch") else f"{key}{value}"
 
 
 def short_names(runs: pl.DataFrame) -> dict[str, str]:
