@@ -41,8 +41,7 @@ dl.header dt{color:#666} dl.header dd{margin:0} nav ol{margin:.2em 0;padding-lef
 .table{overflow-x:auto;margin:.6em 0 1.2em}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
 th{background:#f4f5f7;font-weight:600;text-align:center} td,th{border:1px solid #d9dce1;padding:3px 8px}
-td{text-align:left;vertical-align:top;overflow-wrap:anywhere;min-width:3em}
-td.number{text-align:right;white-space:nowrap;overflow-wrap:normal;min-width:0}
+td{text-align:left;vertical-align:top;overflow-wrap:break-word} td.number{text-align:right;white-space:nowrap}
 tbody tr:nth-child(even){background:#fafbfc}
 dl.legend{display:grid;grid-template-columns:max-content auto;gap:0 1em;font-size:13px;margin:-.6em 0 1.2em}
 dl.legend dt{font-weight:600} dl.legend dd{margin:0;color:#444}

@@ -56,13 +56,15 @@ def estimate_cell() -> pl.Expr:
 
 def shown(results: pl.DataFrame, several_experiments: bool) -> pl.DataFrame:
     """`claim_table` as people read it, in the same columns in HTML, Markdown and the terminal: the
-    verdict first (the Holm verdict beside it where a family is declared), the claim's id and text,
-    the setting's short name (`settings_legend` gives the full one), seeds, the estimate and its
-    interval as one cell, the test, what the paper expects and reports, and the seeds an
-    inconclusive row would need. The p-values stay in the JSON."""
+    verdict first (the Holm verdict beside it where a family is declared), the claim's id and text
+    (on its first row only: a claim has a row per setting), the setting's short name
+    (`settings_legend` gives the whole one), seeds, the estimate and its interval as one cell, the
+    test, what the paper expects and reports, and the seeds an inconclusive row would need. The
+    p-values stay in the JSON."""
     holm = [pl.col("verdict_holm").alias("verdict (Holm)")] if results["family"].is_not_null().any() else []
+    text = pl.when(pl.col("id") == pl.col("id").shift(1)).then(pl.lit("")).otherwise(pl.col("text"))
     return results.select("verdict", *holm, *(["experiment"] if several_experiments else []), "id",
-                          pl.col("text").alias("claim"), pl.col("setting_name").alias("setting"), "n",
+                          text.alias("claim"), pl.col("setting_name").alias("setting"), "n",
                           estimate_cell().alias("estimate [95% CI]"), "test", "expect", "paper",
                           pl.col("seeds_needed").cast(pl.String).fill_null("").alias("seeds needed (est.)"))
 
