@@ -77,14 +77,14 @@ def png(figure) -> bytes:
 
 
 VERDICT_COLOURS = {"holds": "#c8e6c9", "fails": "#ffcdd2", "inconclusive": "#fff3c4", "no runs": "#eeeeee"}
-# A number as the tables write it: "0.905", "-1.2e-05", "12.3 ± 0.4", "0.905 [0.886, 0.924]", "45%"
-NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?%?|[-+]?(nan|inf)|-")
+# A number as the tables write it: "0.905", "-1.2e-05", "12.3 ± 0.4", "0.905 [0.886, 0.924]", "45%", "1.3 kB"
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?%?|[-+]?(nan|inf)|-|bytes|kB|MB|GB")
 NOT_A_VALUE = ("", "-", "[-]", tables.TEACHER_CELL)  # cells that neither make a column text nor a number
 
 
 def is_number(text: str) -> bool:
     tokens = re.sub(r"[\[\],±]", " ", text).split()
-    return bool(tokens) and all(NUMBER.fullmatch(token) for token in tokens)
+    return bool(re.search(r"\d|nan|inf", text)) and all(NUMBER.fullmatch(token) for token in tokens)
 
 
 def numeric_columns(frame: pl.DataFrame) -> list[str]:

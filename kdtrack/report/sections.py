@@ -146,9 +146,10 @@ def runs_section(fetched: Fetched) -> Section:
     artifacts; every run, one a row, goes to runs.csv beside the report."""
     names = short_names(fetched.table)
     summary = tables.by_setting(fetched.table, fetched.runs, names)
-    note = ("per setting: its students' seeds and statuses, the teachers they learn from (a teacher serving several "
-            "settings counts in each), analyses counted and not (superseded, of other code, unfinished), and the "
-            "artifacts' size; an analysis belongs to its student's setting")
+    summary = summary if len(fetched.experiments) > 1 else summary.drop("experiment")
+    note = ("per setting: its students' seeds and statuses, the teachers they learn from and their one-hot "
+            "baselines (a teacher serving several settings counts in each), analyses counted and not (superseded, "
+            "of other code, unfinished), and the artifacts' size; an analysis belongs to its student's setting")
     shown = set(summary["setting"])
     return Section("Runs", note, (summary,), settings={k: v for k, v in legend(names).items() if k in shown},
                    files={"runs.csv": tables.run_list(fetched.table, fetched.runs, names)})

@@ -111,11 +111,13 @@ def counts(values: list[str]) -> str:
 
 def by_setting(table: pl.DataFrame, kept: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
     """The Runs section: one row per experiment and setting (its short name from `names`): seeds,
-    teachers (a teacher serving several settings counts in each), students by status, analyses
+    teachers and one-hot baselines (a teacher serving several settings counts in each), students by status, analyses
     counted and left out (superseded, of other code, unfinished), other runs (theory, report,
     study, trial: their role is their setting), and the artifacts' size where `table` has it."""
     runs = with_students(table).with_columns(pl.col("run_id").is_in(kept["run_id"].implode()).alias("counted"))
-    served = runs.filter(pl.col("role") == "student").select("teacher_run_id", "setting").unique()
+    students = runs.filter(pl.col("role") == "student")
+    served = pl.concat([students.select(pl.col(c).alias("teacher_run_id"), "setting")
+                        for c in ("teacher_run_id", "onehot_run_id") if c in runs.columns]).unique()
     teachers = runs.filter(pl.col("role") == "teacher").drop("setting").join(
         served, left_on="run_id", right_on="teacher_run_id", how="inner")
     unserved = runs.filter(pl.col("role") == "teacher").join(served, left_on="run_id", right_on="teacher_run_id",

@@ -173,5 +173,5 @@ def test_markdown_cells_keep_their_row_and_their_whole_text():
 
     claim = "a claim whose text is longer than eighty characters, as the shipped dashboards' claims are"
     text = markdown_table(pl.DataFrame({"text": [claim, "a | b", "two\nlines"], "mean": [1.0, None, 0.123456]}))
-    assert text.splitlines() == ["| text | mean |", "| --- | --- |", f"| {claim} | 1.0000 |",
+    assert text.splitlines() == ["| text | mean |", "| --- | ---: |", f"| {claim} | 1.0000 |",
                                  r"| a \| b |  |", "| two<br>lines | 0.1235 |"]

@@ -286,3 +286,23 @@ def test_ui_pages_and_store_addresses():
     assert without_password("postgresql://kd:s3cret@db:5432/mlflow") == "postgresql://kd:***@db:5432/mlflow"
     assert without_password("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
 
+
+
+def test_the_runs_section_is_a_row_per_setting_and_every_run_goes_to_a_csv_beside_it(two_seeds, tmp_path):
+    html = report(tmp_path, "--experiment", "two-seeds")
+    markdown = (tmp_path / "report.md").read_text()
+    listed = pl.read_csv(tmp_path / "runs.csv", infer_schema=False)
+    assert '<a href="runs.csv">runs.csv</a>' in html and "[runs.csv](runs.csv)" in markdown
+    assert dict(listed.filter(pl.col("role") != "report").group_by("role").len().rows()) == {
+        "teacher": 5, "student": 3, "analysis": 3}
+    analyses = listed.filter(pl.col("role") == "analysis")
+    assert sorted(zip(analyses["setting name"], analyses["seed"])) == [("mnist_mlp", "0"), ("mnist_mlp", "1"),
+                                                                        ("self", "0")]
+    section = html.split('<section id="runs">')[1].split("</section>")[0]
+    assert not any(run_id in section for run_id in listed["run_id"])  # no row per run in the page
+    runs = markdown.split("## Runs")[1]
+    # mnist_mlp: two teachers and two one-hot baselines; self: the teacher is the baseline
+    assert "| mnist_mlp | 2 | 4 | 2 FINISHED | 2 | 0 |" in runs and "| self | 1 | 1 | 1 FINISHED | 1 | 0 |" in runs
+    experiment = tracking.client().get_experiment_by_name("two-seeds").experiment_id
+    newest = tracking.search_all([experiment], "tags.`kdtrack.role` = 'report'")[0].info.run_id
+    assert "report/runs.csv" in {a.path for a in tracking.client().list_artifacts(newest, "report")}

@@ -107,6 +107,7 @@ def test_numbers_are_right_aligned_and_text_left():
                           "seeds needed": ["", "34"], "claim": ["slope > 1", "-"]})
     assert numeric_columns(frame) == ["n", "estimate [95% CI]", "mean", "seeds needed"]
     assert markdown_table(frame).splitlines()[1] == "| --- | ---: | ---: | ---: | --- | ---: | --- |"
+    assert numeric_columns(pl.DataFrame({"artifacts": ["1.3 kB", "0 bytes"], "unit": ["kB", "GB"]})) == ["artifacts"]
 
 
 def test_switch_curves_are_paged_a_setting_together_where_it_fits():
