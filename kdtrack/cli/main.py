@@ -290,9 +290,11 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
 
 
 def _terminal(table) -> str:
-    """The claims table at the terminal's width, long text wrapped within its cell, whole; numbers
-    right-aligned (written ones padded to their column's width: polars aligns only number types)."""
+    """The claims table at the terminal's width, long text wrapped within its cell, whole (into a
+    pipe: a row a line, unwrapped, for grep); numbers right-aligned (written ones padded to their
+    column's width: polars aligns only number types)."""
     import shutil
+    import sys
 
     import polars as pl
 
@@ -302,7 +304,7 @@ def _terminal(table) -> str:
     table = table.with_columns(pl.col(c).str.pad_start(table[c].str.len_chars().max() or 0) for c in numbers)
     with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=1000, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_cell_numeric_alignment="RIGHT",
-                   tbl_width_chars=max(100, shutil.get_terminal_size((160, 40)).columns)):
+                   tbl_width_chars=shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000):
         return str(table)
 
 
