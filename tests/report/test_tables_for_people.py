@@ -118,3 +118,22 @@ def test_switch_curves_are_paged_a_setting_together_where_it_fits():
     pages = [page["setting"].unique(maintain_order=True).to_list() for page in switch_pages(frame)]
     assert pages == [["a"], ["b", "c"], ["d"], ["d"], ["d"]]
     assert all(page.height <= CURVES for page in switch_pages(frame))
+
+
+def test_fig_5_draws_panels_settings_a_figure():
+    import matplotlib.pyplot as plt
+
+    from kdtrack.report.sections import PANELS, Fetched, confidence_grids
+
+    settings = PANELS + 2
+    runs = _runs([{"experiment": "e", "run_id": f"s{i}", "role": "student", "status": "FINISHED", "preset": f"p{i}",
+                   "setting": f"p{i} a>a noise=0.0", "seed": "0"} for i in range(settings)])
+    points = pl.DataFrame({"phi_teacher": [0.0, 1.0, 2.0], "phi_student": [0.5, 1.0, 2.5]})
+    fetched = Fetched(("e",), "", "v", runs, runs, (), {f"s{i}": {"train": points, "test": points}
+                                                        for i in range(settings)})
+    figures = confidence_grids(fetched)
+    panels = [[ax.get_title() for ax in figure.axes if ax.get_title()] for figure in figures]  # not colour bars
+    assert [len(titles) for titles in panels] == [2 * PANELS, 2 * 2]  # train above test, a column each
+    assert panels[1][0].startswith("p6, seed 0")  # the short name: the preset alone
+    for figure in figures:
+        plt.close(figure)
