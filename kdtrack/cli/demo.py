@@ -54,8 +54,7 @@ def claims_summary(experiment: str) -> str:
     lines = ["the paper's claims on these runs (mean over seeds, 95% t interval; `kdtrack claims` for all):"]
     for row in results.iter_rows(named=True):
         interval = "" if math.isnan(row["ci_low"]) else f" [{row['ci_low']:.3g}, {row['ci_high']:.3g}]"
-        preset = row["setting"].split()[0]  # the full setting also lists what differs between presets
-        lines.append(f"  {row['verdict']:<12} {row['id']:<27} {preset:<15} {row['test']}: "
+        lines.append(f"  {row['verdict']:<12} {row['id']:<27} {row['setting_name']:<15} {row['test']}: "
                      f"{row['estimate']:.3g}{interval}, n={row['n']} (paper: {row['expect'] or '-'})")
     seeds = results["n"].max() if results.height else 0
     if seeds and seeds < 3:

@@ -259,7 +259,7 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
     from kdtrack.report.claims import contradictions
     from kdtrack.report.dashboard import load
     from kdtrack.report.render import markdown_table
-    from kdtrack.report.verdicts import LEGEND, shown, verdicts
+    from kdtrack.report.verdicts import LEGEND, legend_lines, settings_legend, shown, verdicts
 
     _use_tracking_uri(tracking_uri)
 
@@ -276,7 +276,8 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
                                for row in results.iter_rows(named=True)], indent=1)
         else:
             table = shown(results, len(experiments) > 1)
-            text = "\n".join([markdown_table(table) if output == "md" else _terminal(table), "", *LEGEND])
+            text = "\n".join([markdown_table(table) if output == "md" else _terminal(table), "",
+                              *legend_lines(settings_legend(results)), *LEGEND])
         return text, contradictions(results)
 
     text, contradicted = exit_on_user_error(check)
@@ -289,10 +290,21 @@ def claims_command(experiments, dashboard, filter_string, output, strict, versio
 
 
 def _terminal(table) -> str:
+    """The claims table at the terminal's width, long text wrapped within its cell, whole (into a
+    pipe: a row a line, unwrapped, for grep); numbers right-aligned (written ones padded to their
+    column's width: polars aligns only number types)."""
+    import shutil
+    import sys
+
     import polars as pl
 
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=200):
+    from kdtrack.report.render import numeric_columns
+
+    numbers = [c for c in numeric_columns(table) if table.schema[c] == pl.String]
+    table = table.with_columns(pl.col(c).str.pad_start(table[c].str.len_chars().max() or 0) for c in numbers)
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=1000, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_cell_numeric_alignment="RIGHT",
+                   tbl_width_chars=shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000):
         return str(table)
 
 

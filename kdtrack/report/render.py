@@ -26,6 +26,8 @@ from kdtrack.report.sections import SECTIONS, Fetched, Section, claims_section
 # Autoescaped: experiment, run and dashboard names and the filter are the user's text, and a report
 # is shared and shown as an MLflow artifact. Only the tables, which pandas' Styler escapes itself,
 # are marked safe (`build`); images are base64 text. No external resource: the page works offline.
+# Table cells: text left-aligned and wrapped, so that a table of long claims and settings fits the
+# page rather than scrolling sideways; numbers (class "number") right-aligned on one line.
 TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}</title>
@@ -39,7 +41,10 @@ dl.header dt{color:#666} dl.header dd{margin:0} nav ol{margin:.2em 0;padding-lef
 .table{overflow-x:auto;margin:.6em 0 1.2em}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
 th{background:#f4f5f7;font-weight:600;text-align:center} td,th{border:1px solid #d9dce1;padding:3px 8px}
-td{text-align:right;white-space:nowrap} tbody tr:nth-child(even){background:#fafbfc}
+td{text-align:left;vertical-align:top;overflow-wrap:break-word} td.number{text-align:right;white-space:nowrap}
+tbody tr:nth-child(even){background:#fafbfc}
+dl.legend{display:grid;grid-template-columns:max-content auto;gap:0 1em;font-size:13px;margin:-.6em 0 1.2em}
+dl.legend dt{font-weight:600} dl.legend dd{margin:0;color:#444}
 figure{margin:1em 0} img{max-width:100%;height:auto;border:1px solid #eee}
 </style></head>
 <body><h1>{{ title }}</h1>
@@ -50,6 +55,10 @@ figure{margin:1em 0} img{max-width:100%;height:auto;border:1px solid #eee}
 {% if section.note %}<p class="note">{{ section.note }}</p>{% endif %}
 {% for line in section.missing %}<p class="missing">not shown: {{ line }}</p>{% endfor %}
 {% for table in section.tables %}<div class="table">{{ table }}</div>{% endfor %}
+{% if section.settings %}<dl class="legend">{% for name, setting in section.settings.items() %}<dt>{{ name }}</dt>
+<dd>{{ setting }}</dd>{% endfor %}</dl>{% endif %}
+{% for name in section.files %}<p class="note">every run, one a row: <a href="{{ name }}">{{ name }}</a></p>
+{% endfor %}
 {% for image in section.images %}<figure><img alt="{{ section.heading }}" src="data:image/png;base64,{{ image }}">
 </figure>{% endfor %}</section>
 {% endfor %}</body></html>
@@ -68,15 +77,46 @@ def png(figure) -> bytes:
 
 
 VERDICT_COLOURS = {"holds": "#c8e6c9", "fails": "#ffcdd2", "inconclusive": "#fff3c4", "no runs": "#eeeeee"}
+# A number as the tables write it: "0.905", "-1.2e-05", "12.3 ± 0.4", "0.905 [0.886, 0.924]", "45%", "1.3 kB"
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?%?|[-+]?(nan|inf)|-|bytes|kB|MB|GB")
+NOT_A_VALUE = ("", "-", "[-]", tables.TEACHER_CELL)  # cells that neither make a column text nor a number
 
 
-def html_table(frame: pl.DataFrame, pages: dict[str, str] | None = None) -> str:
-    """`frame` as an HTML table, its text escaped; run ids link to their `pages`, and a claims
+def is_number(text: str) -> bool:
+    tokens = re.sub(r"[\[\],±]", " ", text).split()
+    return bool(re.search(r"\d|nan|inf", text)) and all(NUMBER.fullmatch(token) for token in tokens)
+
+
+def numeric_columns(frame: pl.DataFrame) -> list[str]:
+    """The columns to right-align: numbers, or text that writes numbers (every cell one, or empty)."""
+    out = []
+    for name in frame.columns:
+        dtype = frame.schema[name]
+        if dtype.is_numeric():
+            out.append(name)
+        elif dtype == pl.String:
+            cells = [c for c in frame[name].drop_nulls().to_list() if c.strip() not in NOT_A_VALUE]
+            if cells and all(is_number(c) for c in cells):
+                out.append(name)
+    return out
+
+
+def html_table(frame: pl.DataFrame, pages: dict[str, str] | None = None,
+               settings: dict[str, str] | None = None) -> str:
+    """`frame` as an HTML table, its text escaped, numbers right-aligned; run ids link to their
+    `pages`, a setting's short name shows its whole name (`settings`) on hover, and a claims
     table's verdicts are in colour."""
-    styled = frame.to_pandas().style.hide(axis="index").format(precision=4, na_rep="", escape="html")
+    table = frame.to_pandas()
+    styled = table.style.hide(axis="index").format(precision=4, na_rep="", escape="html")
+    numbers = numeric_columns(frame)
+    styled = styled.set_td_classes(table.apply(lambda column: column.map(
+        lambda _: "number" if column.name in numbers else "")))
     if pages and "run_id" in frame.columns:  # Styler escapes before it formats: the link stays a link
         styled = styled.format(lambda r: f'<a href="{escape(pages[r])}">{escape(r)}</a>' if pages.get(r)
                                else escape(r or ""), subset=["run_id"])
+    if settings and "setting" in frame.columns:
+        styled = styled.format(lambda s: f'<span title="{escape(settings[s])}">{escape(s)}</span>'
+                               if s in settings else escape(s or ""), subset=["setting"])
     verdicts = [c for c in frame.columns if c.startswith("verdict")]  # and "verdict (Holm)"
     if verdicts:
         colour = lambda verdict: f"background-color: {VERDICT_COLOURS.get(verdict, 'white')}"  # noqa: E731
@@ -94,8 +134,16 @@ def markdown_cell(value) -> str:
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
-    lines = [frame.columns, ["---"] * frame.width, *frame.rows()]
-    return "\n".join("| " + " | ".join(markdown_cell(v) for v in line) + " |" for line in lines)
+    """`frame` as a Markdown table, numbers right-aligned (`---:`)."""
+    numbers = numeric_columns(frame)
+    rule = ["---:" if name in numbers else "---" for name in frame.columns]
+    lines = ["| " + " | ".join(markdown_cell(v) for v in line) + " |" for line in [frame.columns, *frame.rows()]]
+    return "\n".join([lines[0], "| " + " | ".join(rule) + " |", *lines[1:]])
+
+
+def markdown_legend(settings: dict[str, str]) -> str:
+    """The settings' short names and whole names below a Markdown table."""
+    return "\n".join(f"- **{inert(name)}**: {inert(setting)}" for name, setting in settings.items())
 
 
 def _shown(section: Section | None) -> Section | None:
@@ -107,22 +155,16 @@ def _shown(section: Section | None) -> Section | None:
     return replace(section, frames=frames) if (frames or section.figures or section.missing) else None
 
 
-def size(count: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} bytes"
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def build(fetched: Fetched, dashboard: Dashboard) -> tuple[str, str, dict[str, bytes]]:
-    """The report of what report.gather `fetched`, as (HTML, Markdown, figures). The HTML embeds its
-    figures; the Markdown links them as figures/<name>.png, so that it reads well where it is
-    committed. Statistics use only the runs that `collect.counted` keeps; the header says what it
-    left out, and the artifacts' size; with a tracking server, run ids link to their pages in its UI."""
+def build(fetched: Fetched, dashboard: Dashboard) -> tuple[str, str, dict[str, bytes], dict[str, bytes]]:
+    """The report of what report.gather `fetched`, as (HTML, Markdown, figures, files). The HTML
+    embeds its figures; the Markdown links them as figures/<name>.png, so that it reads well where
+    it is committed; both link the files (runs.csv), which go beside them. Statistics use only the
+    runs that `collect.counted` keeps; the header says what it left out, and the artifacts' size;
+    with a tracking server, run ids link to their pages in its UI."""
     sections = [claims_section(fetched, dashboard.claims)] if dashboard.claims else []
     for name in dashboard.sections:
         section = _shown(SECTIONS[name](fetched))
@@ -135,7 +177,8 @@ def build(fetched: Fetched, dashboard: Dashboard) -> tuple[str, str, dict[str, b
     figures = [{f"{slug(s.heading)}-{i + 1}": png(f) for i, f in enumerate(s.figures)} for s in sections]
     html = TEMPLATE.render(title=dashboard.title, header=header, sections=[
         {"heading": s.heading, "anchor": slug(s.heading), "note": s.note, "missing": s.missing,
-         "tables": [Markup(html_table(tables.shown(f), pages)) for f in s.frames],
+         "tables": [Markup(html_table(tables.shown(f), pages, s.settings)) for f in s.frames],
+         "settings": s.settings, "files": s.files,
          "images": [base64.b64encode(image).decode() for image in images.values()]}
         for s, images in zip(sections, figures)])
     contents = "\n".join(f"{i + 1}. [{s.heading}](#{slug(s.heading)})" for i, s in enumerate(sections))
@@ -144,9 +187,19 @@ def build(fetched: Fetched, dashboard: Dashboard) -> tuple[str, str, dict[str, b
                              f"**Contents**\n\n{contents}"] + [
         "\n\n".join([f"## {s.heading}", s.note, *[f"not shown: {inert(m)}" for m in s.missing],
                        *[markdown_table(tables.shown(f)) for f in s.frames],
+                       *([markdown_legend(s.settings)] if s.settings else []),
+                       *[f"every run, one a row: [{name}]({name})" for name in s.files],
                        *[f"![{s.heading}](figures/{name}.png)" for name in images]])
         for s, images in zip(sections, figures)]) + "\n"
-    return html, markdown, {name: image for images in figures for name, image in images.items()}
+    files = {name: with_pages(frame, pages).write_csv().encode() for s in sections for name, frame in s.files.items()}
+    return html, markdown, {name: image for images in figures for name, image in images.items()}, files
+
+
+def with_pages(frame: pl.DataFrame, pages: dict[str, str]) -> pl.DataFrame:
+    """A run list with each run's page in the tracking server's UI, where there is one."""
+    if "run_id" not in frame.columns or not any(pages.values()):
+        return frame
+    return frame.with_columns(pl.col("run_id").replace_strict(pages, default="").alias("page"))
 
 
 def without_password(uri: str) -> str:
@@ -168,7 +221,7 @@ def header_lines(fetched: Fetched, store: str) -> list[tuple[str, str]]:
             ("code version", version if version == code_version()
              else f"analyses of {version} (the report's own code: {code_version()})"),
             ("tracking store", without_password(store)),
-            ("artifacts", f"{size(table['artifact_bytes'].sum())} in {table.height} runs"),
+            ("artifacts", f"{tables.size(table['artifact_bytes'].sum())} in {table.height} runs"),
             *([("left out", ", ".join(fetched.left_out))] if fetched.left_out else [])]
 
 
@@ -182,11 +235,12 @@ def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out
     first = experiment_ids(experiments[:1])[experiments[0]]
     with tracking.run(first, f"report-{dashboard.title[:40]}", "report",
                       {"experiments": ",".join(experiments), "filter": filter_string}) as run:
-        html, markdown, figures = build(fetched, dashboard)
+        html, markdown, figures, beside = build(fetched, dashboard)
         files = {"report.html": html.encode()} if "html" in formats else {}
         if "md" in formats:
             files["report.md"] = markdown.encode()
             files.update({f"figures/{name}.png": image for name, image in figures.items()})
+        files.update(beside)
         for name, data in files.items():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             (out / name).write_bytes(data)

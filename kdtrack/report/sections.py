@@ -4,15 +4,21 @@ anything renders: it reads no run and no artifact itself, so that a report fetch
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
 from kdtrack.report import tables
 from kdtrack.report.claims import Claim
+from kdtrack.report.settings import legend, short_names
 
-# Fig. 5 has a column per setting and draws the first MOST_SETTINGS; gather reads only their tables.
-MOST_SETTINGS = 6
+# Figures that grow with the settings are paged: Fig. 5 draws PANELS settings a figure (a column
+# each), up to MOST_SETTINGS, whose tables alone gather reads (each setting's seeds' per-sample
+# tables: reading every setting's would make the report's time grow with the study); the switch
+# curves draw at most CURVES runs a figure, a setting's runs together where they fit.
+PANELS = 6
+MOST_SETTINGS = 4 * PANELS
+CURVES = 10
 SPLITS = ("train", "test")
 
 
@@ -41,6 +47,8 @@ class Section:
     frames: tuple[pl.DataFrame, ...] = ()
     figures: tuple = ()
     missing: tuple[str, ...] = ()  # what a figure lacks: the artifact and why
+    settings: Mapping[str, str] = field(default_factory=dict)  # legend: a short name shown -> its setting
+    files: Mapping[str, pl.DataFrame] = field(default_factory=dict)  # CSV files beside the report, linked
 
 
 # Which runs a section draws artifacts of: report.gather reads these, the builders draw them.
@@ -68,23 +76,40 @@ def seeds_phrase(seeds, pooled: bool = False) -> str:
     return f"seeds {', '.join(seeds)}" + (" pooled" if pooled else "")
 
 
-def confidence_grid(fetched: Fetched):
-    """Fig. 5: per setting (the first MOST_SETTINGS), teacher vs student phi of every seed's
-    student pooled, train above test; None when no table was read (a figure without them, not a
-    failed report: the section says which are missing)."""
+def confidence_grids(fetched: Fetched) -> list:
+    """Fig. 5: per setting (the first MOST_SETTINGS, by short name), teacher vs student phi of
+    every seed's student pooled, train above test, PANELS settings a figure; none when no table
+    was read (a figure without them, not a failed report: the section says which are missing)."""
     from kdtrack.analysis.figures import setting_grid
 
+    names = short_names(fetched.runs)
     loaded = {}
     for row in confidence_runs(fetched.runs).iter_rows(named=True):
         splits = fetched.confidences.get(row["run_id"])
         if splits is not None:
-            loaded.setdefault(row["setting"], []).append((row["seed"], splits))
-    if not loaded:
-        return None
+            loaded.setdefault(names.get(row["setting"], row["setting"]), []).append((row["seed"], splits))
     columns = [(f"{setting}, {seeds_phrase((seed for seed, _ in runs), pooled=True)}",
                 {split: pl.concat([splits[split] for _, splits in runs], how="diagonal_relaxed")
                  for split in SPLITS}) for setting, runs in loaded.items()]
-    return setting_grid(columns)
+    return [setting_grid(columns[start:start + PANELS]) for start in range(0, len(columns), PANELS)]
+
+
+def switch_pages(runs: pl.DataFrame) -> list[pl.DataFrame]:
+    """The switch runs in pages of at most CURVES, by setting and seed: a setting's runs start a
+    new page when they do not fit on the current one, and one with more than CURVES runs fills
+    pages of its own."""
+    pages, page = [], []
+    for _, part in runs.sort("setting", "seed", nulls_last=True).group_by("setting", maintain_order=True):
+        if page and sum(p.height for p in page) + part.height > CURVES:
+            pages.append(pl.concat(page))
+            page = []
+        for start in range(0, part.height, CURVES):
+            chunk = part.slice(start, CURVES)
+            if chunk.height == CURVES:
+                pages.append(chunk)
+            else:
+                page.append(chunk)
+    return pages + ([pl.concat(page)] if page else [])
 
 
 def switch_curves(fetched: Fetched):
@@ -103,20 +128,31 @@ def switch_curves(fetched: Fetched):
 
 def claims_section(fetched: Fetched, claims: tuple[Claim, ...]) -> Section:
     """The report's first section, when its dashboard declares claims (report.verdicts)."""
-    from kdtrack.report.verdicts import LEGEND, claim_table, shown
+    from kdtrack.report.verdicts import LEGEND, claim_table, settings_legend, shown
 
     results = claim_table(fetched.runs, list(fetched.experiments), claims)
-    note = ("per claim and setting: seeds (n), mean over seeds, Student's t 95% interval, verdict (holds/fails: "
-            "the whole interval on one side of the threshold), what the paper expects and reports for that setting "
-            "('-': nothing there). " + ". ".join(LEGEND) + ".")
-    return Section("Claims", note, (shown(results, len(fetched.experiments) > 1),))
+    note = ("per claim and setting: verdict (holds/fails: the whole interval on one side of the threshold), seeds (n), "
+            "mean over seeds and its Student's t 95% interval ('-': one seed gives none), what the paper expects and "
+            "reports for that setting ('-': nothing there). " + ". ".join(LEGEND) + ".")
+    return Section("Claims", note, (shown(results, len(fetched.experiments) > 1),),
+                   settings=settings_legend(results))
 
 
 # Section builders: each takes what was fetched and returns its Section, or None when it has
 # nothing to show.
 
 def runs_section(fetched: Fetched) -> Section:
-    return Section("Runs", frames=(tables.runs_summary(fetched.runs),))
+    """Per setting, not per run (a study has hundreds): its seeds, teachers, students, analyses and
+    artifacts; every run, one a row, goes to runs.csv beside the report."""
+    names = short_names(fetched.table)
+    summary = tables.by_setting(fetched.table, fetched.runs, names)
+    summary = summary if len(fetched.experiments) > 1 else summary.drop("experiment")
+    note = ("per setting: its students' seeds and statuses, the teachers they learn from and their one-hot "
+            "baselines (a teacher serving several settings counts in each), analyses counted and not (superseded, "
+            "of other code, unfinished), and the artifacts' size; an analysis belongs to its student's setting")
+    shown = set(summary["setting"])
+    return Section("Runs", note, (summary,), settings={k: v for k, v in legend(names).items() if k in shown},
+                   files={"runs.csv": tables.run_list(fetched.table, fetched.runs, names)})
 
 
 def _per_experiment(fetched: Fetched, tabulate) -> tuple[pl.DataFrame, ...]:
@@ -138,9 +174,14 @@ def slopes_section(fetched: Fetched) -> Section:
 
 
 def confidence_grid_section(fetched: Fetched) -> Section:
-    figure = confidence_grid(fetched)
-    return Section("Fig. 5: logit-logit plots", "train above test", figures=(figure,) if figure else (),
-                   missing=fetched.unread)
+    settings = fetched.runs.filter(pl.col("role") == "student")["setting"].unique()
+    left = [f"{settings.len() - MOST_SETTINGS} settings beyond the first {MOST_SETTINGS} (by name): their tables are "
+            "not read"] if settings.len() > MOST_SETTINGS else []
+    names = short_names(fetched.runs)
+    drawn = set(confidence_runs(fetched.runs)["setting"])
+    return Section("Fig. 5: logit-logit plots", f"train above test, {PANELS} settings a figure",
+                   figures=tuple(confidence_grids(fetched)), missing=(*fetched.unread, *left),
+                   settings={k: v for k, v in legend(names).items() if v in drawn})
 
 
 def eigen_section(fetched: Fetched) -> Section | None:
@@ -154,8 +195,9 @@ def eigen_section(fetched: Fetched) -> Section | None:
 
 
 def switch_section(fetched: Fetched) -> Section | None:
-    figure = switch_curves(fetched)
-    return Section("Loss switching", figures=(figure,)) if figure else None
+    """switch_curves of each page of switch runs (switch_pages)."""
+    figures = [switch_curves(replace(fetched, runs=page)) for page in switch_pages(switch_runs(fetched.runs))]
+    return Section("Loss switching", figures=tuple(f for f in figures if f)) if any(figures) else None
 
 
 def ablation_section(fetched: Fetched) -> Section | None:

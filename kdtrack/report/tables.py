@@ -10,6 +10,7 @@ TABLE2 = [("teacher", "table2/teacher"), ("student (one-hot)", "table2/student_o
 SLOPES = ["train/slope_bottom25", "test/slope_bottom25", "train/slope_top25", "test/slope_top25"]
 SELF = "one-hot student is the teacher"  # a setting's flag: self-distillation (pipeline.lineage)
 ONEHOT = "student (one-hot)"
+TEACHER_CELL = "= teacher"  # the one-hot student's cell in a self-distillation
 
 # How a quantity is shown, by the start of its column label: (scale, decimals, unit in the header).
 PERCENT, SLOPE, FRACTION, COUNT = (100.0, 1, " (%)"), (1.0, 2, ""), (1.0, 2, ""), (1.0, 0, "")
@@ -59,10 +60,86 @@ def eigen(table: pl.DataFrame) -> pl.DataFrame:
                                 ("student top-biased", "eigen/student_top_biased_frac")])
 
 
+STUDENT_COLUMNS = ("setting", "preset", "dataset", "arch", "seed")  # what an analysis row shows of its student
+
+
+def with_students(table: pl.DataFrame) -> pl.DataFrame:
+    """`table` with each analysis row's setting, preset, data set, architecture and seed those of
+    its student (an analysis's own params are the student's id and its bins); an analysis whose
+    student is not in the table keeps its own."""
+    columns = [c for c in STUDENT_COLUMNS if c in table.columns]
+    students = table.filter(pl.col("role") == "student").select(
+        pl.col("run_id").alias("student_run_id"), *[pl.col(c).alias(f"{c}@student") for c in columns])
+    found = pl.col("role").eq_missing("analysis") & pl.col("student_run_id@student").is_not_null()
+    joined = table.join(students.with_columns(pl.col("student_run_id").alias("student_run_id@student")),
+                        on="student_run_id", how="left")
+    return joined.with_columns([pl.when(found).then(pl.col(f"{c}@student")).otherwise(pl.col(c)).alias(c)
+                                for c in columns]).select(table.columns)
+
+
 def runs_summary(table: pl.DataFrame) -> pl.DataFrame:
+    """One row per run (`kdtrack runs`), analyses with their student's preset, data and seed."""
     keep = [c for c in ("experiment", "role", "status", "preset", "dataset", "arch", "seed", "run_id",
                         "m:train/acc", "m:test/acc", "m:test/slope_bottom25") if c in table.columns]
-    return table.select(keep).sort("experiment", "role", "preset", "seed", nulls_last=True)
+    return with_students(table).select(keep).sort("experiment", "role", "preset", "seed", nulls_last=True)
+
+
+def size(count: int | None) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if (count or 0) >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count or 0} bytes"
+
+
+def run_list(table: pl.DataFrame, kept: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """Every run of `table`, one row each (the report's runs.csv): whether it counts (is in `kept`),
+    its setting's short name (`names`) and whole name, seed, ids and key metrics; an analysis
+    with its student's setting and seed."""
+    runs = with_students(table).with_columns(pl.col("run_id").is_in(kept["run_id"].implode()).alias("counted"),
+                                             pl.col("setting").replace(names).alias("setting name"))
+    keep = [c for c in ("experiment", "setting name", "role", "status", "counted", "seed", "run_id", "run_name",
+                        "student_run_id", "teacher_run_id", "preset", "dataset", "arch", "setting", "artifact_bytes",
+                        "m:train/acc", "m:test/acc", "m:test/slope_bottom25") if c in runs.columns]
+    return runs.select(keep).sort("experiment", "setting name", "role", "seed", nulls_last=True)
+
+
+def counts(values: list[str]) -> str:
+    """["FINISHED", "KILLED", "FINISHED"] -> "2 FINISHED, 1 KILLED": most first, then by name."""
+    tally = {value: values.count(value) for value in sorted(set(values))}
+    return ", ".join(f"{n} {value}" for value, n in sorted(tally.items(), key=lambda pair: -pair[1]))
+
+
+def by_setting(table: pl.DataFrame, kept: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """The Runs section: one row per experiment and setting (its short name from `names`): seeds,
+    teachers and one-hot baselines (a teacher serving several settings counts in each), students by status, analyses
+    counted and left out (superseded, of other code, unfinished), other runs (theory, report,
+    study, trial: their role is their setting), and the artifacts' size where `table` has it."""
+    runs = with_students(table).with_columns(pl.col("run_id").is_in(kept["run_id"].implode()).alias("counted"))
+    students = runs.filter(pl.col("role") == "student")
+    served = pl.concat([students.select(pl.col(c).alias("teacher_run_id"), "setting")
+                        for c in ("teacher_run_id", "onehot_run_id") if c in runs.columns]).unique()
+    teachers = runs.filter(pl.col("role") == "teacher").drop("setting").join(
+        served, left_on="run_id", right_on="teacher_run_id", how="inner")
+    unserved = runs.filter(pl.col("role") == "teacher").join(served, left_on="run_id", right_on="teacher_run_id",
+                                                             how="anti")
+    attributed = pl.concat([runs.filter(pl.col("role").ne_missing("teacher")), teachers.select(runs.columns),
+                            unserved], how="vertical")
+    role, student, analysis = pl.col("role").fill_null("non-kdtrack"), pl.col("role") == "student", pl.col(
+        "role") == "analysis"
+    other = ~role.is_in(["student", "analysis", "teacher"])
+    sized = ([pl.col("artifact_bytes").sum().map_elements(size, return_dtype=pl.String).alias("artifacts")]
+             if "artifact_bytes" in runs.columns else [])
+    summary = attributed.group_by("experiment", "setting").agg(
+        pl.col("seed").filter(student).n_unique().alias("seeds"),
+        pl.col("run_id").filter(role == "teacher").n_unique().alias("teachers"),
+        pl.col("status").filter(student).alias("students"),
+        (analysis & pl.col("counted")).sum().alias("analyses counted"),
+        (analysis & ~pl.col("counted")).sum().alias("analyses not counted"),
+        role.filter(other).alias("other runs"),
+        *sized)
+    phrases = [pl.col(c).map_elements(lambda v: counts(v.to_list()), return_dtype=pl.String)
+               for c in ("students", "other runs")]
+    return summary.with_columns(pl.col("setting").replace(names), *phrases).sort("experiment", "setting")
 
 
 def difference(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
@@ -105,7 +182,7 @@ def shown(frame: pl.DataFrame) -> pl.DataFrame:
             expr = pl.when(pl.col(f"{label} std").is_null() | pl.col(f"{label} std").is_nan()).then(mean).otherwise(
                 pl.format("{} ± {}", mean, std))
             if label.startswith(ONEHOT) and SELF in frame.columns:
-                expr = pl.when(pl.col(SELF)).then(pl.lit("= teacher")).otherwise(expr)
+                expr = pl.when(pl.col(SELF)).then(pl.lit(TEACHER_CELL)).otherwise(expr)
             columns.append(expr.alias(f"{label}{unit}"))
         elif frame.schema[name].is_float():
             sign = "+" if name.endswith(" diff") else ""

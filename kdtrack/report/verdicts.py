@@ -7,14 +7,17 @@ import polars as pl
 
 from kdtrack.report.claims import Claim, evaluate
 from kdtrack.report.collect import counted, runs_table, setting_of, with_analyses
+from kdtrack.report.settings import legend, short_names
 
 
 def claim_table(kept: pl.DataFrame, experiments: list[str], claims: tuple[Claim, ...]) -> pl.DataFrame:
-    """Each claim's verdict per experiment and setting, from the runs `counted` keeps."""
+    """Each claim's verdict per experiment and setting, from the runs `counted` keeps, with the
+    setting's short name (`setting_name`; a row whose setting is no run's, a trend's, keeps it)."""
     students = with_analyses(kept)
     frames = [evaluate(students.filter(pl.col("experiment") == e), claims).insert_column(0, pl.lit(e).alias(
         "experiment")) for e in experiments]
-    return pl.concat(frames)
+    names = short_names(kept)
+    return pl.concat(frames).with_columns(pl.col("setting").replace(names).alias("setting_name"))
 
 
 def verdicts(experiments: list[str], claims: tuple[Claim, ...], filter_string: str,
@@ -34,21 +37,43 @@ SEEDS = "seeds needed: an estimate, for 80% power at the observed sd and distanc
 LEGEND = (SIDEDNESS, STRICT, SEEDS)
 
 
+def _missing(column: str) -> pl.Expr:
+    return pl.col(column).is_null() | pl.col(column).is_nan()
+
+
 def _significant(column: str) -> pl.Expr:
-    """A number at 3 significant figures as text, empty where there is none (NaN, null)."""
-    value = pl.col(column)
-    return pl.when(value.is_nan() | value.is_null()).then(pl.lit("")).otherwise(
-        value.round_sig_figs(3).cast(pl.String))
+    return pl.col(column).round_sig_figs(3).cast(pl.String)
+
+
+def estimate_cell() -> pl.Expr:
+    """"0.905 [0.886, 0.924]": the estimate at 3 significant figures and its 95% interval; "0.905 [-]"
+    where one seed gives no interval, "-" where there is no estimate."""
+    interval = pl.when(_missing("ci_low") | _missing("ci_high")).then(pl.lit("[-]")).otherwise(
+        pl.format("[{}, {}]", _significant("ci_low"), _significant("ci_high")))
+    return pl.when(_missing("estimate")).then(pl.lit("-")).otherwise(pl.format("{} {}", _significant("estimate"),
+                                                                              interval))
 
 
 def shown(results: pl.DataFrame, several_experiments: bool) -> pl.DataFrame:
-    """`claim_table` as people read it: the interval as one "[low, high]" cell, the Holm verdict
-    only where a family is declared, what the paper expects and reports, and the seeds an
-    inconclusive row would need; the p-values and the claim's text stay in the JSON."""
-    interval = pl.when(pl.col("ci_low").is_nan()).then(pl.lit("")).otherwise(
-        pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(3), pl.col("ci_high").round_sig_figs(3)))
+    """`claim_table` as people read it, in the same columns in HTML, Markdown and the terminal: the
+    verdict first (the Holm verdict beside it where a family is declared), the claim's id and text
+    (on its first row only: a claim has a row per setting), the setting's short name
+    (`settings_legend` gives the whole one), seeds, the estimate and its interval as one cell, the
+    test, what the paper expects and reports, and the seeds an inconclusive row would need. The
+    p-values stay in the JSON."""
     holm = [pl.col("verdict_holm").alias("verdict (Holm)")] if results["family"].is_not_null().any() else []
-    return results.select(*(["experiment"] if several_experiments else []), "id", "setting", "n",
-                          _significant("estimate").alias("estimate"), interval.alias("95% CI"), "test", "verdict",
-                          *holm, "expect", "paper",
+    text = pl.when(pl.col("id") == pl.col("id").shift(1)).then(pl.lit("")).otherwise(pl.col("text"))
+    return results.select("verdict", *holm, *(["experiment"] if several_experiments else []), "id",
+                          text.alias("claim"), pl.col("setting_name").alias("setting"), "n",
+                          estimate_cell().alias("estimate [95% CI]"), "test", "expect", "paper",
                           pl.col("seeds_needed").cast(pl.String).fill_null("").alias("seeds needed (est.)"))
+
+
+def settings_legend(results: pl.DataFrame) -> dict[str, str]:
+    """short name -> setting, for the rows of `claim_table` whose setting `shown` abbreviates."""
+    return legend(dict(results.select("setting", "setting_name").unique().iter_rows()))
+
+
+def legend_lines(settings: dict[str, str]) -> list[str]:
+    """The settings' legend as lines below a table: "settings:", then "  name: full setting"."""
+    return ["settings:", *(f"  {name}: {setting}" for name, setting in settings.items())] if settings else []

@@ -159,17 +159,24 @@ def test_seeds_needed_by_hand():
     assert _by_setting(result, "seeds_needed") == {"unsure": 34, "sure": None}
 
 
-def test_the_shown_table_has_paper_expect_seeds_and_holm_only_with_a_family():
+def test_the_shown_table_puts_the_verdict_first_and_the_estimate_with_its_interval():
     from kdtrack.report.verdicts import shown
 
-    table = pl.DataFrame(_students([0.9, 1.1, 1.3], "cifar100_v1") + _students([1.3, 1.4, 1.5], "mnist"))
-    plain = shown(evaluate(table, _claim(expect=_rules())), several_experiments=False)
-    assert plain.columns == ["id", "setting", "n", "estimate", "95% CI", "test", "verdict", "expect", "paper",
+    table = pl.DataFrame(_students([0.9, 1.1, 1.3], "cifar100_v1") + _students([1.3, 1.4, 1.5], "mnist")
+                         + _students([1.2], "one-seed"))
+    results = evaluate(table, _claim(expect=_rules())).with_columns(pl.col("setting").alias("setting_name"))
+    plain = shown(results, several_experiments=False)
+    assert plain.columns == ["verdict", "id", "claim", "setting", "n", "estimate [95% CI]", "test", "expect", "paper",
                              "seeds needed (est.)"]
-    assert plain.row(0, named=True) | {"95% CI": None} == {
-        "id": "c", "setting": "cifar100_v1", "n": 3, "estimate": "1.1", "95% CI": None,
-        "test": "test/slope_bottom25 > 1", "verdict": "inconclusive", "expect": "holds", "paper": "Table 3: 1.3-1.6",
-        "seeds needed (est.)": "34"}
+    # mean 1.1, sd 0.2: 1.1 -+ t_{0.975,2} * 0.2 / sqrt(3) = 1.1 -+ 4.303 * 0.1155 = [0.603, 1.597]
+    assert plain.row(0, named=True) == {
+        "verdict": "inconclusive", "id": "c", "claim": "t", "setting": "cifar100_v1", "n": 3,
+        "estimate [95% CI]": "1.1 [0.603, 1.6]", "test": "test/slope_bottom25 > 1", "expect": "holds",
+        "paper": "Table 3: 1.3-1.6", "seeds needed (est.)": "34"}
     assert plain.row(1, named=True)["paper"] == "-" and plain.row(1, named=True)["seeds needed (est.)"] == ""
-    family = shown(evaluate(table, _claim(family="f")).insert_column(0, pl.lit("x").alias("experiment")), True)
-    assert family.columns[0] == "experiment" and family.columns[8] == "verdict (Holm)"
+    assert plain.row(2, named=True)["estimate [95% CI]"] == "1.2 [-]"  # one seed: no interval, no NaN
+    nothing = evaluate(table, _claim(select={"role": "nobody"})).with_columns(pl.col("setting").alias("setting_name"))
+    assert shown(nothing, False)["estimate [95% CI]"].to_list() == ["-"]
+    family = shown(results.with_columns(pl.lit("f").alias("family")).insert_column(0, pl.lit("x").alias("experiment")),
+                   True)
+    assert family.columns[:4] == ["verdict", "verdict (Holm)", "experiment", "id"]

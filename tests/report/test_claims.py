@@ -179,6 +179,11 @@ def test_claims_command_reads_the_counted_analyses_and_strict_fails_on_a_contrad
     strict = CliRunner().invoke(main, ["claims", "--experiment", "claims-fail", "--strict"])
     assert strict.exit_code == 1 and "contradict the paper: slope-test" in strict.stderr
     assert "paper" in strict.stdout and "seeds needed (est.)" in strict.stdout
+    # the terminal's columns are the report's: verdict first, the claim's text whole, the short name
+    header = next(line for line in strict.stdout.splitlines() if "estimate [95% CI]" in line)
+    assert header.split()[1] == "verdict" and header.index(" id ") < header.index(" claim ") < header.index(" setting ")
+    assert "settings:\n  tinyimagenet: tinyimagenet mlp>mlp noise=0.0\n" in strict.stdout
+    assert failing["setting"] == "tinyimagenet mlp>mlp noise=0.0" and failing["setting_name"] == "tinyimagenet"
     assert "equivalently a one-sided t test at 2.5%" in strict.stdout
     assert "--strict reads the Holm verdict" in strict.stdout
     assert CliRunner().invoke(main, ["claims", "--experiment", "claims-hold", "--strict"]).exit_code == 0

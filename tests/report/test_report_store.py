@@ -156,7 +156,7 @@ def test_the_report_states_the_size_of_the_artifacts_it_covers(store, tmp_path):
     fake.client.log_artifact(student, str(tmp_path / "b.txt"), "deep/er")
     assert tracking.artifact_bytes(tracking.get_run(student).info.artifact_uri) == 2000
     paper = load("paper")
-    html, markdown, _ = build(gather(["sized"], "", paper.sections), paper)
+    html, markdown, *_ = build(gather(["sized"], "", paper.sections), paper)
     assert "<dt>artifacts</dt><dd>2.0 kB in 3 runs</dd>" in html and "**artifacts**: 2.0 kB in 3 runs" in markdown
 
 
@@ -219,7 +219,7 @@ def test_any_subset_renders_or_fails_in_one_line(everything, data):
     filter_string = data.draw(filters(everything))
     dashboard = load(data.draw(st.sampled_from(["paper", "ablations", "switch"])))
     try:
-        html, markdown, _ = build(gather(["everything"], filter_string, dashboard.sections), dashboard)
+        html, markdown, *_ = build(gather(["everything"], filter_string, dashboard.sections), dashboard)
     except UserError as error:
         assert "\n" not in str(error) and str(error)
     else:
@@ -264,7 +264,7 @@ def test_self_distillation_says_the_one_hot_student_is_the_teacher(two_seeds):
 
 def test_the_header_counts_runs_by_role_and_links_each_run_to_its_ui_page(two_seeds, monkeypatch):
     paper = load("paper")
-    html, markdown, _ = build(gather(["two-seeds"], "", paper.sections), paper)
+    html, markdown, *_ = build(gather(["two-seeds"], "", paper.sections), paper)
     # two one-hot baselines; and a report run, where the ± test ran before
     assert re.search(r"<dt>runs</dt><dd>1[12]: 5 teacher, 3 analysis, 3 student(, 1 report)?</dd>", html)
     for name in ("date", "code version", "tracking store", "experiments"):
@@ -273,10 +273,10 @@ def test_the_header_counts_runs_by_role_and_links_each_run_to_its_ui_page(two_se
     assert "1. [Claims](#claims)" in markdown and '<section id="table-2-accuracy">' in html
     assert "#/experiments/" not in html  # a local store has no UI pages to link
     monkeypatch.setattr(tracking, "tracking_uri", lambda: "https://mlflow.example.org/")
-    served = build(gather(["two-seeds"], "", paper.sections), paper)[0]
+    served = build(gather(["two-seeds"], "", paper.sections), paper)[3]["runs.csv"].decode()
     student = fetch(["two-seeds"], "tags.`kdtrack.role` = 'student'").row(0, named=True)
     page = f"https://mlflow.example.org/#/experiments/{student['experiment_id']}/runs/{student['run_id']}"
-    assert f'<a href="{page}">{student["run_id"]}</a>' in served
+    assert f"{student['run_id']},{student['run_name']}," in served and f",{page}\n" in served  # the list's last column
 
 
 def test_ui_pages_and_store_addresses():
@@ -286,3 +286,23 @@ def test_ui_pages_and_store_addresses():
     assert without_password("postgresql://kd:s3cret@db:5432/mlflow") == "postgresql://kd:***@db:5432/mlflow"
     assert without_password("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
 
+
+
+def test_the_runs_section_is_a_row_per_setting_and_every_run_goes_to_a_csv_beside_it(two_seeds, tmp_path):
+    html = report(tmp_path, "--experiment", "two-seeds")
+    markdown = (tmp_path / "report.md").read_text()
+    listed = pl.read_csv(tmp_path / "runs.csv", infer_schema=False)
+    assert '<a href="runs.csv">runs.csv</a>' in html and "[runs.csv](runs.csv)" in markdown
+    assert dict(listed.filter(pl.col("role") != "report").group_by("role").len().rows()) == {
+        "teacher": 5, "student": 3, "analysis": 3}
+    analyses = listed.filter(pl.col("role") == "analysis")
+    assert sorted(zip(analyses["setting name"], analyses["seed"])) == [("mnist_mlp", "0"), ("mnist_mlp", "1"),
+                                                                        ("self", "0")]
+    section = html.split('<section id="runs">')[1].split("</section>")[0]
+    assert not any(run_id in section for run_id in listed["run_id"])  # no row per run in the page
+    runs = markdown.split("## Runs")[1]
+    # mnist_mlp: two teachers and two one-hot baselines; self: the teacher is the baseline
+    assert "| mnist_mlp | 2 | 4 | 2 FINISHED | 2 | 0 |" in runs and "| self | 1 | 1 | 1 FINISHED | 1 | 0 |" in runs
+    experiment = tracking.client().get_experiment_by_name("two-seeds").experiment_id
+    newest = tracking.search_all([experiment], "tags.`kdtrack.role` = 'report'")[0].info.run_id
+    assert "report/runs.csv" in {a.path for a in tracking.client().list_artifacts(newest, "report")}
