@@ -241,6 +241,8 @@ class TrainConfig:
     keep_checkpoints: str = param("switch", "checkpoints a run keeps: all; switch = the step_<N> ones `switch` "
                                   "starts from; last = none once finished", choices=KEEP_CHECKPOINTS)
     register: bool = param(False, "register the logged model in MLflow's registry as kdtrack-<preset>-<role>")
+    log_model: bool = param(True, "log the trained model as an MLflow model (runs:/<id>/<role>); "
+                            "checkpoints/final.pt holds the same weights, so suites and ablations turn it off")
     system_metrics: bool = param(True, "MLflow's system/* metrics (CPU, memory, disk, network, GPU) while training")
 
     def __post_init__(self) -> None:
@@ -254,6 +256,9 @@ class TrainConfig:
             raise UserError(f"batch_size={self.batch_size} does not divide over nproc_per_node={self.nproc_per_node} "
                             f"processes; allowed: a batch_size that is a multiple of {self.nproc_per_node}")
         _check_field(self, "epochs", math.isfinite(self.epochs) and (self.epochs > 0 or self.steps > 0))
+        if self.register and not self.log_model:
+            raise UserError("register=true needs the logged model; log_model=false logs none "
+                            "(pass log_model=true, or register=false)")
 
     @property
     def tokenizer_folder(self) -> str:
@@ -405,7 +410,13 @@ DIRECTIONS = ("maximize", "minimize")
 @dataclass(frozen=True)
 class AblateConfig(DistillConfig):
     """`ablate`: an Optuna study over one knob; each trial distills a student (reusing teachers)
-    and analyzes it. The fields above are the base setting every trial starts from."""
+    and analyzes it. The fields above are the base setting every trial starts from; a trial's
+    runs keep what the study needs (no step checkpoints, no logged model: nothing switches from
+    them and checkpoints/final.pt holds the weights) unless these two are passed."""
+
+    keep_checkpoints: str = param("last", "checkpoints a trial's runs keep (see distill); nothing in a study "
+                                  "switches from them", choices=KEEP_CHECKPOINTS)
+    log_model: bool = param(False, "log each trial's models as MLflow models (see distill)")
 
     knob: str = param("batch_size", "batch_size, lr, length (a multiple of the training length) or any other "
                       "parameter of distill", choices=KNOBS)
@@ -557,7 +568,7 @@ def _as_string(value) -> str:
 # probes read the weights (and draw from no generator), so only how often they are recorded changes.
 NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
               "eigen", "eigen_k", "eigen_every", "teacher_run_id", "force", "resume", "if_running",
-              "keep_checkpoints", "nproc_per_node", "oversubscribe", "register", "system_metrics")
+              "keep_checkpoints", "log_model", "nproc_per_node", "oversubscribe", "register", "system_metrics")
 
 
 def unused_kd_fields(config) -> set[str]:

@@ -432,6 +432,33 @@ def suite_status(suite, experiment) -> None:
     _run(show)
 
 
+@main.command("gc")
+@click.option("--experiment", required=True, help="The experiment whose training runs are pruned.")
+@click.option("--keep", type=click.Choice(["last", "switch"]), default="switch", show_default=True,
+              help="last: no step or resume checkpoints; switch: the step ones `switch` starts from.")
+@click.option("--dry-run", is_flag=True, help="Say what would be freed; delete nothing.")
+@click.option("--tracking-uri", default=None, help="Default: MLFLOW_TRACKING_URI, else MLflow's default.")
+def gc_command(experiment, keep, dry_run, tracking_uri) -> None:
+    """Prune an experiment's checkpoints to a keep_checkpoints policy and print what it freed, per
+    kind; what a recorded run still needs stays, one line each on stderr (docs/run-contract.md).
+
+    Example: kdtrack gc --experiment table7 --keep last --dry-run"""
+    _use_tracking_uri(tracking_uri)
+
+    def work():
+        from kdtrack import tracking
+        from kdtrack.say import say
+        from kdtrack.tracking import prune
+
+        tracking.check_store()
+        pruning = prune.prune(experiment, keep, dry_run)
+        for line in pruning.refused:
+            say(line)
+        return prune.summary(pruning, experiment, keep, dry_run)
+
+    _run(work)
+
+
 @main.command("demo")
 @click.option("--experiment", default="kdtrack-demo", show_default=True)
 @click.option("--out", default="kdtrack-out", show_default=True, type=click.Path(file_okay=False),

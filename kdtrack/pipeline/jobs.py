@@ -218,7 +218,7 @@ def train_and_record(run: tracking.TrackedRun, job: Job, model: nn.Module, data:
     fit(model, data, job.config, job.weights, job.teacher, log=run, resume=start, snapshot_at=job.snapshot_at,
         progress=f"training {job.name}", world=world)
     register_as = f"kdtrack-{job.config.preset}-{job.role}" if job.config.register else ""
-    return record_end(run, model, data, job.teacher, register_as)
+    return record_end(run, model, data, job.teacher, job.config.log_model, register_as)
 
 
 def summary(job: Job, run_id: str, final: dict[str, float], seconds: float, address: str) -> str:
@@ -257,12 +257,14 @@ def record_start(run: tracking.TrackedRun, job: Job, probes: Probes, data: Split
 
 
 def record_end(run: tracking.TrackedRun, model: nn.Module, data: Splits, teacher: Teacher | None,
-               register_as: str) -> dict[str, float]:
-    """A trained run's final confidences, weights and model (registered as `register_as`, if any);
-    its final accuracies (and agreement)."""
+               log_model: bool, register_as: str) -> dict[str, float]:
+    """A trained run's final confidences, weights and, with `log_model`, model (registered as
+    `register_as`, if any); its final accuracies (and agreement). The weights are
+    `checkpoints/final.pt` either way: what students, `analyze` and `switch` load."""
     logits = predict_splits(model, data)
     for split, table in run.confidence_tables(logits).items():
         run.log_table(table, f"confidences/{split}.parquet")
     run.log_state(model.state_dict(), "checkpoints/final.pt")
-    run.log_model(portable(model).cpu(), data.x_train[:2], register_as)
+    if log_model:
+        run.log_model(portable(model).cpu(), data.x_train[:2], register_as)
     return evaluate(logits, data, teacher.logits if teacher is not None else None)

@@ -4,7 +4,8 @@ A file names an `experiment` and `settings`. A setting has a `name`, a `preset`,
 (config fields), an optional `teacher` ({arch, width, depth, pretrained}), `students` (each {arch, loss:
 distill | onehot | switch, and switch fields}; default: one distilled student of the teacher's
 architecture), `seeds`, and an optional `matrix` ({field: [values]}) whose cross product expands
-it into settings named `<name>[field=value,...]`. The file's shape is checked against the
+it into settings named `<name>[field=value,...]`. Runs keep what a study needs (`STUDY_STORAGE`)
+unless a setting's overrides or a student say otherwise. The file's shape is checked against the
 pydantic models below (`SuiteSpec`) before anything expands. Runs are matched by parameters and
 code version through the pipeline's own reuse keys, so a rerun trains only what is missing.
 """
@@ -27,6 +28,11 @@ from kdtrack.progress import Progress
 
 SHIPPED = Path(__file__).parent / "suites"
 MAX_TASKS = 10_000  # a suite is what one `suite run` trains; a bigger matrix is a typo, or should be split
+# What a suite's runs keep unless a setting says otherwise: no step checkpoints, as a suite's own
+# runs start no `switch` (a switch student trains its first phase itself, or starts from a
+# `from_run_id` outside the suite, which kept its own), and no logged model, whose weights
+# checkpoints/final.pt already holds. Neither is in a reuse key: runs kept otherwise are reused.
+STUDY_STORAGE = {"keep_checkpoints": "last", "log_model": "false"}
 TEACHER_FIELDS = {"arch": "teacher_arch", "width": "teacher_width", "depth": "teacher_depth",
                   "pretrained": "teacher_pretrained"}  # a setting's teacher key -> the student config's field
 
@@ -156,7 +162,7 @@ def _expand(setting: SettingSpec) -> list[Task]:
     tasks = []
     for combo in combos:
         name = setting.name + (f"[{','.join(f'{k}={v}' for k, v in combo.items())}]" if combo else "")
-        base = {"preset": setting.preset, **{k: str(v) for k, v in setting.overrides.items()},
+        base = {"preset": setting.preset, **STUDY_STORAGE, **{k: str(v) for k, v in setting.overrides.items()},
                 **{k: str(v) for k, v in combo.items()}, **teacher}
         for student in setting.students:
             extra = {k: str(v) for k, v in (student.model_extra or {}).items()}
