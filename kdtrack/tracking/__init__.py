@@ -41,11 +41,13 @@ from kdtrack.tracking.store import (
                                    use_tracking_uri,
 )
 from kdtrack.tracking.tags import annotate
+from kdtrack.tracking.ui import experiment_link
 from kdtrack.tracking.uploader import Uploader
 
 __all__ = [
     "RunContext", "TrackedRun", "Uploader", "annotate", "artifact_bytes", "artifact_paths", "check_store",
-    "claim_launcher", "client", "delete_artifacts", "download", "elect", "experiment_id", "experiment_name",
+    "claim_launcher", "client", "delete_artifacts", "download", "elect", "experiment_id", "experiment_link",
+    "experiment_name",
     "experiment_names", "find_finished", "find_live", "find_resumable", "follow_launcher", "get_run",
     "has_artifact", "holder", "load_state", "load_table", "metric_history", "now_ms", "quoted", "reap_experiments",
     "reopen", "require_run", "resolve_experiment", "reuse_finished", "run", "run_key", "runs_frame", "search_all",

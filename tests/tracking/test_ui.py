@@ -18,9 +18,9 @@ from mlflow.tracking.context.registry import resolve_tags
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.config import AnalyzeConfig, DistillConfig, TrainConfig, from_params
-from kdtrack.contract import NOTE, RESULT, STUDENT_RUN, TEACHER_RUN
+from kdtrack.contract import EXPERIMENT_KIND, NOTE, RESULT, STUDENT_RUN, TEACHER_RUN, TRAINING_KIND
 from kdtrack.pipeline.stages import distill, run_name, train_teacher
-from kdtrack.tracking.ui import describe, link, linked
+from kdtrack.tracking.ui import describe, experiment_link, experiment_tags, link, linked
 
 EXPERIMENT = "ui"
 
@@ -82,9 +82,18 @@ def test_run_names_are_short_and_unique_setting_first(registered):
         run_name("student", preset)
 
 
-def test_the_experiment_has_a_description_and_preset_tags(registered):
+def test_the_experiment_has_a_description_preset_tags_and_the_training_kind(registered):
     tags = tracking.client().get_experiment(registered["student"].info.experiment_id).tags
     assert tags["kdtrack.preset.mnist_mlp"] == "Table 7" and "kdtrack.role" in tags[NOTE]
+    assert tags[EXPERIMENT_KIND] == TRAINING_KIND
+
+
+def test_an_experiment_gains_the_training_kind_unless_it_has_a_kind(store):
+    assert experiment_tags({}, {}, {})[EXPERIMENT_KIND] == "custom_model_development"  # as MLflow's web app spells it
+    chosen = {EXPERIMENT_KIND: "genai_development", NOTE: "someone's"}
+    assert EXPERIMENT_KIND not in experiment_tags(chosen, {}, {})  # a person's choice in the UI stays
+    created = tracking.resolve_experiment("ui-kind-created")  # before any run is in it
+    assert tracking.client().get_experiment(created).tags[EXPERIMENT_KIND] == TRAINING_KIND
 
 
 def test_models_are_logged_by_role_registered_and_carry_their_own_metrics(registered):
