@@ -176,3 +176,19 @@ def test_the_ui_shows_a_students_lineage_in_headless_chromium(registered, ui_ser
     for name, address in (("student.png", page), ("runs.png", f"{ui_server}/#/experiments/{experiment}/runs")):
         chromium(f"--screenshot={tmp_path / name}", address)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_address_kdtrack_prints_opens_the_runs_table_in_headless_chromium(registered, ui_server, tmp_path):
+    """The experiment's address (the demo prints it) shows its training runs on first load: the
+    student's row in the runs table, not the GenAI overview ("Detect issues"), which MLflow 3.17
+    showed on `#/experiments/<id>` in a probe here even with the kind set."""
+    student = registered["student"]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000", "--dump-dom"]
+    page = f"{ui_server}/{experiment_link(student.info.experiment_id)}"
+    dom = subprocess.run(["chromium", *flags, page], check=True, capture_output=True, text=True, timeout=300).stdout
+    assert student.info.run_name in dom and registered["teacher"].info.run_name in dom  # rows of the runs table
+    assert "Detect issues" not in dom
