@@ -10,7 +10,6 @@ internals moved) it pages through `search_runs`, with the same result.
 from __future__ import annotations
 
 import polars as pl
-from sqlalchemy import case, func, select
 
 from kdtrack.tracking.store import client, search_all
 
@@ -51,6 +50,7 @@ def _from_database(experiment_id: str, filter_string: str, params: tuple[str, ..
             _get_sqlalchemy_filter_clauses,
         )
         from mlflow.utils.search_utils import SearchUtils
+        from sqlalchemy import case, select  # here: a command that reads no runs does without it
     except ImportError:  # MLflow's internals moved: the public API still works
         return None
     store = client()._tracking_client.store
@@ -88,6 +88,8 @@ def _from_database(experiment_id: str, filter_string: str, params: tuple[str, ..
 
 
 def _keys(connection, ids, model, *where) -> list[str]:
+    from sqlalchemy import select
+
     found = connection.execute(select(model.key).where(model.run_uuid.in_(ids), *where).distinct())
     return sorted(key for (key,) in found)
 
@@ -96,6 +98,8 @@ def _columns(connection, ids, model, value, keys, kind, prefix: str = "") -> pl.
     """run_id and a column per key (named prefix + key): the `value` of model's row with that key
     (params, tags and latest metrics have one row per run and key), one row per run, gathered by
     the database: a row per run crosses into Python, not one per value."""
+    from sqlalchemy import case, func, select
+
     query = select(model.run_uuid, *[func.max(case((model.key == key, value))) for key in keys]).where(
         model.run_uuid.in_(ids), model.key.in_(keys)).group_by(model.run_uuid)
     schema = {"run_id": pl.String} | {f"{prefix}{key}": kind for key in keys}
