@@ -11,6 +11,11 @@ RESUME = "kdtrack.resume_checkpoint"  # artifact path of a run's newest checkpoi
 RESULT = "kdtrack.result_run_id"  # on a launcher: the run that did the work
 PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"  # a run's (or an experiment's) Markdown description in the MLflow UI
+# MLflow 3's UI opens an experiment by its kind: without one it guesses, and shows the GenAI overview
+# (traces, "Detect issues"); kdtrack's experiments are model training, whose first page is the runs
+# table. MLflow's Python package names neither the tag nor its values (its web app does).
+EXPERIMENT_KIND = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 # A run's lease (kdtrack.tracking.lease): who works on it, until when, and how it was claimed.
 LEASE_OWNER = "kdtrack.lease_owner"  # host:pid of the process holding the lease
 LEASE_UNTIL = "kdtrack.lease_until"  # epoch ms when the lease lapses unless renewed; the end time once released

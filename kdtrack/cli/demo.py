@@ -36,9 +36,10 @@ def demo(experiment: str, out: Path, presets: tuple[str, ...], keep_checkpoints:
                   f"test {slopes['test/slope_bottom25']:.3f}",
                   f"  figures       {figures} (artifact: {analysis_run.info.artifact_uri}/figures)"]
     uri = tracking.tracking_uri()
+    runs = tracking.experiment_link(tracking.experiment_id(experiment))
     lines += ["", f"tracking store: {uri}",
               f"open the UI:    mlflow ui --backend-store-uri {uri}   "
-              f"(then http://127.0.0.1:5000, experiment {experiment!r})"]
+              f"(then http://127.0.0.1:5000/{runs}: experiment {experiment!r}, its runs)"]
     print("\n".join(lines + ["", claims_summary(experiment)]))
 
 

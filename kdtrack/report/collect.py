@@ -1,5 +1,5 @@
-"""Runs of one or more experiments as one polars table, fetched with MLflow's search API (one
-paginated search per experiment, never a call per run), and which of them count in statistics."""
+"""Runs of one or more experiments as one polars table, read in bulk (tracking.runs_frame: one
+read per experiment, never a call per run), and which of them count in statistics."""
 from __future__ import annotations
 
 import polars as pl
@@ -44,58 +44,52 @@ def experiment_ids(names: list[str]) -> dict[str, str]:
     return out
 
 
-def _search(experiment_id: str, filter_string: str) -> list:
+def _search(experiment_id: str, filter_string: str) -> pl.DataFrame:
     try:
-        return tracking.search_all([experiment_id], filter_string)
+        return tracking.runs_frame(experiment_id, filter_string, PARAMS, TAGS)
     except Exception as error:
         raise UserError(f"filter {filter_string!r} is not a valid MLflow search filter: "
                         f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
 
 
-def _analyses_of_students(experiment_id: str, runs: list) -> list:
+def _analyses_of_students(experiment_id: str, runs: pl.DataFrame) -> pl.DataFrame:
     """The analysis runs of the students among `runs` that `runs` lacks. A filter on the students'
     params (`params.preset = ...`) leaves out their analyses, whose params differ, and with them
     every number of the paper's tables; so an analysis always comes with its student."""
-    have = {run.info.run_id for run in runs}
-    students = {run.info.run_id for run in runs if run.data.tags.get(ROLE) == "student"}
-    if not students:
-        return []
-    return [run for run in tracking.search_all([experiment_id], f"tags.`{ROLE}` = 'analysis'")
-            if run.data.tags.get(STUDENT_RUN) in students and run.info.run_id not in have]
+    students = runs.filter(pl.col(ROLE) == "student")["run_id"]
+    analyses = tracking.runs_frame(experiment_id, f"tags.`{ROLE}` = 'analysis'", PARAMS, TAGS)
+    return analyses.filter(pl.col(STUDENT_RUN).is_in(students.implode()), ~pl.col("run_id").is_in(
+        runs["run_id"].implode()))
 
 
-def known_params(params: dict[str, str], role: str | None) -> dict[str, str | None]:
-    """A run's PARAMS as stored, except that a student stored before kd_loss existed trained with
-    plain KD (kd), and a KD method's weight is none of a run whose kd_loss does not use it, so
-    that only what shaped its training can split a setting."""
-    row = {p: params.get(p) for p in PARAMS}
-    if role == "student" and row["kd_loss"] is None:
-        row["kd_loss"] = "kd"
-    used = KD_LOSS_WEIGHTS.get(row["kd_loss"], ())
-    return {**row, **{name: None for names in KD_LOSS_WEIGHTS.values() for name in names if name not in used}}
+def known_params(table: pl.DataFrame) -> pl.DataFrame:
+    """The PARAMS as stored, except that a student stored before kd_loss existed trained with plain
+    KD (kd), and a KD method's weight is null on a run whose kd_loss does not use it, so that only
+    what shaped its training can split a setting."""
+    student = pl.col(ROLE) == "student"
+    table = table.with_columns(pl.when(student & pl.col("kd_loss").is_null()).then(pl.lit("kd"))
+                               .otherwise(pl.col("kd_loss")).alias("kd_loss"))
+    return table.with_columns(
+        pl.when(pl.col("kd_loss").is_in([loss for loss, names in KD_LOSS_WEIGHTS.items() if name in names]))
+        .then(pl.col(name)).otherwise(None).alias(name)
+        for names in KD_LOSS_WEIGHTS.values() for name in names)
 
 
 def runs_table(names: list[str], filter_string: str = "") -> pl.DataFrame:
     """One row per run: ids, status, experiment, the PARAMS and TAGS above, every metric."""
-    rows = []
+    frames = []
     for name, experiment_id in experiment_ids(names).items():
         runs = _search(experiment_id, filter_string)
         if filter_string:
-            runs += _analyses_of_students(experiment_id, runs)
-        for run in runs:
-            row = {"experiment": name, "experiment_id": experiment_id, "run_id": run.info.run_id,
-                   "run_name": run.info.run_name, "status": run.info.status, "start_time": run.info.start_time,
-                   "artifact_uri": run.info.artifact_uri}
-            row.update(known_params(run.data.params, run.data.tags.get(ROLE)))
-            row.update({t.removeprefix("kdtrack."): run.data.tags.get(t) for t in TAGS})
-            row.update({f"m:{k}": v for k, v in run.data.metrics.items()})
-            rows.append(row)
-    if not rows:
+            runs = pl.concat([runs, _analyses_of_students(experiment_id, runs)], how="diagonal_relaxed")
+        frames.append(runs.with_columns(pl.lit(name).alias("experiment"), pl.lit(experiment_id).alias("experiment_id")))
+    table = pl.concat(frames, how="diagonal_relaxed")
+    if not table.height:
         matching = f" match {filter_string!r}" if filter_string else ""
         raise UserError(f"no runs in experiment(s) {', '.join(names)}{matching}")
-    metrics = sorted({key for row in rows for key in row if key.startswith("m:")})
-    schema = {**{c: pl.String for c in TEXT}, "start_time": pl.Int64, **{m: pl.Float64 for m in metrics}}
-    return pl.DataFrame(rows, schema=schema)
+    metrics = sorted(c for c in table.columns if c.startswith("m:"))
+    table = known_params(table).rename({t: t.removeprefix("kdtrack.") for t in TAGS})
+    return table.select(*TEXT, "start_time", *[pl.col(m).cast(pl.Float64) for m in metrics])
 
 
 def _phrase(count: int, kind: str, why: str = "") -> str:

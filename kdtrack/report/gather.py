@@ -26,10 +26,11 @@ def confidences(runs: pl.DataFrame) -> tuple[dict[str, dict[str, pl.DataFrame]],
     (a figure without them, not a failed report)."""
     chosen = confidence_runs(runs)
     loaded, unread = {}, []
-    with click.progressbar(chosen["run_id"], label="confidence tables", file=click.get_text_stream("stderr")) as ids:
-        for run_id in ids:
+    rows = chosen.select("run_id", "artifact_uri").rows()
+    with click.progressbar(rows, label="confidence tables", file=click.get_text_stream("stderr")) as runs:
+        for run_id, uri in runs:
             try:
-                loaded[run_id] = {split: tracking.load_table(run_id, f"confidences/{split}.parquet")
+                loaded[run_id] = {split: tracking.load_table(run_id, f"confidences/{split}.parquet", uri)
                                   for split in SPLITS}
             except UserError as error:
                 unread.append(str(error))

@@ -1,6 +1,6 @@
 """Experiments: found by name, named by id, and the one a command's runs go to
-(`resolve_experiment`: the one named, else the one `mlflow run` chose, else the default), and its
-tags. Both writes tolerate another process that made the same write first."""
+(`resolve_experiment`: the one named, created as a training experiment, else the one `mlflow run`
+chose, else the default), and its tags. Both writes tolerate another process that made the same write first."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ from typing import Mapping
 
 import mlflow
 
+from kdtrack.contract import EXPERIMENT_KIND, TRAINING_KIND
 from kdtrack.errors import UserError
 from kdtrack.tracking.context import RunContext
 from kdtrack.tracking.store import client
@@ -40,8 +41,8 @@ def resolve_experiment(name: str = "", context: RunContext = RunContext()) -> st
     found = experiment_id(name)
     if found:
         return found
-    try:
-        return client().create_experiment(name)
+    try:  # a training experiment from the start: the UI opens it on its runs, even before the first
+        return client().create_experiment(name, tags={EXPERIMENT_KIND: TRAINING_KIND})
     except mlflow.exceptions.MlflowException as error:  # created by another worker meanwhile?
         found = experiment_id(name)
         if not found:

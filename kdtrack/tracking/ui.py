@@ -1,13 +1,26 @@
 """What a person sees of kdtrack's runs in the MLflow UI: a Markdown description on every run
 (`mlflow.note.content`) that says what the run is and links the runs it is made from, MLflow's
-standard provenance tags, and an experiment's description and tags."""
+standard provenance tags, and an experiment's description, kind (model training: the UI opens on
+its runs) and tags."""
 from __future__ import annotations
 
 from typing import Callable, Mapping
 
 from mlflow.tracking.context.registry import resolve_tags
 
-from kdtrack.contract import ANALYSIS_RUN, FROM_RUN, NOTE, ONEHOT_RUN, PARENT, RESULT, STUDENT_RUN, SUITE, TEACHER_RUN
+from kdtrack.contract import (
+    ANALYSIS_RUN,
+    EXPERIMENT_KIND,
+    FROM_RUN,
+    NOTE,
+    ONEHOT_RUN,
+    PARENT,
+    RESULT,
+    STUDENT_RUN,
+    SUITE,
+    TEACHER_RUN,
+    TRAINING_KIND,
+)
 from kdtrack.markdown import inert
 from kdtrack.presets import TABLE1, TABLE7, TEXT
 
@@ -31,6 +44,11 @@ PAPER_TABLES = {**{name: "Table 7" for name in TABLE7}, **{name: "Table 1" for n
 def link(experiment_id: str, run_id: str) -> str:
     """A run's page, relative to the MLflow UI (its single-page app routes on the fragment)."""
     return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def experiment_link(experiment_id: str) -> str:
+    """An experiment's table of training runs, relative to the MLflow UI."""
+    return f"#/experiments/{experiment_id}/runs"
 
 
 def provenance(tags: Mapping[str, str]) -> dict[str, str]:
@@ -63,9 +81,11 @@ def describe(role: str, summary: str, tags: Mapping[str, str],
 
 def experiment_tags(existing: Mapping[str, str], params: Mapping[str, str],
                     run_tags: Mapping[str, str]) -> dict[str, str]:
-    """What an experiment gains from a new run in it: a description when it has none, and a tag
-    for the preset (`kdtrack.preset.<name>`: the paper's table) and the suite that made it."""
-    new = {}
+    """What an experiment gains from a new run in it: a description when it has none, the kind
+    that opens it on its runs table in the UI when it has none (one made by `mlflow run` or
+    before kdtrack set it; a kind a person chose stays), and a tag for the preset
+    (`kdtrack.preset.<name>`: the paper's table) and the suite that made it."""
+    new = {} if EXPERIMENT_KIND in existing else {EXPERIMENT_KIND: TRAINING_KIND}
     preset = params.get("preset", "")
     if preset in PAPER_TABLES:
         new[f"kdtrack.preset.{preset}"] = PAPER_TABLES[preset]

@@ -18,9 +18,9 @@ from mlflow.tracking.context.registry import resolve_tags
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.config import AnalyzeConfig, DistillConfig, TrainConfig, from_params
-from kdtrack.contract import NOTE, RESULT, STUDENT_RUN, TEACHER_RUN
+from kdtrack.contract import EXPERIMENT_KIND, NOTE, RESULT, STUDENT_RUN, TEACHER_RUN, TRAINING_KIND
 from kdtrack.pipeline.stages import distill, run_name, train_teacher
-from kdtrack.tracking.ui import describe, link, linked
+from kdtrack.tracking.ui import describe, experiment_link, experiment_tags, link, linked
 
 EXPERIMENT = "ui"
 
@@ -82,9 +82,18 @@ def test_run_names_are_short_and_unique_setting_first(registered):
         run_name("student", preset)
 
 
-def test_the_experiment_has_a_description_and_preset_tags(registered):
+def test_the_experiment_has_a_description_preset_tags_and_the_training_kind(registered):
     tags = tracking.client().get_experiment(registered["student"].info.experiment_id).tags
     assert tags["kdtrack.preset.mnist_mlp"] == "Table 7" and "kdtrack.role" in tags[NOTE]
+    assert tags[EXPERIMENT_KIND] == TRAINING_KIND
+
+
+def test_an_experiment_gains_the_training_kind_unless_it_has_a_kind(store):
+    assert experiment_tags({}, {}, {})[EXPERIMENT_KIND] == "custom_model_development"  # as MLflow's web app spells it
+    chosen = {EXPERIMENT_KIND: "genai_development", NOTE: "someone's"}
+    assert EXPERIMENT_KIND not in experiment_tags(chosen, {}, {})  # a person's choice in the UI stays
+    created = tracking.resolve_experiment("ui-kind-created")  # before any run is in it
+    assert tracking.client().get_experiment(created).tags[EXPERIMENT_KIND] == TRAINING_KIND
 
 
 def test_models_are_logged_by_role_registered_and_carry_their_own_metrics(registered):
@@ -167,3 +176,19 @@ def test_the_ui_shows_a_students_lineage_in_headless_chromium(registered, ui_ser
     for name, address in (("student.png", page), ("runs.png", f"{ui_server}/#/experiments/{experiment}/runs")):
         chromium(f"--screenshot={tmp_path / name}", address)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_address_kdtrack_prints_opens_the_runs_table_in_headless_chromium(registered, ui_server, tmp_path):
+    """The experiment's address (the demo prints it) shows its training runs on first load: the
+    student's row in the runs table, not the GenAI overview ("Detect issues"), which MLflow 3.17
+    showed on `#/experiments/<id>` in a probe here even with the kind set."""
+    student = registered["student"]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000", "--dump-dom"]
+    page = f"{ui_server}/{experiment_link(student.info.experiment_id)}"
+    dom = subprocess.run(["chromium", *flags, page], check=True, capture_output=True, text=True, timeout=300).stdout
+    assert student.info.run_name in dom and registered["teacher"].info.run_name in dom  # rows of the runs table
+    assert "Detect issues" not in dom
