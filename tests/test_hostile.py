@@ -7,6 +7,9 @@ one layer live beside its tests and are listed here:
 - a checkpoint never overwrites the one the resume tag names: tests/tracking/test_storage.py;
 - a finished run drops a stale failure tag: tests/tracking/test_lifecycle.py.
 The cases below cross layers: user text that reaches Markdown a browser renders."""
+import hashlib
+import os
+
 import pytest
 from click.testing import CliRunner
 from mlflow.entities import Metric, Param
@@ -147,3 +150,123 @@ def test_a_roberta_folder_whose_weights_are_a_pickle_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"could not be loaded as a RoBERTa model") as refused:
         _from_pretrained(str(tmp_path), 2)
     assert "\n" not in str(refused.value) and not (tmp_path / "ran").exists()
+
+
+def disk_full_from(first: str, armed):
+    """MLflow's local artifact writes, torn by a full disk (10 bytes, then ENOSPC) from the file
+    named `first` on, while `armed` is set: the real upload path, through MLflow's own temporary
+    name, only the bytes refused."""
+    import errno
+
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    write = LocalArtifactRepository._write_to_destination_path
+
+    def torn(self, name, writer, artifact_path=None, finalize_temp_path=None):
+        if os.path.basename(name) == first:
+            armed.set()
+
+        def full(handle):
+            handle.write(b"x" * 10)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(self, name, full if armed.is_set() else writer, artifact_path, finalize_temp_path)
+    return torn
+
+
+def test_a_full_disk_mid_run_is_one_line_leaves_no_torn_file_and_resumes(store, monkeypatch, tmp_path):
+    """Issue 30, case 5: 23 tracebacks, a 0-byte step file in the store, a run RUNNING forever."""
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from conftest import TINY
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    from kdtrack.config import TrainConfig, from_params
+    from kdtrack.errors import UserError
+    from kdtrack.pipeline.stages import train_teacher
+    from kdtrack.tracking.uploader import Uploader
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the scratch folders, to check they went
+    monkeypatch.setattr(Uploader, "BUDGET_SECONDS", 1.0)
+    armed, write = threading.Event(), LocalArtifactRepository._write_to_destination_path
+    monkeypatch.setattr(LocalArtifactRepository, "_write_to_destination_path", disk_full_from("step_4.pt.sha256",
+                                                                                                armed))
+    config = from_params(TrainConfig, {**TINY, "epochs": "4", "log_every": "1", "checkpoint_every": "2"})
+    with pytest.raises(UserError, match="No space left on device") as refused:
+        train_teacher(config, "hostile-full-disk")
+    message = str(refused.value)
+    [run] = tracking.search_all([tracking.experiment_id("hostile-full-disk")], "")
+    assert "\n" not in message and f"teacher run {run.info.run_id}" in message
+    assert tracking.tracking_uri() in message and "the same command resumes it" in message
+    assert run.info.status == "FAILED" and run.data.tags["kdtrack.resume_checkpoint"] == "checkpoints/step_2.pt"
+    stored = Path(run.info.artifact_uri.removeprefix("file://"))
+    files = {p.relative_to(stored).as_posix(): p for p in stored.rglob("*") if p.is_file()}
+    assert files and not [name for name in files if ".artifact.uploading." in name]
+    for name, path in files.items():  # no torn file: each is whole, as its checksum says
+        if not name.endswith(".sha256"):
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == files[f"{name}.sha256"].read_text()
+    assert list(tmp_path.glob("kdtrack-scratch-*")) == []
+    # the disk has room again: the same command resumes the run and finishes it
+    monkeypatch.setattr(LocalArtifactRepository, "_write_to_destination_path", write)
+    assert train_teacher(config, "hostile-full-disk") == run.info.run_id
+    assert tracking.get_run(run.info.run_id).info.status == "FINISHED"
+    assert [step for step, _ in tracking.metric_history(run.info.run_id, "train/loss")] == list(range(1, 9))
+
+
+def test_a_full_scratch_disk_leaves_no_torn_checkpoint(tmp_path, monkeypatch):
+    """torch.save on a full disk raises RuntimeError, mid-file: the file goes, and a checkpoint
+    that cannot be kept beside the working directory leaves no torn copy there either."""
+    import errno
+    import shutil
+
+    import torch
+
+    from kdtrack.tracking.checkpoints import keep_unsaved, stage
+
+    def torn_save(state, path):
+        open(path, "wb").write(b"PK")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", torn_save)
+        with pytest.raises(RuntimeError, match="file write failed"):
+            stage({"step": 1}, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    staged = stage({"step": 2}, tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    def torn_move(source, target):
+        open(target, "wb").write(b"PK")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "move", torn_move)
+    clause = keep_unsaved("r1", "checkpoints/last_a.pt", staged)
+    assert clause.startswith("; its last checkpoint could not be kept at ") and "No space left" in clause
+    assert list((tmp_path / "kdtrack-unsaved" / "r1").iterdir()) == []
+
+
+def test_a_store_that_refuses_the_status_leaves_a_run_the_next_command_reaps(store, monkeypatch):
+    """A database that refuses every write (full, read-only): the run cannot be marked ended, so
+    the message says how it will be; the next command marks it KILLED once its lease lapsed."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from kdtrack.errors import UserError
+    from kdtrack.tracking import lease
+
+    def refuse(*args, **kwargs):
+        raise MlflowException("(sqlite3.OperationalError) attempt to write a readonly database")
+
+    experiment = tracking.resolve_experiment("hostile-read-only")
+    with pytest.raises(UserError, match="readonly database") as refused:
+        with tracking.run(experiment, "probe", "teacher", fluent=False) as run:
+            for call in ("set_terminated", "log_batch", "set_tag", "delete_tag"):
+                monkeypatch.setattr(MlflowClient, call, refuse)
+    monkeypatch.undo()
+    message = str(refused.value)
+    assert "\n" not in message and f"teacher run {run.run_id}" in message
+    assert "shows RUNNING until its lease lapses" in message
+    later = tracking.now_ms() + int(2 * lease.EXPIRY_SECONDS * 1000)
+    monkeypatch.setattr(lease, "now_ms", lambda: later)
+    assert lease.reap(tracking.get_run(run.run_id)).info.status == "KILLED"

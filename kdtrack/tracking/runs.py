@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 import mlflow
 import polars as pl
 from mlflow.entities import Metric, Param
+from mlflow.tracking.fluent import run_id_to_system_metrics_monitor
 
 from kdtrack import code_version
 from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESUME, ROLE, STUDY
@@ -24,8 +25,18 @@ from kdtrack.tracking.artifacts import upload_bytes, upload_file
 from kdtrack.tracking.checkpoints import keep_unsaved, next_path, stage
 from kdtrack.tracking.context import RunContext
 from kdtrack.tracking.experiments import set_experiment_tags
-from kdtrack.tracking.lease import hold, lease_tags
-from kdtrack.tracking.store import client, find_finished, now_ms, parquet_bytes, quoted, search_all, torch_bytes
+from kdtrack.tracking.lease import EXPIRY_SECONDS, hold, lease_tags
+from kdtrack.tracking.store import (
+    client,
+    find_finished,
+    now_ms,
+    parquet_bytes,
+    quoted,
+    refused_write,
+    search_all,
+    torch_bytes,
+    tracking_uri,
+)
 from kdtrack.tracking.tags import tag_and_link, where
 from kdtrack.tracking.uploader import Uploader
 
@@ -57,6 +68,9 @@ def _lifetime(open_run: Callable[[], "TrackedRun"]) -> Iterator["TrackedRun"]:
         yield tracked
     except BaseException as error:
         tracked.end(status_of(error), failure_of(error), stopped=isinstance(error, KeyboardInterrupt))
+        refused = refused_write(error)
+        if refused:  # a full disk or a read-only store: one line, not the traceback of the write
+            raise UserError(f"{tracked.role} run {tracked.run_id} stopped: {refused}; {tracked.again()}") from None
         raise
     tracked.end("FINISHED")  # outside the try: a signal it defers is raised once the run is FINISHED
 
@@ -246,8 +260,12 @@ class TrackedRun:
         metric logged before it is in the store (`_point`)."""
         self.flush()
         self.write_probes()
-        # the probe rows so far resume with the weights
-        local = stage({**state, "probes": self.rows}, self.uploader.scratch())
+        try:  # the probe rows so far resume with the weights
+            local = stage({**state, "probes": self.rows}, self.uploader.scratch())
+        except (OSError, RuntimeError) as error:  # a full disk, which torch reports as a RuntimeError
+            reason = refused_write(error) or str(error).splitlines()[0]
+            raise UserError(f"{self.role} run {self.run_id}: the checkpoint of step {step} could not be written "
+                            f"in {self.uploader.scratch()}: {reason}; {self.again()}") from None
         self.last_checkpoint = (next_path(step, keep, self.resume_path), local)
         self._fail_if_lost()  # after the save: `end` keeps this newest state on local disk
 
@@ -362,21 +380,62 @@ class TrackedRun:
             status = "KILLED" if stopping() else "FAILED"
         if lost:
             failure = "; ".join(filter(None, [failure, f"not recorded: {lost[0]}"]))[:5000]
-        try:
+        try:  # apart from the status: a store that refuses the tag must not leave the run RUNNING
             if failure:
                 self.set_tags({FAILURE: failure})
             elif status == "FINISHED" and self.stale_failure:  # an earlier attempt's reason, no longer true
                 client().delete_tag(self.run_id, FAILURE)
-            if self.fluent:
-                mlflow.end_run(status)
-            else:
-                client().set_terminated(self.run_id, status)
-            self.context.report(self.run_id)
         except Exception as error:
-            lost.append(f"ending the run: {str(error).splitlines()[0]}")
+            lost.append(f"tag {FAILURE}: {_first_line(error)}")
+        refused = self._terminate(status)
+        if refused:
+            lost.append(f"status {status}: {refused} (the run shows RUNNING until its lease lapses, "
+                        f"{EXPIRY_SECONDS:g} s later; the next kdtrack command then marks it KILLED)")
         if lost:
-            raise UserError(f"run {self.run_id}: {len(lost)} record(s) could not be written to "
-                            f"the tracking store, the first: {lost[0]}{kept}")
+            raise UserError(f"{self.role} run {self.run_id}: {len(lost)} record(s) could not be written to "
+                            f"the tracking store {self._where()}, the first: "
+                            f"{lost[0]}{kept}; {self.again()}")
+
+    def _terminate(self, status: str) -> str:
+        """Write the run's status, tried three times (a database that other writers lock frees
+        within seconds); what refused it, or "". A fluent run leaves MLflow's stack, and its
+        system metrics monitor stops, even where the store refuses."""
+        reason = ""
+        for attempt in range(3):
+            try:
+                if self.fluent and attempt == 0:
+                    mlflow.end_run(status)  # pops the run before it writes the status
+                else:
+                    client().set_terminated(self.run_id, status)
+                self.context.report(self.run_id)
+                return ""
+            except Exception as error:
+                reason = _first_line(error)
+                monitor = run_id_to_system_metrics_monitor.pop(self.run_id, None)
+                if monitor is not None:  # else it logs a warning every few seconds to a store that refuses
+                    monitor.finish()
+            if leaving():
+                break
+            time.sleep(1 + attempt)
+        return reason
+
+    def _where(self) -> str:
+        """The store, and the run's artifact location where the store still answers reads."""
+        try:
+            return f"{tracking_uri()} (artifacts: {client().get_run(self.run_id).info.artifact_uri})"
+        except Exception:
+            return tracking_uri()
+
+    def again(self) -> str:
+        """What brings the run back once the disk or the store takes writes again."""
+        if self.role in RESUMABLE:
+            return ("once the disk and the store take writes again, the same command resumes it from its last "
+                    "recorded checkpoint")
+        return "once the disk and the store take writes again, run the same command again"
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def model_requirements() -> list[str]:

@@ -2,6 +2,7 @@
 here goes through MLflow's client and artifact APIs, so a remote tracking server works too."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -71,6 +72,23 @@ def check_store() -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# Errors that mean the disk or the store takes no more writes (full, read-only, no permission):
+# as OSError numbers, and as the first line of what a database store says (SQLite's words).
+REFUSING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+REFUSING_STORE = ("database or disk is full", "readonly database", "read-only file system", "disk i/o error")
+
+
+def refused_write(error: BaseException) -> str:
+    """The path and reason of a write the disk or the store refused, in one line; "" for any
+    other error."""
+    if isinstance(error, OSError) and error.errno in REFUSING_ERRNOS:
+        return f"{error.filename}: {error.strerror}" if error.filename else str(error.strerror)
+    first = str(error).splitlines()[0] if str(error) else ""
+    if any(words in first.lower() for words in REFUSING_STORE):
+        return f"tracking store {tracking_uri()}: {first[:300]}"
+    return ""
 
 
 RUN_ID_LENGTH = 32  # MLflow's run ids: 32 lowercase hex digits (a UUID4)
