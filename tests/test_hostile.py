@@ -270,3 +270,18 @@ def test_a_store_that_refuses_the_status_leaves_a_run_the_next_command_reaps(sto
     later = tracking.now_ms() + int(2 * lease.EXPIRY_SECONDS * 1000)
     monkeypatch.setattr(lease, "now_ms", lambda: later)
     assert lease.reap(tracking.get_run(run.run_id)).info.status == "KILLED"
+
+
+def test_snapshot_every_is_in_a_students_reuse_key_and_teachers_stay_shared():
+    """Issue 30, case 8: a student recorded with other confidence snapshots (which `analyze` draws
+    its timeline from) was reused as if identical. Teachers take none, so both share one."""
+    from conftest import TINY
+
+    from kdtrack.config import DistillConfig, from_params, key_params
+
+    with_snapshots = from_params(DistillConfig, {**TINY, "snapshot_every": "2"})
+    without = from_params(DistillConfig, TINY)
+    assert key_params(with_snapshots)["snapshot_every"] == "2" and key_params(without)["snapshot_every"] == "0"
+    assert tracking.run_key("student", key_params(with_snapshots)) != tracking.run_key("student", key_params(without))
+    assert key_params(with_snapshots.teacher_config) == key_params(without.teacher_config)
+    assert with_snapshots.teacher_config.snapshot_every == 0
