@@ -94,12 +94,13 @@ def run(experiment_id: str, name: str, role: str, params: Mapping[str, str] | No
 
 def reopen(run_id: str, role: str, context: RunContext = RunContext(), *,
            confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
-           probes: Mapping[str, Callable] | None = None, logged_through: int = 0, fluent: bool = True,
-           system_metrics: bool = False):
+           probes: Mapping[str, Callable] | None = None, logged_steps: frozenset[int] = frozenset(),
+           fluent: bool = True, system_metrics: bool = False):
     """An existing run as a `with` block (a resumed training run): its params are logged already,
-    and metrics of steps up to `logged_through` are not logged twice."""
+    and metrics of the `logged_steps` (those in the store) are not logged twice; those of other
+    steps are, so a gap that a lost batch left after the resume checkpoint is filled."""
     return _lifetime(lambda: TrackedRun.reopen(run_id, role, context, confidence_tables, dict(probes or {}),
-                                               logged_through, fluent, system_metrics))
+                                               logged_steps, fluent, system_metrics))
 
 
 def study_run(experiment_id: str, study: str, params: Mapping[str, str], context: RunContext):
@@ -157,14 +158,15 @@ class TrackedRun:
 
     def __init__(self, run_id: str, role: str, context: RunContext,
                  confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None,
-                 probes: dict[str, Callable], logged_through: int, fluent: bool, system_metrics: bool = False):
+                 probes: dict[str, Callable], logged_steps: frozenset[int], fluent: bool,
+                 system_metrics: bool = False):
         self.run_id, self.role, self.context, self.fluent = run_id, role, context, fluent
         self.confidence_tables = confidence_tables
         # artifact path -> model -> {column: value}, one row per probe step (Plan.observes); a tuple of
         # paths -> model -> one value per path: one computation serving several tables
         self.probes = probes
         self.rows: dict[str, list[dict]] = {path: [] for key in probes for path in _paths(key)}
-        self.logged_through = logged_through
+        self.logged_steps = logged_steps
         self.last_step = 0  # of the metrics logged; the logged model carries those of this step
         self.last_checkpoint: tuple[str, Path] | None = None  # artifact path, local file until uploaded
         self.resume_path = ""
@@ -188,21 +190,21 @@ class TrackedRun:
         client().log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         set_experiment_tags(experiment_id, ui.experiment_tags(client().get_experiment(experiment_id).tags,
                                                               params, all_tags))
-        return cls(run_id, role, context, confidence_tables, probes or {}, 0, fluent, system_metrics)
+        return cls(run_id, role, context, confidence_tables, probes or {}, frozenset(), fluent, system_metrics)
 
     @classmethod
     def reopen(cls, run_id: str, role: str, context: RunContext, confidence_tables=None,
-               probes: dict | None = None, logged_through: int = 0, fluent: bool = True,
+               probes: dict | None = None, logged_steps: frozenset[int] = frozenset(), fluent: bool = True,
                system_metrics: bool = False) -> "TrackedRun":
         failed_before = FAILURE in client().get_run(run_id).data.tags
-        tracked = cls(run_id, role, context, confidence_tables, probes or {}, logged_through, fluent, system_metrics)
+        tracked = cls(run_id, role, context, confidence_tables, probes or {}, logged_steps, fluent, system_metrics)
         tracked.stale_failure = failed_before  # cleared if this time it finishes
         return tracked
 
     # training.RunLog
     def metrics(self, values: dict[str, float], step: int) -> None:
         """Buffered, and sent every FLUSH_SECONDS: one store transaction per flush, not per step."""
-        if 0 < step <= self.logged_through:
+        if step in self.logged_steps:
             return
         for hook in self.context.hooks:
             hook(self.role, values, step)
