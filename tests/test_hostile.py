@@ -285,3 +285,62 @@ def test_snapshot_every_is_in_a_students_reuse_key_and_teachers_stay_shared():
     assert tracking.run_key("student", key_params(with_snapshots)) != tracking.run_key("student", key_params(without))
     assert key_params(with_snapshots.teacher_config) == key_params(without.teacher_config)
     assert with_snapshots.teacher_config.snapshot_every == 0
+
+
+def test_a_resume_fills_a_lost_batch_and_marks_a_gap_it_cannot_fill(store, monkeypatch):
+    """Issue 30, case 1: a resume skipped every step up to the last one in the store, so a batch
+    lost before it stayed a hole, and the run ended FINISHED with it. Now a lost batch after the
+    resume checkpoint is logged again; one before it (here deleted from the database: a store that
+    lost rows) cannot be, and the run says so, is tagged, and claims leave it out."""
+    import sqlite3
+    import time
+
+    from conftest import TINY
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from kdtrack.config import TrainConfig, from_params
+    from kdtrack.contract import INCOMPLETE
+    from kdtrack.errors import UserError
+    from kdtrack.pipeline.stages import train_teacher
+    from kdtrack.report.collect import counted, runs_table
+    from kdtrack.report.tables import runs_summary
+    from kdtrack.tracking.runs import TrackedRun
+    from kdtrack.tracking.uploader import Uploader
+
+    monkeypatch.setattr(TrackedRun, "FLUSH_SECONDS", -1.0)  # every step's metrics a batch of their own
+    monkeypatch.setattr(Uploader, "BUDGET_SECONDS", 1.0)
+    log_batch = MlflowClient.log_batch
+
+    def refuse_step_5(self, run_id, metrics=(), *args, **kwargs):
+        if any(metric.step == 5 for metric in metrics):
+            raise MlflowException("(sqlite3.OperationalError) database is locked")
+        return log_batch(self, run_id, metrics, *args, **kwargs)
+
+    def after_a_resume_checkpoint(role, values, step):
+        """Step 3 waits for step 2's checkpoint to be named (else the refusal could come first)."""
+        experiment = tracking.experiment_id("hostile-gap")
+        for _ in range(3000):
+            if step != 3 or tracking.search_all([experiment], "tags.`kdtrack.resume_checkpoint` != ''"):
+                return
+            time.sleep(0.1)
+
+    config = from_params(TrainConfig, {**TINY, "epochs": "4", "log_every": "1", "checkpoint_every": "2"})
+    with monkeypatch.context() as patch:
+        patch.setattr(MlflowClient, "log_batch", refuse_step_5)
+        with pytest.raises(UserError, match="metrics up to step 5: .*database is locked"):
+            train_teacher(config, "hostile-gap", context=tracking.RunContext().hooked(after_a_resume_checkpoint))
+    [run] = tracking.search_all([tracking.experiment_id("hostile-gap")], "")
+    assert run.info.status == "FAILED" and 5 not in dict(tracking.metric_history(run.info.run_id, "train/loss"))
+    with sqlite3.connect(store / "mlflow.db") as database:  # step 1, before any resume checkpoint, lost
+        database.execute("DELETE FROM metrics WHERE run_uuid = ? AND step = 1", (run.info.run_id,))
+    assert train_teacher(config, "hostile-gap") == run.info.run_id
+    resumed = tracking.get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags[INCOMPLETE] == "metrics of 1 log step(s) lost before a resume: 1"
+    for key in ("train/loss", "lr"):  # step 5 logged again, once; step 1 cannot be
+        assert sorted(step for step, _ in tracking.metric_history(run.info.run_id, key)) == list(range(2, 9)), key
+    table = runs_table(["hostile-gap"])
+    kept, left_out = counted(table, tracking.get_run(run.info.run_id).data.tags["kdtrack.code_version"])
+    assert kept.height == 0 and left_out == ["1 incomplete teacher run (metrics lost before a resume)"]
+    assert runs_summary(table)["status"].to_list() == ["FINISHED incomplete"]
