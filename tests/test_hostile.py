@@ -344,3 +344,33 @@ def test_a_resume_fills_a_lost_batch_and_marks_a_gap_it_cannot_fill(store, monke
     kept, left_out = counted(table, tracking.get_run(run.info.run_id).data.tags["kdtrack.code_version"])
     assert kept.height == 0 and left_out == ["1 incomplete teacher run (metrics lost before a resume)"]
     assert runs_summary(table)["status"].to_list() == ["FINISHED incomplete"]
+
+
+def test_report_on_a_store_or_folder_that_refuses_writes_is_one_line_and_leaves_no_run(store, tmp_path, monkeypatch):
+    """Issue 30, point 10: a read-only store gave a traceback, after the report had created its run."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = tracking.client()
+    experiment_id = client.create_experiment("hostile-report")
+    run_id = client.create_run(experiment_id, tags={ROLE: "teacher", CODE_VERSION: code_version()}).info.run_id
+    client.log_batch(run_id, params=[Param("preset", "mnist_mlp"), Param("seed", "0")],
+                     metrics=[Metric("test/acc", 0.5, 0, 0)])
+    client.set_terminated(run_id, "FINISHED")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("no folder can be made below a file")
+    command = ["report", "--experiment", "hostile-report", "--format", "md", "--out"]
+    result = CliRunner().invoke(main, [*command, str(blocker / "report")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "a-file/report' cannot be written: Not a directory" in result.output
+
+    def read_only(*args, **kwargs):
+        raise MlflowException("(sqlite3.OperationalError) attempt to write a readonly database")
+
+    monkeypatch.setattr(MlflowClient, "create_run", read_only)
+    result = CliRunner().invoke(main, [*command, str(tmp_path / "report")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    last = result.output.splitlines()[-1]  # after the lines on what was read
+    assert last.startswith("kdtrack: error: no report run can be created: tracking store ")
+    assert "readonly database" in last
+    assert [r.info.run_id for r in tracking.search_all([experiment_id], "")] == [run_id]

@@ -186,7 +186,13 @@ class TrackedRun:
         parent = {PARENT: context.parent} if context.parent else {}  # unless `tags` name another
         own = {ROLE: role, CODE_VERSION: code_version(), **parent, **context.tags, **tags, **lease_tags(now_ms())}
         all_tags = ui.provenance({**own, NOTE: ui.describe(role, summary, own, where)})
-        run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+        try:
+            run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+        except Exception as error:
+            refused = refused_write(error)
+            if not refused:
+                raise
+            raise UserError(f"no {role} run can be created: {refused}") from None  # nothing was written
         client().log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         set_experiment_tags(experiment_id, ui.experiment_tags(client().get_experiment(experiment_id).tags,
                                                               params, all_tags))
