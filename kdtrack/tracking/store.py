@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import time
@@ -27,6 +28,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow prints "View run ... at: <url>" on stdout as a server's run ends; stdout carries only
 # kdtrack's results, and each training run's summary line on stderr gives the address.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# While the database is locked, full or read-only, MLflow's system metrics monitor warns at every
+# sample (10 s): kdtrack retries its own writes quietly and says in one line what it lost.
+logging.getLogger("mlflow.system_metrics.system_metrics_monitor").addFilter(
+    lambda record: not record.getMessage().startswith("Failed to log system metrics"))
 
 
 def client() -> MlflowClient:
