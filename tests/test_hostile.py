@@ -5,8 +5,10 @@ one layer live beside its tests and are listed here:
 - depth=1000000 and width=1e10 are refused by arithmetic: tests/primitives/test_config.py;
 - `suite run --workers 1000` is refused before a fork: tests/studies/test_launch.py;
 - a checkpoint never overwrites the one the resume tag names: tests/tracking/test_storage.py;
-- a finished run drops a stale failure tag: tests/tracking/test_lifecycle.py.
-The cases below cross layers: user text that reaches Markdown a browser renders."""
+- a finished run drops a stale failure tag: tests/tracking/test_lifecycle.py;
+- SIGTERM (a scheduler's preemption) ends a training run KILLED, resumable: tests/pipeline/test_resume.py.
+The cases below cross layers: user text that reaches Markdown a browser renders; a full disk or a
+store that refuses writes mid-run; metrics lost before a resume; the reuse key's snapshot_every."""
 import hashlib
 import os
 
@@ -374,3 +376,22 @@ def test_report_on_a_store_or_folder_that_refuses_writes_is_one_line_and_leaves_
     assert last.startswith("kdtrack: error: no report run can be created: tracking store ")
     assert "readonly database" in last
     assert [r.info.run_id for r in tracking.search_all([experiment_id], "")] == [run_id]
+
+
+def test_mlflow_system_metrics_warnings_are_quiet_while_the_store_refuses():
+    """Issue 30, point 11: one warning every 10 s while the database was locked or full."""
+    import logging
+
+    import kdtrack.tracking  # noqa: F401  (installs the filter)
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("mlflow.system_metrics.system_metrics_monitor")
+    logger.addHandler(handler)
+    try:
+        logger.warning("Failed to log system metrics: (sqlite3.OperationalError) database is locked")
+        logger.warning("Skip logging GPU metrics.")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["Skip logging GPU metrics."]
