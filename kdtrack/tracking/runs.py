@@ -16,7 +16,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking.fluent import run_id_to_system_metrics_monitor
 
 from kdtrack import code_version
-from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESUME, ROLE, STUDY
+from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESULT, RESUME, ROLE, STUDY
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, shielded, stop_requests
 from kdtrack.say import say
@@ -399,6 +399,11 @@ class TrackedRun:
         if refused:
             lost.append(f"status {status}: {refused} (the run shows RUNNING until its lease lapses, "
                         f"{EXPIRY_SECONDS:g} s later; the next kdtrack command then marks it KILLED)")
+        else:
+            try:
+                self.context.report(self.run_id)  # a launcher's result tag
+            except Exception as error:
+                lost.append(f"tag {RESULT} of the launcher: {_first_line(error)}")
         if lost:
             raise UserError(f"{self.role} run {self.run_id}: {len(lost)} record(s) could not be written to "
                             f"the tracking store {self._where()}, the first: "
@@ -408,24 +413,22 @@ class TrackedRun:
         """Write the run's status, tried three times (a database that other writers lock frees
         within seconds); what refused it, or "". A fluent run leaves MLflow's stack, and its
         system metrics monitor stops, even where the store refuses."""
-        reason = ""
         for attempt in range(3):
             try:
                 if self.fluent and attempt == 0:
                     mlflow.end_run(status)  # pops the run before it writes the status
                 else:
                     client().set_terminated(self.run_id, status)
-                self.context.report(self.run_id)
-                return ""
+                break
             except Exception as error:
                 reason = _first_line(error)
                 monitor = run_id_to_system_metrics_monitor.pop(self.run_id, None)
-                if monitor is not None:  # else it logs a warning every few seconds to a store that refuses
+                if monitor is not None:  # else it samples on, into a store that refuses
                     monitor.finish()
-            if leaving():
-                break
+            if attempt == 2 or leaving():
+                return reason
             time.sleep(1 + attempt)
-        return reason
+        return ""
 
     def _where(self) -> str:
         """The store, and the run's artifact location where the store still answers reads."""
