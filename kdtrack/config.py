@@ -334,14 +334,16 @@ class DistillConfig(TrainConfig):
 
     @property
     def teacher_config(self) -> TrainConfig:
-        """The one-hot training config of this student's teacher."""
+        """The one-hot training config of this student's teacher. It takes no confidence snapshots
+        (nothing reads a teacher's, and they are in the reuse key): students that differ in
+        `snapshot_every` share their teacher."""
         shared = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
         arch = self.teacher_arch or self.arch
         same = arch == self.arch
         return TrainConfig(**{**shared, "arch": arch, "width": self.teacher_width or (self.width if same else 0),
                               "depth": self.teacher_depth or (self.depth if same else 0),
                               "pretrained": self.teacher_pretrained or self.pretrained,
-                              "fit_fraction": self.teacher_fit_fraction})
+                              "fit_fraction": self.teacher_fit_fraction, "snapshot_every": 0})
 
     @property
     def onehot_config(self) -> TrainConfig:
@@ -566,7 +568,9 @@ def _as_string(value) -> str:
 
 # Fields that do not change what is trained, left out of reuse keys. eigen_every with them: the
 # probes read the weights (and draw from no generator), so only how often they are recorded changes.
-NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "snapshot_every", "checkpoint_every",
+# Not snapshot_every: a student's confidence snapshots are what `analyze` draws its timeline from,
+# so a run with other snapshots is another record (teachers take none: `teacher_config`).
+NOT_IN_KEY = ("preset", "download", "log_every", "eval_every", "checkpoint_every",
               "eigen", "eigen_k", "eigen_every", "teacher_run_id", "force", "resume", "if_running",
               "keep_checkpoints", "log_model", "nproc_per_node", "oversubscribe", "register", "system_metrics")
 

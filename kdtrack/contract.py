@@ -8,6 +8,7 @@ KEY = "kdtrack.key"  # reuse key: role, params that shape the result, upstream r
 CODE_VERSION = "kdtrack.code_version"
 FAILURE = "kdtrack.failure"  # why a run ended FAILED or KILLED
 RESUME = "kdtrack.resume_checkpoint"  # artifact path of a run's newest checkpoint
+INCOMPLETE = "kdtrack.incomplete"  # log steps whose metrics were lost before a resume, never to be logged again
 RESULT = "kdtrack.result_run_id"  # on a launcher: the run that did the work
 PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"  # a run's (or an experiment's) Markdown description in the MLflow UI

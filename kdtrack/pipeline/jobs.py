@@ -12,7 +12,7 @@ from torch import nn
 
 from kdtrack import tracking
 from kdtrack.config import TrainConfig, key_params, to_params
-from kdtrack.contract import EIGEN_LAST_LAYER, KEY, RESUME
+from kdtrack.contract import EIGEN_LAST_LAYER, INCOMPLETE, KEY, RESUME
 from kdtrack.data import Splits
 from kdtrack.errors import StopRun, UserError
 from kdtrack.models import portable
@@ -22,7 +22,7 @@ from kdtrack.say import say
 from kdtrack.schedules import LossWeights
 from kdtrack.training.distributed import World
 from kdtrack.training.loop import NonFiniteLoss, Teacher, evaluate, fit, predict_splits
-from kdtrack.training.state import TrainState
+from kdtrack.training.state import Plan, TrainState
 
 # The final layer's weights are kept at every log step for §D.7 only up to this size: Table 7's
 # heads (5,000 x 10 at most) fit, an ImageNet head (512 x 1000) would cost 2 MB per step.
@@ -150,15 +150,18 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
     probes = eigen_probes(model, data, config) if config.eigen else Probes()
     if paused:
         saved = tracking.load_state(paused.info.run_id, paused.data.tags[RESUME])
-        opened = reopen_paused(paused, job, context, probes)
+        logged = frozenset(step for step, _ in tracking.metric_history(paused.info.run_id, "lr"))
+        opened = reopen_paused(paused, job, context, probes, logged)
     else:
         saved, opened = None, open_new(experiment_id, job, context, key, probes)
-    run_id, started = "", time.monotonic()
+    run_id, started, lost = "", time.monotonic(), []
     try:
         with opened as run:
             run_id = run.run_id
             if paused:
                 start = continue_paused(run, paused, saved, job.role)
+                lost = lost_steps(job, data, logged, start.step)
+                mark_if_incomplete(run, lost)
             else:
                 start = begin_new(run, experiment_id, job, key, params, probes, data)
             final = train_and_record(run, job, model, data, start, context.world)
@@ -169,16 +172,33 @@ def train(experiment_id: str, job: Job, data: Splits, context: tracking.RunConte
         raise UserError(f"run {run_id} stopped: {error}") from None
     if config.keep_checkpoints != "all":
         drop_resume_checkpoints(run_id)
-    say(summary(job, run_id, final, time.monotonic() - started, tracking.run_address(experiment_id, run_id)))
+    say(summary(job, run_id, final, time.monotonic() - started, tracking.run_address(experiment_id, run_id), len(lost)))
     return run_id
 
 
-def reopen_paused(paused, job: Job, context: tracking.RunContext, probes: Probes):
+def reopen_paused(paused, job: Job, context: tracking.RunContext, probes: Probes, logged: frozenset[int]):
     """The `with` block of a paused run this process took over: its params are logged, and so are
-    its metrics up to the last step that logged `lr`."""
-    logged = max((step for step, _ in tracking.metric_history(paused.info.run_id, "lr")), default=0)
+    the metrics of the `logged` steps (those that logged `lr`)."""
     return tracking.reopen(paused.info.run_id, job.role, context, confidence_tables=job.confidence_tables,
-                           probes=probes.probes, logged_through=logged, system_metrics=job.config.system_metrics)
+                           probes=probes.probes, logged_steps=logged, system_metrics=job.config.system_metrics)
+
+
+def lost_steps(job: Job, data: Splits, logged: frozenset[int], resumed_at: int) -> list[int]:
+    """The log steps up to `resumed_at`, the checkpoint a run resumes from, whose metrics are not in
+    the store: training starts again after that checkpoint, so they can never be logged again."""
+    plan = Plan.of(job.config, len(data.y_train), len(data.y_train) + len(data.y_test), job.weights.total_steps)
+    first = job.start.step if job.start is not None else 0  # a switch run logs from its starting step on
+    return [step for step in range(first + 1, resumed_at + 1) if plan.logs(step) and step not in logged]
+
+
+def mark_if_incomplete(run: tracking.TrackedRun, lost: list[int]) -> None:
+    """Tag a run whose metrics have a gap that no resume can fill, and say so: it never ends
+    FINISHED as if whole, and reports and claims leave it out (report.collect.counted)."""
+    if lost:
+        steps = ", ".join(map(str, lost[:10])) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
+        run.set_tags({INCOMPLETE: f"metrics of {len(lost)} log step(s) lost before a resume: {steps}"})
+        say(f"run {run.run_id} is incomplete: the metrics of log step(s) {steps} never reached the store and "
+            f"cannot be logged again (tag {INCOMPLETE}; reports and claims leave it out)")
 
 
 def open_new(experiment_id: str, job: Job, context: tracking.RunContext, key: str, probes: Probes):
@@ -221,13 +241,15 @@ def train_and_record(run: tracking.TrackedRun, job: Job, model: nn.Module, data:
     return record_end(run, model, data, job.teacher, job.config.log_model, register_as)
 
 
-def summary(job: Job, run_id: str, final: dict[str, float], seconds: float, address: str) -> str:
-    """The one line a finished training run ends with."""
+def summary(job: Job, run_id: str, final: dict[str, float], seconds: float, address: str, lost: int = 0) -> str:
+    """The one line a finished training run ends with; `lost`: log steps whose metrics are missing."""
     parts = [f"train acc {final['train/acc']:.1%}", f"test acc {final['test/acc']:.1%}"]
     if "test/agreement" in final:
         parts.append(f"agreement with the teacher {final['train/agreement']:.1%} train, "
                      f"{final['test/agreement']:.1%} test")
     parts.append(f"wall time {duration(seconds)}")
+    if lost:
+        parts.append(f"incomplete: the metrics of {lost} log step(s) were lost (tag {INCOMPLETE})")
     return f"{job.role} run {run_id} ({job.name}) finished: {', '.join(parts)}" + (f"; {address}" if address else "")
 
 

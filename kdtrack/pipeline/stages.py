@@ -237,9 +237,9 @@ def switch_step(config: SwitchConfig, nominal_steps: int) -> int:
 
 
 # Config fields a `from_run_id` run must share with the switch run for its checkpoint to be the
-# switch run's own state at the switch step.
+# switch run's own state at the switch step (snapshots are records, not state).
 def _must_match(config: SwitchConfig, role: str) -> tuple[str, ...]:
-    shared = tuple(k for k in key_params(TrainConfig()) if k not in ("arch", "width", "depth"))
+    shared = tuple(k for k in key_params(TrainConfig()) if k not in ("arch", "width", "depth", "snapshot_every"))
     distilled = ("temperature", "distill_weight", "same_init", "kd_target", "confidence_power", "confidence_spread",
                  "kd_loss", "dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")
     return shared + (distilled if role == "student" else ())

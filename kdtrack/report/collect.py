@@ -8,6 +8,7 @@ from kdtrack import tracking
 from kdtrack.config import KD_LOSS_WEIGHTS
 from kdtrack.contract import (
     CODE_VERSION,
+    INCOMPLETE,
     KEY,
     ONEHOT_RUN,
     ROLE,
@@ -25,7 +26,7 @@ PARAMS = ("preset", "dataset", "arch", "teacher_arch", "width", "depth", "seed",
           "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at", "kd_target", "confidence_power",
           "confidence_spread", "teacher_fit_fraction", "fit_fraction", "distill_weight", "extend_to", "kd_loss",
           "dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")
-TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION, KEY, SUITE)
+TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION, KEY, SUITE, INCOMPLETE)
 # Every column but the metrics is text, even where no run has a value: a column that polars would
 # infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
 TEXT = ("experiment", "experiment_id", "run_id", "run_name", "status", "artifact_uri", *PARAMS,
@@ -103,8 +104,10 @@ def counted(table: pl.DataFrame, version: str) -> tuple[pl.DataFrame, list[str]]
     RUNNING orphans, FAILED and KILLED runs never do, whatever their role. A student counts once,
     with its newest FINISHED analysis of code `version`: re-analyses (after a kill, with other
     bins) and analyses by other code are not more seeds. Nor is a run trained again with `force`:
-    of the FINISHED runs with one reuse key, only the newest counts."""
-    done = table.filter(pl.col("status") == "FINISHED")
+    of the FINISHED runs with one reuse key, only the newest counts; nor a FINISHED run whose
+    metrics have a gap (`kdtrack.incomplete`)."""
+    finished_runs = table.filter(pl.col("status") == "FINISHED")
+    done = finished_runs.filter(pl.col("incomplete").is_null())
     trained = done.filter(pl.col("key").is_not_null())
     newest_trained = trained.sort("start_time", descending=True).unique(["role", "key"], keep="first")
     finished = pl.concat([done.filter(pl.col("key").is_null()), newest_trained])
@@ -121,6 +124,9 @@ def counted(table: pl.DataFrame, version: str) -> tuple[pl.DataFrame, list[str]]
     superseded = trained.join(newest_trained.select("run_id"), on="run_id", how="anti")
     left_out += [_phrase(count, role, " trained again (force)")
                  for role, count in sorted(superseded.group_by("role").len().rows())]
+    left_out += [_phrase(count, f"incomplete {role}", " (metrics lost before a resume)")
+                 for role, count in sorted(finished_runs.filter(pl.col("incomplete").is_not_null())
+                                           .group_by("role").len().rows())]
     unfinished = table.filter(pl.col("status") != "FINISHED").with_columns(pl.col("role").fill_null("non-kdtrack"))
     left_out += [_phrase(count, f"{status} {role}")
                  for status, role, count in sorted(unfinished.group_by("status", "role").len().rows())]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
+import tempfile
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +18,7 @@ import polars as pl
 from markupsafe import Markup, escape
 
 from kdtrack import code_version, tracking
+from kdtrack.errors import UserError
 from kdtrack.markdown import inert, inert_html
 from kdtrack.report import tables
 from kdtrack.report.collect import experiment_ids
@@ -225,11 +228,34 @@ def header_lines(fetched: Fetched, store: str) -> list[tuple[str, str]]:
             *([("left out", ", ".join(fetched.left_out))] if fetched.left_out else [])]
 
 
+def check_writable(out: Path) -> None:
+    """Refuse, in one line, an output folder that cannot be made or written to."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as error:
+        raise UserError(f"--out {str(out)!r} cannot be written: {error.strerror or error}; "
+                        "allowed: a folder this user can create and write to") from None
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """`data` as `path`, written under a temporary name and renamed once complete: a full disk
+    leaves the previous report, or none, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out: Path,
            formats: tuple[str, ...] = ("html", "md"), version: str = "") -> str:
     """Write report.html (self-contained) and/or report.md (with its figures/ beside it) to `out`,
     and log them in a `report` run; its id."""
     tracking.check_store()
+    check_writable(out)  # first: a folder it cannot write to is refused before anything is read
     # Everything read before the run starts: bad input leaves no run behind, and the run only records.
     fetched = gather(experiments, filter_string, dashboard.sections, version)
     first = experiment_ids(experiments[:1])[experiments[0]]
@@ -242,8 +268,7 @@ def report(experiments: list[str], filter_string: str, dashboard: Dashboard, out
             files.update({f"figures/{name}.png": image for name, image in figures.items()})
         files.update(beside)
         for name, data in files.items():
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            (out / name).write_bytes(data)
+            write_whole(out / name, data)
             run.log_bytes(data, f"report/{name}")
     written = " and ".join(str((out / f"report.{f}").resolve()) for f in formats)
     click.echo(f"kdtrack: report written to {written}; run {run.run_id} holds a copy", err=True)

@@ -78,7 +78,11 @@ def with_students(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def runs_summary(table: pl.DataFrame) -> pl.DataFrame:
-    """One row per run (`kdtrack runs`), analyses with their student's preset, data and seed."""
+    """One row per run (`kdtrack runs`), analyses with their student's preset, data and seed; a run
+    whose metrics have a gap shows it beside its status ("FINISHED incomplete")."""
+    if "incomplete" in table.columns:
+        table = table.with_columns(pl.when(pl.col("incomplete").is_not_null())
+                                   .then(pl.col("status") + " incomplete").otherwise(pl.col("status")).alias("status"))
     keep = [c for c in ("experiment", "role", "status", "preset", "dataset", "arch", "seed", "run_id",
                         "m:train/acc", "m:test/acc", "m:test/slope_bottom25") if c in table.columns]
     return with_students(table).select(keep).sort("experiment", "role", "preset", "seed", nulls_last=True)

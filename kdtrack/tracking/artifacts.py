@@ -12,13 +12,15 @@ from kdtrack.tracking.store import client
 
 
 def upload_file(run_id: str, local: Path, artifact_path: str, scratch: Path) -> None:
-    """The file as `artifact_path` of the run, then its checksum beside it; staged in `scratch`."""
+    """The checksum as `<artifact_path>.sha256` of the run, then the file; staged in `scratch`.
+    In that order, a write refused between the two (a full disk) leaves a checksum without its
+    file, which a read refuses, never a file without its checksum, which a read would trust."""
     folder, name = os.path.split(artifact_path)
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         named = Path(tmp) / name
         shutil.copyfile(local, named)
         (Path(tmp) / f"{name}.sha256").write_text(hashlib.sha256(named.read_bytes()).hexdigest())
-        for file in (name, f"{name}.sha256"):
+        for file in (f"{name}.sha256", name):
             client().log_artifact(run_id, str(Path(tmp) / file), folder or None)
 
 

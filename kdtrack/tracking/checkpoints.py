@@ -26,16 +26,28 @@ def stage(state: dict, folder: Path) -> Path:
 
     handle, local = tempfile.mkstemp(prefix="checkpoint-", suffix=".pt", dir=folder)
     os.close(handle)
-    torch.save(state, local)
+    try:
+        torch.save(state, local)
+    except BaseException:  # a full disk: torch says RuntimeError, not OSError; no torn file stays
+        Path(local).unlink(missing_ok=True)
+        raise
     return Path(local)
 
 
 def keep_unsaved(run_id: str, artifact_path: str, local: Path) -> str:
     """Move a staged checkpoint that never reached the store beside the working directory (as
-    `kdtrack-unsaved/<run id>/<name>`); the clause that says where, or "" where none is left."""
+    `kdtrack-unsaved/<run id>/<name>`); the clause that says where, or "" where none is left. The
+    move may be a copy (another file system): it goes to a temporary name, renamed once complete,
+    so a full disk leaves no torn checkpoint there, only the clause saying it could not be kept."""
     if not local.exists():
         return ""
-    kept = Path("kdtrack-unsaved") / run_id / Path(artifact_path).name
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(local, kept)
-    return f"; the last checkpoint is kept at {kept.resolve()}"
+    kept = (Path("kdtrack-unsaved") / run_id / Path(artifact_path).name).resolve()
+    partial = kept.with_name(f".{kept.name}.partial")
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(local, partial)
+        os.replace(partial, kept)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        return f"; its last checkpoint could not be kept at {kept}: {error.strerror or error}"
+    return f"; the last checkpoint is kept at {kept}"

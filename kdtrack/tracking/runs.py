@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 import mlflow
 import polars as pl
 from mlflow.entities import Metric, Param
+from mlflow.tracking.fluent import run_id_to_system_metrics_monitor
 
 from kdtrack import code_version
-from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESUME, ROLE, STUDY
+from kdtrack.contract import CODE_VERSION, FAILURE, NOTE, PARENT, RESULT, RESUME, ROLE, STUDY
 from kdtrack.errors import RunFailure, UserError
 from kdtrack.interrupts import leaving, shielded, stop_requests
 from kdtrack.say import say
@@ -24,8 +25,18 @@ from kdtrack.tracking.artifacts import upload_bytes, upload_file
 from kdtrack.tracking.checkpoints import keep_unsaved, next_path, stage
 from kdtrack.tracking.context import RunContext
 from kdtrack.tracking.experiments import set_experiment_tags
-from kdtrack.tracking.lease import hold, lease_tags
-from kdtrack.tracking.store import client, find_finished, now_ms, parquet_bytes, quoted, search_all, torch_bytes
+from kdtrack.tracking.lease import EXPIRY_SECONDS, hold, lease_tags
+from kdtrack.tracking.store import (
+    client,
+    find_finished,
+    now_ms,
+    parquet_bytes,
+    quoted,
+    refused_write,
+    search_all,
+    torch_bytes,
+    tracking_uri,
+)
 from kdtrack.tracking.tags import tag_and_link, where
 from kdtrack.tracking.uploader import Uploader
 
@@ -57,6 +68,9 @@ def _lifetime(open_run: Callable[[], "TrackedRun"]) -> Iterator["TrackedRun"]:
         yield tracked
     except BaseException as error:
         tracked.end(status_of(error), failure_of(error), stopped=isinstance(error, KeyboardInterrupt))
+        refused = refused_write(error)
+        if refused:  # a full disk or a read-only store: one line, not the traceback of the write
+            raise UserError(f"{tracked.role} run {tracked.run_id} stopped: {refused}; {tracked.again()}") from None
         raise
     tracked.end("FINISHED")  # outside the try: a signal it defers is raised once the run is FINISHED
 
@@ -80,12 +94,13 @@ def run(experiment_id: str, name: str, role: str, params: Mapping[str, str] | No
 
 def reopen(run_id: str, role: str, context: RunContext = RunContext(), *,
            confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None = None,
-           probes: Mapping[str, Callable] | None = None, logged_through: int = 0, fluent: bool = True,
-           system_metrics: bool = False):
+           probes: Mapping[str, Callable] | None = None, logged_steps: frozenset[int] = frozenset(),
+           fluent: bool = True, system_metrics: bool = False):
     """An existing run as a `with` block (a resumed training run): its params are logged already,
-    and metrics of steps up to `logged_through` are not logged twice."""
+    and metrics of the `logged_steps` (those in the store) are not logged twice; those of other
+    steps are, so a gap that a lost batch left after the resume checkpoint is filled."""
     return _lifetime(lambda: TrackedRun.reopen(run_id, role, context, confidence_tables, dict(probes or {}),
-                                               logged_through, fluent, system_metrics))
+                                               logged_steps, fluent, system_metrics))
 
 
 def study_run(experiment_id: str, study: str, params: Mapping[str, str], context: RunContext):
@@ -143,14 +158,15 @@ class TrackedRun:
 
     def __init__(self, run_id: str, role: str, context: RunContext,
                  confidence_tables: Callable[[dict], dict[str, pl.DataFrame]] | None,
-                 probes: dict[str, Callable], logged_through: int, fluent: bool, system_metrics: bool = False):
+                 probes: dict[str, Callable], logged_steps: frozenset[int], fluent: bool,
+                 system_metrics: bool = False):
         self.run_id, self.role, self.context, self.fluent = run_id, role, context, fluent
         self.confidence_tables = confidence_tables
         # artifact path -> model -> {column: value}, one row per probe step (Plan.observes); a tuple of
         # paths -> model -> one value per path: one computation serving several tables
         self.probes = probes
         self.rows: dict[str, list[dict]] = {path: [] for key in probes for path in _paths(key)}
-        self.logged_through = logged_through
+        self.logged_steps = logged_steps
         self.last_step = 0  # of the metrics logged; the logged model carries those of this step
         self.last_checkpoint: tuple[str, Path] | None = None  # artifact path, local file until uploaded
         self.resume_path = ""
@@ -170,25 +186,31 @@ class TrackedRun:
         parent = {PARENT: context.parent} if context.parent else {}  # unless `tags` name another
         own = {ROLE: role, CODE_VERSION: code_version(), **parent, **context.tags, **tags, **lease_tags(now_ms())}
         all_tags = ui.provenance({**own, NOTE: ui.describe(role, summary, own, where)})
-        run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+        try:
+            run_id = client().create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+        except Exception as error:
+            refused = refused_write(error)
+            if not refused:
+                raise
+            raise UserError(f"no {role} run can be created: {refused}") from None  # nothing was written
         client().log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         set_experiment_tags(experiment_id, ui.experiment_tags(client().get_experiment(experiment_id).tags,
                                                               params, all_tags))
-        return cls(run_id, role, context, confidence_tables, probes or {}, 0, fluent, system_metrics)
+        return cls(run_id, role, context, confidence_tables, probes or {}, frozenset(), fluent, system_metrics)
 
     @classmethod
     def reopen(cls, run_id: str, role: str, context: RunContext, confidence_tables=None,
-               probes: dict | None = None, logged_through: int = 0, fluent: bool = True,
+               probes: dict | None = None, logged_steps: frozenset[int] = frozenset(), fluent: bool = True,
                system_metrics: bool = False) -> "TrackedRun":
         failed_before = FAILURE in client().get_run(run_id).data.tags
-        tracked = cls(run_id, role, context, confidence_tables, probes or {}, logged_through, fluent, system_metrics)
+        tracked = cls(run_id, role, context, confidence_tables, probes or {}, logged_steps, fluent, system_metrics)
         tracked.stale_failure = failed_before  # cleared if this time it finishes
         return tracked
 
     # training.RunLog
     def metrics(self, values: dict[str, float], step: int) -> None:
         """Buffered, and sent every FLUSH_SECONDS: one store transaction per flush, not per step."""
-        if 0 < step <= self.logged_through:
+        if step in self.logged_steps:
             return
         for hook in self.context.hooks:
             hook(self.role, values, step)
@@ -246,8 +268,12 @@ class TrackedRun:
         metric logged before it is in the store (`_point`)."""
         self.flush()
         self.write_probes()
-        # the probe rows so far resume with the weights
-        local = stage({**state, "probes": self.rows}, self.uploader.scratch())
+        try:  # the probe rows so far resume with the weights
+            local = stage({**state, "probes": self.rows}, self.uploader.scratch())
+        except (OSError, RuntimeError) as error:  # a full disk, which torch reports as a RuntimeError
+            reason = refused_write(error) or str(error).splitlines()[0]
+            raise UserError(f"{self.role} run {self.run_id}: the checkpoint of step {step} could not be written "
+                            f"in {self.uploader.scratch()}: {reason}; {self.again()}") from None
         self.last_checkpoint = (next_path(step, keep, self.resume_path), local)
         self._fail_if_lost()  # after the save: `end` keeps this newest state on local disk
 
@@ -362,21 +388,65 @@ class TrackedRun:
             status = "KILLED" if stopping() else "FAILED"
         if lost:
             failure = "; ".join(filter(None, [failure, f"not recorded: {lost[0]}"]))[:5000]
-        try:
+        try:  # apart from the status: a store that refuses the tag must not leave the run RUNNING
             if failure:
                 self.set_tags({FAILURE: failure})
             elif status == "FINISHED" and self.stale_failure:  # an earlier attempt's reason, no longer true
                 client().delete_tag(self.run_id, FAILURE)
-            if self.fluent:
-                mlflow.end_run(status)
-            else:
-                client().set_terminated(self.run_id, status)
-            self.context.report(self.run_id)
         except Exception as error:
-            lost.append(f"ending the run: {str(error).splitlines()[0]}")
+            lost.append(f"tag {FAILURE}: {_first_line(error)}")
+        refused = self._terminate(status)
+        if refused:
+            lost.append(f"status {status}: {refused} (the run shows RUNNING until its lease lapses, "
+                        f"{EXPIRY_SECONDS:g} s later; the next kdtrack command then marks it KILLED)")
+        else:
+            try:
+                self.context.report(self.run_id)  # a launcher's result tag
+            except Exception as error:
+                lost.append(f"tag {RESULT} of the launcher: {_first_line(error)}")
         if lost:
-            raise UserError(f"run {self.run_id}: {len(lost)} record(s) could not be written to "
-                            f"the tracking store, the first: {lost[0]}{kept}")
+            raise UserError(f"{self.role} run {self.run_id}: {len(lost)} record(s) could not be written to "
+                            f"the tracking store {self._where()}, the first: "
+                            f"{lost[0]}{kept}; {self.again()}")
+
+    def _terminate(self, status: str) -> str:
+        """Write the run's status, tried three times (a database that other writers lock frees
+        within seconds); what refused it, or "". A fluent run leaves MLflow's stack, and its
+        system metrics monitor stops, even where the store refuses."""
+        for attempt in range(3):
+            try:
+                if self.fluent and attempt == 0:
+                    mlflow.end_run(status)  # pops the run before it writes the status
+                else:
+                    client().set_terminated(self.run_id, status)
+                break
+            except Exception as error:
+                reason = _first_line(error)
+                monitor = run_id_to_system_metrics_monitor.pop(self.run_id, None)
+                if monitor is not None:  # else it samples on, into a store that refuses
+                    monitor.finish()
+            if attempt == 2 or leaving():
+                return reason
+            time.sleep(1 + attempt)
+        return ""
+
+    def _where(self) -> str:
+        """The store, and the run's artifact location where the store still answers reads."""
+        try:
+            return f"{tracking_uri()} (artifacts: {client().get_run(self.run_id).info.artifact_uri})"
+        except Exception:
+            return tracking_uri()
+
+    def again(self) -> str:
+        """What brings the run back once the disk or the store takes writes again."""
+        if self.role in RESUMABLE:
+            return ("once the disk and the store take writes again, the same command resumes it from its last "
+                    "recorded checkpoint")
+        return "once the disk and the store take writes again, run the same command again"
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def model_requirements() -> list[str]:

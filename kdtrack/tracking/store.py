@@ -2,8 +2,10 @@
 here goes through MLflow's client and artifact APIs, so a remote tracking server works too."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import time
@@ -29,6 +31,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow prints "View run ... at: <url>" on stdout as a server's run ends; stdout carries only
 # kdtrack's results, and each training run's summary line on stderr gives the address.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# While the database is locked, full or read-only, MLflow's system metrics monitor warns at every
+# sample (10 s): kdtrack retries its own writes quietly and says in one line what it lost.
+logging.getLogger("mlflow.system_metrics.system_metrics_monitor").addFilter(
+    lambda record: not record.getMessage().startswith("Failed to log system metrics"))
 
 
 def client() -> MlflowClient:
@@ -74,6 +80,23 @@ def check_store() -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# Errors that mean the disk or the store takes no more writes (full, read-only, no permission):
+# as OSError numbers, and as the first line of what a database store says (SQLite's words).
+REFUSING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+REFUSING_STORE = ("database or disk is full", "readonly database", "read-only file system", "disk i/o error")
+
+
+def refused_write(error: BaseException) -> str:
+    """The path and reason of a write the disk or the store refused, in one line; "" for any
+    other error."""
+    if isinstance(error, OSError) and error.errno in REFUSING_ERRNOS:
+        return f"{error.filename}: {error.strerror}" if error.filename else str(error.strerror)
+    first = str(error).splitlines()[0] if str(error) else ""
+    if any(words in first.lower() for words in REFUSING_STORE):
+        return f"tracking store {tracking_uri()}: {first[:300]}"
+    return ""
 
 
 RUN_ID_LENGTH = 32  # MLflow's run ids: 32 lowercase hex digits (a UUID4)
