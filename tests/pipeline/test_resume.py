@@ -170,7 +170,10 @@ def test_a_tracking_server_that_restarts_mid_run_loses_nothing(store, tmp_path, 
         port = probe.getsockname()[1]
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    # MLflow retries a refused call after 4, 8, 16, 32, 64 s (backoff factor 2): a call refused during
+    # the outage can sleep on for up to as long again after the restart. At factor 1 (2, 4, ... 32 s)
+    # that overshoot halves, and a call still has a minute of retries, then kdtrack's own budget.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
     longer = [*LONG[:-6], "-P", "epochs=250", "-P", "log_every=10"]  # 1000 steps: training outlasts the outage
     process = subprocess.Popen([KDTRACK, "train-teacher", "--experiment", "outage", *longer], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
