@@ -216,7 +216,9 @@ def test_local_ablation_workers_share_one_study(store, tmp_path):
     from kdtrack.studies.ablate import default_storage
     from kdtrack.studies.launch import run_ablate
 
-    config = from_params(AblateConfig, {**TINY, "knob": "batch_size", "values": "16,32", "study": "local-array"})
+    # A worker with no point left looks again every `heartbeat` seconds until the other's trial ends (30 by default)
+    config = from_params(AblateConfig, {**TINY, "knob": "batch_size", "values": "16,32", "study": "local-array",
+                                        "heartbeat": "2"})
     [study_run] = run_ablate(config, "launch-ablate", local(tmp_path / "jobs"), 2)
     assert len(submitted(tmp_path / "jobs")) == 2  # two worker jobs, one study
     trials = optuna.load_study(study_name="local-array", storage=default_storage()).get_trials()
