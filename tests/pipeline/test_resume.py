@@ -135,8 +135,10 @@ def test_a_corrupt_checkpoint_or_table_is_refused_with_its_path(store):
             load(run_id, artifact)
 
 
-# MLflow 3's server also starts a job runner (8 huey consumer processes, each importing mlflow) for
-# its GenAI jobs: tracking needs none, and on 2 cores each start took CPU from the training.
+# One uvicorn worker, without MLflow 3's job runner (8 huey consumer processes for its GenAI jobs):
+# tracking needs neither. The default 4 workers, each importing mlflow, under a supervisor that
+# restarts a worker slow to answer its health check, restarted them over and over on a loaded
+# 2-core machine (the server had not answered after 9 minutes); the job runner took the cores too.
 TRACKING_ONLY = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
@@ -144,7 +146,7 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     import urllib.request
 
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{folder}/server.db",
+                               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db",
                                "--artifacts-destination", str(folder / "artifacts")],
                               env={**os.environ, **TRACKING_ONLY}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
