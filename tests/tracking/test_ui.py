@@ -2,7 +2,6 @@
 description, models under their role, the evaluation input, system metrics; and the UI itself,
 in headless Chromium."""
 import dataclasses
-import os
 import shutil
 import socket
 import subprocess
@@ -132,7 +131,6 @@ def ui_server(store, registered):
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                                "--backend-store-uri", tracking.tracking_uri(), "--workers", "1"],
-                              env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no job runner
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"http://127.0.0.1:{port}"
     try:
