@@ -135,13 +135,21 @@ def test_a_corrupt_checkpoint_or_table_is_refused_with_its_path(store):
             load(run_id, artifact)
 
 
+# One uvicorn worker, without MLflow 3's job runner (8 huey consumer processes for its GenAI jobs):
+# tracking needs neither. The default 4 workers, each importing mlflow, under a supervisor that
+# restarts a worker slow to answer its health check, restarted them over and over on a loaded
+# 2-core machine (the server had not answered after 9 minutes); the job runner took the cores too.
+TRACKING_ONLY = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def start_server(folder: Path, port: int) -> subprocess.Popen:
     import urllib.request
 
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{folder}/server.db",
+                               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/server.db",
                                "--artifacts-destination", str(folder / "artifacts")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              env={**os.environ, **TRACKING_ONLY}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     while server.poll() is None:  # however long it takes to start on a loaded machine
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -170,7 +178,10 @@ def test_a_tracking_server_that_restarts_mid_run_loses_nothing(store, tmp_path, 
         port = probe.getsockname()[1]
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    # MLflow retries a refused call after 4, 8, 16, 32, 64 s (backoff factor 2): a call refused during
+    # the outage can sleep on for up to as long again after the restart. At factor 1 (2, 4, ... 32 s)
+    # that overshoot halves, and a call still has a minute of retries, then kdtrack's own budget.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
     longer = [*LONG[:-6], "-P", "epochs=250", "-P", "log_every=10"]  # 1000 steps: training outlasts the outage
     process = subprocess.Popen([KDTRACK, "train-teacher", "--experiment", "outage", *longer], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

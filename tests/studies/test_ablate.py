@@ -10,11 +10,13 @@ from kdtrack.studies.ablate import ablate, default_storage
 
 
 def test_a_grid_study_links_trials_and_runs_both_ways(store):
-    config = from_params(AblateConfig, {**TINY, "knob": "batch_size", "values": "16,32", "study": "grid"})
+    """A length grid: the knob that scales the teacher's length too, so one study shows both the links
+    between trials and runs and one teacher per setting."""
+    config = from_params(AblateConfig, {**TINY, "knob": "length", "values": "1,2", "study": "grid"})
     parent_id = ablate(config, "ablate")
     study = optuna.load_study(study_name="grid", storage=default_storage())
     trials = study.get_trials()
-    assert sorted(t.params["value"] for t in trials) == [16, 32]
+    assert sorted(t.params["value"] for t in trials) == [1.0, 2.0]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
     parent = tracking.get_run(parent_id)
@@ -30,22 +32,15 @@ def test_a_grid_study_links_trials_and_runs_both_ways(store):
         assert run.data.tags["mlflow.parentRunId"] == parent_id
         student = tracking.get_run(run.data.tags["kdtrack.student_run_id"])
         assert student.data.tags["mlflow.parentRunId"] == run.info.run_id
-        assert student.data.params["batch_size"] == str(trial.params["value"])
+        assert float(student.data.params["epochs"]) == float(TINY["epochs"]) * trial.params["value"]  # scaled
         assert run.data.metrics["objective/test/slope_bottom25"] == pytest.approx(trial.value)
+    experiment = tracking.client().get_experiment_by_name("ablate").experiment_id
+    teachers = tracking.search_all([experiment], "tags.`kdtrack.role` = 'teacher'")
+    assert sorted(t.data.params["epochs"] for t in teachers) == ["2.0", "4.0"]  # the teacher's length follows too
 
     # The same command again: the study is complete, nothing trains, the same study run answers.
     assert ablate(config, "ablate") == parent_id
     assert len(optuna.load_study(study_name="grid", storage=default_storage()).get_trials()) == 2
-
-
-def test_a_length_ablation_scales_epochs_and_keeps_one_teacher_per_setting(store):
-    config = from_params(AblateConfig, {**TINY, "knob": "length", "values": "1,2", "seeds": "1", "study": "length"})
-    ablate(config, "ablate-length")
-    experiment = tracking.client().get_experiment_by_name("ablate-length").experiment_id
-    students = tracking.search_all([experiment], "tags.`kdtrack.role` = 'student'")
-    assert sorted(s.data.params["epochs"] for s in students) == ["2.0", "4.0"]
-    teachers = tracking.search_all([experiment], "tags.`kdtrack.role` = 'teacher'")
-    assert len(teachers) == 2  # the teacher's length follows the setting: one per teacher config
 
 
 def test_bad_ablation_input_is_one_clear_error(store):

@@ -49,37 +49,31 @@ def local(folder):
 
 
 
+# Each job's two tasks form the DDP world, as on a Slurm node: one local suite run shows both that and
+# the order of the jobs (the local executor with one task per job runs in the killed-task test below).
+DDP = ONE.replace("settings:", "slurm: {nproc_per_node: 2}\nsettings:")
+
+
 @pytest.mark.slow
-def test_local_jobs_train_each_student_after_its_teacher_then_a_rerun_submits_nothing(store, tmp_path):
+def test_local_jobs_of_two_tasks_train_each_student_after_its_teacher_then_a_rerun_submits_nothing(store, tmp_path):
     """The smallest suite that shows it: one teacher's job, then its student's (with the analysis)."""
-    path = write(tmp_path, "launch-local", ONE)
-    launch = local(tmp_path / "jobs")
-    ids = run_suite(suites.load(path), launch)
-    [student], [teacher] = runs("launch-local", "student"), runs("launch-local", "teacher")
+    path = write(tmp_path, "launch-local", DDP)
+    suite = suites.load(path)
+    launch = launch_options("local", {"folder": str(tmp_path / "jobs")}, suite.slurm)
+    ids = run_suite(suite, launch)
+    [student], [teacher] = runs("launch-local", "student"), runs("launch-local", "teacher")  # one run each, not two
     assert len(ids) == 2  # the student and its analysis
     assert student.data.tags["kdtrack.suite"] == "launch-local/mlp"
     assert student.data.tags[TEACHER_RUN] == teacher.info.run_id
     assert teacher.info.status == "FINISHED" and student.info.status == "FINISHED"
     assert student.info.start_time >= teacher.info.end_time  # its job started once the teacher's had ended
+    assert student.data.params["world_size"] == teacher.data.params["world_size"] == "2"
+    assert student.data.params["backend"] == "gloo"
     jobs = submitted(tmp_path / "jobs")
     assert len(jobs) == 2  # the teacher, then the student
 
     assert run_suite(suites.load(path), launch) == []
     assert submitted(tmp_path / "jobs") == jobs  # nothing more was submitted
-
-
-DDP = ONE.replace("settings:", "slurm: {nproc_per_node: 2}\nsettings:")
-
-
-@pytest.mark.slow
-def test_a_local_job_of_two_tasks_trains_one_run_on_two_ranks(store, tmp_path):
-    """nproc_per_node=2: each job's two tasks form the DDP world, as on a Slurm node."""
-    suite = suites.load(write(tmp_path, "launch-ddp", DDP))
-    ids = run_suite(suite, launch_options("local", {"folder": str(tmp_path / "jobs")}, suite.slurm))
-    [student], [teacher] = runs("launch-ddp", "student"), runs("launch-ddp", "teacher")
-    assert len(ids) == 2 and student.info.status == teacher.info.status == "FINISHED"  # one run each, not two
-    assert student.data.params["world_size"] == teacher.data.params["world_size"] == "2"
-    assert student.data.params["backend"] == "gloo"
 
 
 KILLED = """
@@ -222,7 +216,9 @@ def test_local_ablation_workers_share_one_study(store, tmp_path):
     from kdtrack.studies.ablate import default_storage
     from kdtrack.studies.launch import run_ablate
 
-    config = from_params(AblateConfig, {**TINY, "knob": "batch_size", "values": "16,32", "study": "local-array"})
+    # A worker with no point left looks again every `heartbeat` seconds until the other's trial ends (30 by default)
+    config = from_params(AblateConfig, {**TINY, "knob": "batch_size", "values": "16,32", "study": "local-array",
+                                        "heartbeat": "2"})
     [study_run] = run_ablate(config, "launch-ablate", local(tmp_path / "jobs"), 2)
     assert len(submitted(tmp_path / "jobs")) == 2  # two worker jobs, one study
     trials = optuna.load_study(study_name="local-array", storage=default_storage()).get_trials()

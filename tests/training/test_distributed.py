@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from conftest import LINEAGE, TINY
 
 from kdtrack import tracking
+from kdtrack.cli.main import main
 from kdtrack.config import DistillConfig, TrainConfig, from_params
 from kdtrack.errors import UserError
 from kdtrack.pipeline.rebuild import data_of, rebuild_model
@@ -36,6 +38,11 @@ def artifacts(run_id: str, folder: str = "") -> set[str]:
     for path, is_dir in tracking.artifact_paths(run_id, folder or None):
         found |= artifacts(run_id, path) if is_dir else {path}
     return found
+
+
+def invoke(command: str, params: dict[str, str], *args: str):
+    """`kdtrack` in this process: for refusals, which come before any process is started."""
+    return CliRunner().invoke(main, [command, *(f"-P{k}={v}" for k, v in params.items()), *args])
 
 
 def test_a_world_splits_each_batch_into_disjoint_parts_that_cover_it():
@@ -62,14 +69,13 @@ def test_a_world_started_without_torchrun_says_where_its_ranks_meet(monkeypatch)
 @pytest.mark.parametrize("params, wrong", [({"nproc_per_node": "0"}, "nproc_per_node=0"),
                                             ({"nproc_per_node": "2", "batch_size": "33"}, "batch_size=33"),
                                             ({"nproc_per_node": "-3"}, "nproc_per_node=-3")])
-def test_a_bad_nproc_per_node_or_a_batch_it_does_not_divide_is_refused_in_one_line(params, wrong):
+def test_a_bad_nproc_per_node_or_a_batch_it_does_not_divide_is_refused_in_one_line(store, params, wrong):
     with pytest.raises(UserError, match=wrong) as refused:
         from_params(DistillConfig, {**TINY, **params})
     assert "\n" not in str(refused.value)
-    # through the command, before torchrun starts: one line, exit status 2
-    done = subprocess.run([*KDTRACK, "distill", *(f"-P{k}={v}" for k, v in {**TINY, **params}.items())],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    # through the command (in this process: the refusal comes before torchrun would start one): one line, status 2
+    done = invoke("distill", {**TINY, **params})
+    assert done.exit_code == 2 and done.stderr.strip().count("\n") == 0, done.stderr
     assert wrong in done.stderr and "torch.distributed" not in done.stderr
 
 
@@ -104,10 +110,8 @@ def test_batch_norm_is_refused_only_where_it_would_train_on_several_cpu_processe
                                            ({"teacher_arch": "resnet20"}, "teacher_arch='resnet20'")])
 def test_a_batch_norm_model_on_several_cpu_processes_is_refused_before_any_run(store, params, field):
     experiment = f"batch-norm-{field.split('=')[0]}"
-    done = subprocess.run([*KDTRACK, "distill", *(f"-P{k}={v}" for k, v in {**TINY, **params}.items()),
-                           "-P", "nproc_per_node=2", "--experiment", experiment],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    done = invoke("distill", {**TINY, **params, "nproc_per_node": "2"}, "--experiment", experiment)
+    assert done.exit_code == 2 and done.stderr.strip().count("\n") == 0, done.stderr
     assert field in done.stderr and "nproc_per_node=2" in done.stderr and "CUDA" in done.stderr
     found = tracking.experiment_id(experiment)
     assert not (found and tracking.search_all([found], "")), "a run was created before the refusal"
