@@ -52,10 +52,6 @@ def confidence_runs(runs: pl.DataFrame) -> pl.DataFrame:
     return students.filter(pl.col("setting").is_in(settings.implode()))
 
 
-def switch_runs(runs: pl.DataFrame) -> pl.DataFrame:
-    return runs.filter(pl.col("switch_step").is_not_null())
-
-
 def trial_runs(runs: pl.DataFrame) -> pl.DataFrame:
     return runs.filter(pl.col("role") == "trial")
 
@@ -88,17 +84,29 @@ def confidence_grid(fetched: Fetched):
 
 
 def switch_curves(fetched: Fetched):
-    from kdtrack.analysis.figures import accuracy_curves
+    """Fig. 24 over seeds: per teacher, one mean test-accuracy curve per kind of student (one-hot,
+    KD, each switch), a 95% band over seeds, the switch windows shaded; None without switch runs."""
+    from kdtrack.report import switching
+    from kdtrack.report.figures import switch_curves_figure
 
-    runs = switch_runs(fetched.runs)
-    if runs.is_empty():
+    drawn = switching.curves(fetched.runs, fetched.accuracy)
+    if drawn.is_empty():
         return None
-    labelled = {f"{r['run_name']} ({r['run_id'][:6]})": r for r in runs.iter_rows(named=True)}
-    curves = {label: fetched.accuracy.get(r["run_id"], []) for label, r in labelled.items()}
-    marks = {label: int(r["switch_step"]) for label, r in labelled.items()}
-    settings = ", ".join(runs["setting"].drop_nulls().unique(maintain_order=True))
-    title = f"{settings} ({seeds_phrase(runs['seed'])}): switch runs' test accuracy (Fig. 24)"
-    return accuracy_curves({k: v for k, v in curves.items() if v}, marks, title)
+    title = f"test accuracy over training, mean and 95% t interval over {seeds_phrase(drawn['seed'])} (Fig. 24)"
+    return switch_curves_figure(drawn, switching.windows(fetched.runs), title)
+
+
+def switch_gain(fetched: Fetched):
+    """The switching gain paired by teacher run against the teacher's train accuracy, when the
+    switch students' teachers differ in teacher_fit_fraction; None otherwise."""
+    from kdtrack.report import switching
+    from kdtrack.report.figures import switch_gain_figure
+
+    paired = switching.gains(fetched.runs).drop_nulls()
+    if paired["teacher_fit_fraction"].n_unique() < 2:
+        return None
+    title = f"the switching gain against the teacher's fit ({seeds_phrase(paired['seed'])}, paired by teacher run)"
+    return switch_gain_figure(paired, title)
 
 
 def claims_section(fetched: Fetched, claims: tuple[Claim, ...]) -> Section:
@@ -154,8 +162,11 @@ def eigen_section(fetched: Fetched) -> Section | None:
 
 
 def switch_section(fetched: Fetched) -> Section | None:
-    figure = switch_curves(fetched)
-    return Section("Loss switching", figures=(figure,)) if figure else None
+    figures = tuple(f for f in (switch_curves(fetched), switch_gain(fetched)) if f is not None)
+    note = ("test accuracy over training per teacher, mean over seeds with its 95% t band, each switch's window "
+            "shaded; below it, the switching gain (switch minus KD test accuracy, per seed, paired by teacher run) "
+            "against the teacher's train accuracy, with each teacher_fit_fraction level's mean and 95% t interval")
+    return Section("Loss switching", note, figures=figures) if figures else None
 
 
 def ablation_section(fetched: Fetched) -> Section | None:
