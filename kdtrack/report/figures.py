@@ -59,7 +59,7 @@ def switch_curves_figure(curves: pl.DataFrame, windows: pl.DataFrame, title: str
     panels = curves["panel"].unique(maintain_order=True).to_list()
     kinds = sorted(curves["kind"].unique().to_list(), key=lambda k: (k != "one-hot", k != "KD", k))
     colours = dict(zip(kinds, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2))
-    figure, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.4), squeeze=False, sharex=True)
+    figure, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.4), squeeze=False)
     first = windows["start"].min() if windows.height else 0
     for column, panel in enumerate(panels):
         top, bottom = axes[0][column], axes[1][column]
