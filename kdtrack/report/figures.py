@@ -1,10 +1,12 @@
-"""The report's own figure, an ablation study's objectives against its knob; the others (Fig. 5,
-Fig. 24) are the analysis' (kdtrack.analysis.figures). A frame in, a Figure out. Apart from
+"""The report's own figures: an ablation study's objectives against its knob, and the switch
+section's curves over seeds (Fig. 24) and switching gain against the teacher's fit; Fig. 5 is the
+analysis' (kdtrack.analysis.figures). A frame in, a Figure out. Apart from
 report.sections, which imports it when it draws, so that loading a dashboard imports no matplotlib."""
 from __future__ import annotations
 
 import polars as pl
 
+from kdtrack.analysis.figures import wrapped
 from kdtrack.analysis.style import styled
 
 
@@ -86,7 +88,7 @@ def switch_curves_figure(curves: pl.DataFrame, windows: pl.DataFrame, title: str
         top.legend(loc="lower right")
     axes[0][0].set_ylabel("test accuracy")
     axes[1][0].set_ylabel("test accuracy, from the first switch")
-    figure.suptitle(title)
+    figure.suptitle(wrapped(title, 40 * len(panels)))
     return figure
 
 
@@ -111,6 +113,7 @@ def switch_gain_figure(gains: pl.DataFrame, title: str):
             ax.annotate(f"fit {row['teacher_fit_fraction']:g}", (row["x"] * 100, row["mean"] * 100),
                         textcoords="offset points", xytext=(4, 6), fontsize=7)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set(xlabel="teacher's train accuracy (%)", ylabel="switch minus KD test accuracy (points)", title=title)
+    ax.set(xlabel="teacher's train accuracy (%)", ylabel="switch minus KD test accuracy (points)",
+           title=wrapped(title, 70))
     ax.legend(title="switch")
     return figure
