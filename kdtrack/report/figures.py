@@ -101,15 +101,16 @@ def switch_gain_figure(gains: pl.DataFrame, title: str):
 
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    first = min(gains["kind"])
     for (kind,), part in sorted(gains.group_by("kind"), key=lambda item: item[0][0]):
         colour = colours[sorted(gains["kind"].unique().to_list()).index(kind) % len(colours)]
         ax.scatter(part["teacher_train_acc"] * 100, part["gain"] * 100, s=10, alpha=0.45, color=colour)
         levels = part.group_by("teacher_fit_fraction").agg(pl.col("teacher_train_acc").mean().alias("x"))
-        band = seed_band(part, "teacher_fit_fraction", "gain").join(levels, on="teacher_fit_fraction")
+        band = seed_band(part, "teacher_fit_fraction", "gain").join(levels, on="teacher_fit_fraction").sort("x")
         below, above = (band["mean"] - band["low"]).fill_nan(0), (band["high"] - band["mean"]).fill_nan(0)
         ax.errorbar(band["x"] * 100, band["mean"] * 100, yerr=[below * 100, above * 100], fmt="o-", color=colour,
                     capsize=3, label=kind)
-        for row in band.iter_rows(named=True):
+        for row in band.iter_rows(named=True) if kind == first else ():  # each level named once
             ax.annotate(f"fit {row['teacher_fit_fraction']:g}", (row["x"] * 100, row["mean"] * 100),
                         textcoords="offset points", xytext=(4, 6), fontsize=7)
     ax.axhline(0, color="black", lw=0.8)
