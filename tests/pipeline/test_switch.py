@@ -7,6 +7,7 @@ from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.analysis.evidence import accuracy_trajectories
 from kdtrack.config import AnalyzeConfig, DistillConfig, SwitchConfig, from_params
+from kdtrack.contract import known_metric
 from kdtrack.errors import UserError
 from kdtrack.metrics.deviations import quantile_gap
 from kdtrack.pipeline.stages import distill, switch
@@ -94,6 +95,7 @@ def test_the_switch_analysis_reads_the_gap_change_beside_its_kd_sibling(store):
     assert metrics["switch/test/kd_gap_bottom25_change"] == pytest.approx(gap(kd, 8) - gap(kd, 4))
     # Same teacher, init, data order and loss up to the switch: the two students coincide there.
     assert metrics["switch/test/kd_gap_bottom25_before"] == metrics["switch/test/gap_bottom25_before"]
+    assert [name for name in metrics if not known_metric(name)] == []  # the run contract names them
     [of_kd] = analyze(AnalyzeConfig(student_run_id=kd))
     assert not any(name.startswith("switch/") for name in tracking.get_run(of_kd).data.metrics)
 
