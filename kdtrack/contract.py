@@ -60,6 +60,7 @@ METRIC_PATTERNS = (
     r"train/mislabeled_bottom\d+_share",
     r"(timeline/)?(train|test)/(slope_(bottom|top)\d+(_label)?|gap_(bottom|top)\d+(_label)?|below_frac_bottom\d+)",
     r"(train|test)/kl_(bottom|top)\d+",
+    r"switch/(train|test)/(kd_)?gap_bottom\d+_(before|change)",  # Fig. 25-26 from the snapshots (analysis/switching.py)
     r"(train|test)/group_frac_(Both|Neither|Only_student|Only_teacher)",
     r"teacher/(train|test)_acc",
     r"table2/(teacher|student_distill|student_onehot)_(train|test)_acc",

@@ -7,6 +7,7 @@ import polars as pl
 from kdtrack import tracking
 from kdtrack.analysis.eigen_evidence import eigen_evidence
 from kdtrack.analysis.evidence import Evidence, analysis_name, confidence_evidence, record
+from kdtrack.analysis.switching import switch_evidence
 from kdtrack.config import AnalyzeConfig, TheoryConfig, to_params
 from kdtrack.contract import ANALYSIS_RUN, KEY, ROLE, STUDENT_RUN, TEACHER_RUN, copied_to_student
 from kdtrack.errors import UserError
@@ -18,7 +19,7 @@ from kdtrack.tracking import RunContext
 def gather(student, config: AnalyzeConfig) -> Evidence:
     """Everything an analysis run of `student` records, `summary.parquet` (its step-0 metrics
     as rows) included."""
-    evidence = confidence_evidence(student, config) + eigen_evidence(student, config)
+    evidence = confidence_evidence(student, config) + eigen_evidence(student, config) + switch_evidence(student, config)
     row = pl.DataFrame([{"metric": k, "value": v} for k, v in evidence.metrics.items()])
     return evidence + Evidence({}, tables={"summary.parquet": row})
 

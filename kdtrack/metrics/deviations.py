@@ -66,6 +66,18 @@ def quantile_gap(table: pl.DataFrame, part: str, fraction: float = 0.25,
     return float((rows[y] - rows[x]).mean())
 
 
+def change_after(timeline: dict[int, float], step: int, end: int | None = None) -> tuple[int, int, float]:
+    """How far a quantity sampled at some steps moved after `step` (Fig. 25-26 read from the
+    snapshots: the bottom-25% gap after a loss switch): (start, end, value[end] - value[start]),
+    start the last sampled step at or before `step`, end the last sampled one (or `end`, which must
+    be sampled). ValueError when no sample is at or before `step`, or none after it."""
+    start = max((s for s in timeline if s <= step), default=None)
+    end = max(timeline, default=None) if end is None else end
+    if start is None or end not in timeline or end <= start:
+        raise ValueError(f"no samples at steps <= {step} and {end} (after it): sampled at {sorted(timeline)}")
+    return start, end, timeline[end] - timeline[start]
+
+
 def quantile_kl(table: pl.DataFrame, part: str, fraction: float = 0.25) -> float:
     """Mean KL(teacher || student) over the teacher's bottom (top) `fraction` by phi_teacher: where
     Fig. 16's KL scatter puts the deviations."""

@@ -9,7 +9,8 @@ import polars as pl
 from kdtrack import code_version, tracking
 from kdtrack.errors import UserError
 from kdtrack.report.collect import counted, runs_table, setting_of
-from kdtrack.report.sections import SPLITS, Fetched, confidence_runs, switch_runs, trial_runs
+from kdtrack.report.sections import SPLITS, Fetched, confidence_runs, trial_runs
+from kdtrack.report.switching import curve_runs
 
 
 def fetch(experiments: list[str], filter_string: str) -> pl.DataFrame:
@@ -38,10 +39,11 @@ def confidences(runs: pl.DataFrame) -> tuple[dict[str, dict[str, pl.DataFrame]],
 
 
 def accuracy(runs: pl.DataFrame) -> dict[str, list[tuple[int, float]]]:
-    """Fig. 24's test accuracy over steps of each switch run."""
+    """Fig. 24's test accuracy over steps of each run the switch section draws: the switch runs, the
+    other students of their teachers and those students' one-hot baselines (report.switching)."""
     from kdtrack.analysis.evidence import test_accuracy
 
-    return {run_id: test_accuracy(run_id) for run_id in switch_runs(runs)["run_id"]}
+    return {run_id: test_accuracy(run_id) for run_id in curve_runs(runs)["run_id"].unique(maintain_order=True)}
 
 
 def trial_params(runs: pl.DataFrame) -> dict[str, dict[str, str]]:

@@ -4,7 +4,7 @@ anything renders: it reads no run and no artifact itself, so that a report fetch
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -14,11 +14,10 @@ from kdtrack.report.settings import legend, short_names
 
 # Figures that grow with the settings are paged: Fig. 5 draws PANELS settings a figure (a column
 # each), up to MOST_SETTINGS, whose tables alone gather reads (each setting's seeds' per-sample
-# tables: reading every setting's would make the report's time grow with the study); the switch
-# curves draw at most CURVES runs a figure, a setting's runs together where they fit.
+# tables: reading every setting's would make the report's time grow with the study). The switch
+# curves need no pages: one mean curve per kind of student and teacher, not one per run.
 PANELS = 6
 MOST_SETTINGS = 4 * PANELS
-CURVES = 10
 SPLITS = ("train", "test")
 
 
@@ -60,10 +59,6 @@ def confidence_runs(runs: pl.DataFrame) -> pl.DataFrame:
     return students.filter(pl.col("setting").is_in(settings.implode()))
 
 
-def switch_runs(runs: pl.DataFrame) -> pl.DataFrame:
-    return runs.filter(pl.col("switch_step").is_not_null())
-
-
 def trial_runs(runs: pl.DataFrame) -> pl.DataFrame:
     return runs.filter(pl.col("role") == "trial")
 
@@ -94,36 +89,30 @@ def confidence_grids(fetched: Fetched) -> list:
     return [setting_grid(columns[start:start + PANELS]) for start in range(0, len(columns), PANELS)]
 
 
-def switch_pages(runs: pl.DataFrame) -> list[pl.DataFrame]:
-    """The switch runs in pages of at most CURVES, by setting and seed: a setting's runs start a
-    new page when they do not fit on the current one, and one with more than CURVES runs fills
-    pages of its own."""
-    pages, page = [], []
-    for _, part in runs.sort("setting", "seed", nulls_last=True).group_by("setting", maintain_order=True):
-        if page and sum(p.height for p in page) + part.height > CURVES:
-            pages.append(pl.concat(page))
-            page = []
-        for start in range(0, part.height, CURVES):
-            chunk = part.slice(start, CURVES)
-            if chunk.height == CURVES:
-                pages.append(chunk)
-            else:
-                page.append(chunk)
-    return pages + ([pl.concat(page)] if page else [])
-
-
 def switch_curves(fetched: Fetched):
-    from kdtrack.analysis.figures import accuracy_curves
+    """Fig. 24 over seeds: per teacher, one mean test-accuracy curve per kind of student (one-hot,
+    KD, each switch), a 95% band over seeds, the switch windows shaded; None without switch runs."""
+    from kdtrack.report import switching
+    from kdtrack.report.figures import switch_curves_figure
 
-    runs = switch_runs(fetched.runs)
-    if runs.is_empty():
+    drawn = switching.curves(fetched.runs, fetched.accuracy)
+    if drawn.is_empty():
         return None
-    labelled = {f"{r['run_name']} ({r['run_id'][:6]})": r for r in runs.iter_rows(named=True)}
-    curves = {label: fetched.accuracy.get(r["run_id"], []) for label, r in labelled.items()}
-    marks = {label: int(r["switch_step"]) for label, r in labelled.items()}
-    settings = ", ".join(runs["setting"].drop_nulls().unique(maintain_order=True))
-    title = f"{settings} ({seeds_phrase(runs['seed'])}): switch runs' test accuracy (Fig. 24)"
-    return accuracy_curves({k: v for k, v in curves.items() if v}, marks, title)
+    title = f"test accuracy over training, mean and 95% t interval over {seeds_phrase(drawn['seed'])} (Fig. 24)"
+    return switch_curves_figure(drawn, switching.windows(fetched.runs), title)
+
+
+def switch_gain(fetched: Fetched):
+    """The switching gain paired by teacher run against the teacher's train accuracy, when the
+    switch students' teachers differ in teacher_fit_fraction; None otherwise."""
+    from kdtrack.report import switching
+    from kdtrack.report.figures import switch_gain_figure
+
+    paired = switching.gains(fetched.runs).drop_nulls()
+    if paired["teacher_fit_fraction"].n_unique() < 2:
+        return None
+    title = f"the switching gain against the teacher's fit ({seeds_phrase(paired['seed'])}, paired by teacher run)"
+    return switch_gain_figure(paired, title)
 
 
 def claims_section(fetched: Fetched, claims: tuple[Claim, ...]) -> Section:
@@ -195,9 +184,11 @@ def eigen_section(fetched: Fetched) -> Section | None:
 
 
 def switch_section(fetched: Fetched) -> Section | None:
-    """switch_curves of each page of switch runs (switch_pages)."""
-    figures = [switch_curves(replace(fetched, runs=page)) for page in switch_pages(switch_runs(fetched.runs))]
-    return Section("Loss switching", figures=tuple(f for f in figures if f)) if any(figures) else None
+    figures = tuple(f for f in (switch_curves(fetched), switch_gain(fetched)) if f is not None)
+    note = ("test accuracy over training per teacher, mean over seeds with its 95% t band, each switch's window "
+            "shaded; below it, the switching gain (switch minus KD test accuracy, per seed, paired by teacher run) "
+            "against the teacher's train accuracy, with each teacher_fit_fraction level's mean and 95% t interval")
+    return Section("Loss switching", note, figures=figures) if figures else None
 
 
 def ablation_section(fetched: Fetched) -> Section | None:

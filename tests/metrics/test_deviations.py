@@ -2,9 +2,11 @@ import math
 
 import numpy as np
 import polars as pl
+import pytest
 
 from kdtrack.metrics.deviations import (
     below_fraction,
+    change_after,
     exaggeration_index,
     fit_slope,
     matched_excess,
@@ -131,3 +133,16 @@ def test_mislabeled_fit_gap_hand_case():
     assert mislabeled_fit_gap(table) == -0.75
     assert summary({"train": table, "test": table})["train/mislabeled_fit_gap"] == -0.75
     assert math.isnan(mislabeled_fit_gap(table.with_columns(is_noisy=pl.lit(False))))
+
+
+def test_change_after_a_switch_by_hand():
+    # A gap sampled at 120, 240, 360, 480; a switch at 240 (the 240 sample is the state before it).
+    timeline = {480: -0.1, 120: -0.3, 240: -0.5, 360: -0.4}
+    assert change_after(timeline, 240) == (240, 480, pytest.approx(0.4))
+    assert change_after(timeline, 300) == (240, 480, pytest.approx(0.4))  # the last sample at or before
+    assert change_after(timeline, 240, end=360) == (240, 360, pytest.approx(0.1))
+    for step, end in ((100, None), (480, None), (240, 400)):
+        with pytest.raises(ValueError, match=r"sampled at \[120, 240, 360, 480\]"):
+            change_after(timeline, step, end)
+    with pytest.raises(ValueError, match=r"sampled at \[\]"):
+        change_after({}, 240)

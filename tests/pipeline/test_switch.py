@@ -7,7 +7,9 @@ from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.analysis.evidence import accuracy_trajectories
 from kdtrack.config import AnalyzeConfig, DistillConfig, SwitchConfig, from_params
+from kdtrack.contract import known_metric
 from kdtrack.errors import UserError
+from kdtrack.metrics.deviations import quantile_gap
 from kdtrack.pipeline.stages import distill, switch
 from kdtrack.schedules import switch_weights
 from kdtrack.training.loop import fit_indices
@@ -76,6 +78,26 @@ def test_from_run_id_continues_the_distilled_run_at_the_switch_step(store):
     mine = curves[label]
     assert [step for step, _ in mine] == [2, 4, 6, 8]  # the distilled run's curve up to the switch first
     assert marks[label] == 4
+
+
+def test_the_switch_analysis_reads_the_gap_change_beside_its_kd_sibling(store):
+    params = {**SWITCH, "snapshot_every": "2"}  # snapshots at 2, 4, 6, 8; the switch at step 4
+    kd = distill(from_params(DistillConfig, params), "switch-gap")
+    switched = switch(from_params(SwitchConfig, {**params, "switch_at": "0.5"}), "switch-gap")
+    [analysis] = analyze(AnalyzeConfig(student_run_id=switched))
+    metrics = tracking.get_run(analysis).data.metrics
+
+    def gap(run_id: str, step: int) -> float:
+        return quantile_gap(tracking.load_table(run_id, f"confidences/step_{step}/test.parquet"), "bottom")
+
+    assert metrics["switch/test/gap_bottom25_before"] == pytest.approx(gap(switched, 4))
+    assert metrics["switch/test/gap_bottom25_change"] == pytest.approx(gap(switched, 8) - gap(switched, 4))
+    assert metrics["switch/test/kd_gap_bottom25_change"] == pytest.approx(gap(kd, 8) - gap(kd, 4))
+    # Same teacher, init, data order and loss up to the switch: the two students coincide there.
+    assert metrics["switch/test/kd_gap_bottom25_before"] == metrics["switch/test/gap_bottom25_before"]
+    assert [name for name in metrics if not known_metric(name)] == []  # the run contract names them
+    [of_kd] = analyze(AnalyzeConfig(student_run_id=kd))
+    assert not any(name.startswith("switch/") for name in tracking.get_run(of_kd).data.metrics)
 
 
 def test_from_run_id_without_the_checkpoint_lists_the_steps_it_has(store):

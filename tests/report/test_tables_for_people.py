@@ -5,7 +5,6 @@ import polars as pl
 
 from kdtrack.report import tables
 from kdtrack.report.render import markdown_table, numeric_columns
-from kdtrack.report.sections import CURVES, switch_pages
 from kdtrack.report.settings import legend, named, short_names
 
 LONG = "mnist_mlp mlp>mlp noise=0.0 width=1000 depth=2 batch_size=32 lr=0.0001 epochs=20"
@@ -108,16 +107,6 @@ def test_numbers_are_right_aligned_and_text_left():
     assert numeric_columns(frame) == ["n", "estimate [95% CI]", "mean", "seeds needed"]
     assert markdown_table(frame).splitlines()[1] == "| --- | ---: | ---: | ---: | --- | ---: | --- |"
     assert numeric_columns(pl.DataFrame({"artifacts": ["1.3 kB", "0 bytes"], "unit": ["kB", "GB"]})) == ["artifacts"]
-
-
-def test_switch_curves_are_paged_a_setting_together_where_it_fits():
-    def runs(setting, count):
-        return [{"setting": setting, "seed": str(i)} for i in range(count)]
-
-    frame = pl.DataFrame(runs("a", 6) + runs("b", 6) + runs("c", 3) + runs("d", 2 * CURVES + 1))
-    pages = [page["setting"].unique(maintain_order=True).to_list() for page in switch_pages(frame)]
-    assert pages == [["a"], ["b", "c"], ["d"], ["d"], ["d"]]
-    assert all(page.height <= CURVES for page in switch_pages(frame))
 
 
 def test_fig_5_draws_panels_settings_a_figure():
