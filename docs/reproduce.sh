@@ -2,8 +2,9 @@
 # Reruns the reproduction study of docs/reproduction.md from an empty store and regenerates its
 # tables and figures (docs/reproduction/*/report.md). From the repository root, after `make install`:
 #   bash docs/reproduce.sh [STORE]        # STORE defaults to a fresh folder under /tmp
-# About 13 minutes for table7, 12 for table7-mlp-sensitivity (measured 2026-12-03) and 105 for
-# beyond-confidence (the §7 study of "Beyond the paper", measured 2026-11-30) on 2 shared CPU cores.
+# About 13 minutes for table7, 12 for table7-mlp-sensitivity (measured 2026-12-03), 80 for the
+# three switching suites (switch-evidence, 2026-12-03) and 105 for beyond-confidence (the §7 study
+# of "Beyond the paper", measured 2026-11-30) on 2 shared CPU cores.
 set -euo pipefail
 root=$(pwd)
 store=${1:-$(mktemp -d /tmp/kdtrack-reproduction-XXXX)}
@@ -17,5 +18,12 @@ for entry in table7:paper table7-mlp-sensitivity:paper beyond-confidence:beyond;
     "${kdtrack[@]}" report --experiment "$suite" --dashboard "$dashboard" --format md \
         --out "$root/docs/reproduction/$suite"
 done
+# The switching study: three suites in one experiment, one report (docs/reproduction.md, "Does it pay to disobey?").
+for suite in switch-evidence student-beats-teacher switch-gain-vs-fit; do
+    "${kdtrack[@]}" suite run "$suite" --workers 2
+done
+"${kdtrack[@]}" report --experiment switch-evidence --dashboard switch --format md \
+    --out "$root/docs/reproduction/switch-evidence"
 "${kdtrack[@]}" claims --experiment table7 --format md
+"${kdtrack[@]}" claims --experiment switch-evidence --dashboard switch --format md
 "${kdtrack[@]}" claims --experiment beyond-confidence --dashboard beyond --format md
