@@ -67,7 +67,7 @@ def known_params(table: pl.DataFrame) -> pl.DataFrame:
     """The PARAMS as stored, except that a student stored before kd_loss existed trained with plain
     KD (kd), and a KD method's weight is null on a run whose kd_loss does not use it, so that only
     what shaped its training can split a setting."""
-    student = pl.col(ROLE) == "student"
+    student = pl.col("role") == "student"
     table = table.with_columns(pl.when(student & pl.col("kd_loss").is_null()).then(pl.lit("kd"))
                                .otherwise(pl.col("kd_loss")).alias("kd_loss"))
     return table.with_columns(
@@ -89,7 +89,7 @@ def runs_table(names: list[str], filter_string: str = "") -> pl.DataFrame:
         matching = f" match {filter_string!r}" if filter_string else ""
         raise UserError(f"no runs in experiment(s) {', '.join(names)}{matching}")
     metrics = sorted(c for c in table.columns if c.startswith("m:"))
-    table = known_params(table).rename({t: t.removeprefix("kdtrack.") for t in TAGS})
+    table = known_params(table.rename({t: t.removeprefix("kdtrack.") for t in TAGS}))
     return table.select(*TEXT, "start_time", *[pl.col(m).cast(pl.Float64) for m in metrics])
 
 

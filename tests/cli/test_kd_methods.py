@@ -1,6 +1,6 @@
 """The KD methods (issue 32, item 3) end to end: `kdtrack distill -P kd_loss=...` on the tiny
 configuration trains from the same teacher as plain KD, records the method and its weights, and
-names it. The losses themselves: tests/primitives/test_kd_methods.py."""
+names it. The losses themselves: tests/primitives/test_kd_method_losses.py."""
 import math
 
 from click.testing import CliRunner

@@ -232,10 +232,13 @@ def test_students_are_grouped_by_kd_loss_and_only_their_own_methods_weights():
     defaults = {"dkd_alpha": "1.0", "dkd_beta": "8.0", "dist_beta": "1.0", "dist_gamma": "1.0"}
     stored = [{}, {"kd_loss": "kd", **defaults}, {"kd_loss": "dkd", **defaults}, {"kd_loss": "ls", **defaults}]
     base = {"preset": "p", "arch": "mlp", "label_noise": "0.0"}
-    rows = [{c: None for c in TEXT} | {"role": "student"} | known_params({**base, **params}, "student")
-            for params in stored]
-    assert known_params({**base, "kd_loss": "dist", **defaults}, "student")["dist_gamma"] == "1.0"
-    assert known_params(base, "teacher")["kd_loss"] is None  # a teacher distills nothing
+    def known(params: dict, role: str) -> list[dict]:
+        row = {c: None for c in TEXT} | {"role": role} | params
+        return known_params(pl.DataFrame([row], schema_overrides={c: pl.String for c in TEXT})).to_dicts()
+
+    rows = [row for params in stored for row in known({**base, **params}, "student")]
+    assert known({**base, "kd_loss": "dist", **defaults}, "student")[0]["dist_gamma"] == "1.0"
+    assert known(base, "teacher")[0]["kd_loss"] is None  # a teacher distills nothing
     settings = setting_of(pl.DataFrame(rows, schema_overrides={c: pl.String for c in TEXT}))["setting"].to_list()
     plain = "p mlp>mlp noise=0.0 kd_loss=kd dkd_alpha=- dkd_beta=-"
     assert settings == [plain, plain, "p mlp>mlp noise=0.0 kd_loss=dkd dkd_alpha=1.0 dkd_beta=8.0",
