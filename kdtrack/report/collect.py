@@ -58,6 +58,8 @@ def _analyses_of_students(experiment_id: str, runs: pl.DataFrame) -> pl.DataFram
     params (`params.preset = ...`) leaves out their analyses, whose params differ, and with them
     every number of the paper's tables; so an analysis always comes with its student."""
     students = runs.filter(pl.col(ROLE) == "student")["run_id"]
+    if students.is_empty():  # no student, no analysis to add: spare the store a read
+        return runs.clear()
     analyses = tracking.runs_frame(experiment_id, f"tags.`{ROLE}` = 'analysis'", PARAMS, TAGS)
     return analyses.filter(pl.col(STUDENT_RUN).is_in(students.implode()), ~pl.col("run_id").is_in(
         runs["run_id"].implode()))
