@@ -2,6 +2,7 @@
 description, models under their role, the evaluation input, system metrics; and the UI itself,
 in headless Chromium."""
 import dataclasses
+import os
 import shutil
 import socket
 import subprocess
@@ -140,6 +141,8 @@ def ui_server(store, registered):
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                                "--backend-store-uri", tracking.tracking_uri(), "--workers", "1"],
+                              # MLflow 3's job runner (8 more processes) serves nothing the UI test opens
+                              env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"http://127.0.0.1:{port}"
     try:
