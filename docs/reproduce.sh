@@ -12,7 +12,7 @@ mkdir -p "$store" && cd "$store"
 export MLFLOW_TRACKING_URI="sqlite:///$store/mlflow.db"
 kdtrack=("$root/.venv/bin/kdtrack")
 "${kdtrack[@]}" theory -P experiment=table7   # Theorem 4.1's closed form, one exact run
-for entry in table7:paper table7-mlp-sensitivity:paper beyond-confidence:beyond; do
+for entry in table7:paper table7-mlp-sensitivity:paper beyond-confidence:beyond methods:methods; do
     suite=${entry%%:*} dashboard=${entry##*:}
     "${kdtrack[@]}" suite run "$suite" --workers 2
     "${kdtrack[@]}" report --experiment "$suite" --dashboard "$dashboard" --format md \
@@ -27,3 +27,4 @@ done
 "${kdtrack[@]}" claims --experiment table7 --format md
 "${kdtrack[@]}" claims --experiment switch-evidence --dashboard switch --format md
 "${kdtrack[@]}" claims --experiment beyond-confidence --dashboard beyond --format md
+"${kdtrack[@]}" claims --experiment methods --dashboard methods --format md
