@@ -379,6 +379,26 @@ class SwitchConfig(DistillConfig):
                              "(id or prefix)")
 
 
+SOURCES = ("runs:/<id>/<path> or models:/<name>/<version> (an MLflow PyTorch model), a local Hugging Face model "
+           "folder, or <arch>[,width=N][,depth=N][,seed=N]:<state dict file> (a torchvision or kdtrack architecture)")
+MLFLOW_SCHEMES = ("runs:/", "models:/")
+
+
+def _source(text: str) -> bool:
+    """An outside model's source, by its form alone (the pipeline checks that it exists): an MLflow
+    URI, a folder, or `<arch>[,key=N...]:<file>` with sizes among width, depth, seed; empty: none."""
+    if not text:
+        return True
+    if text.startswith(MLFLOW_SCHEMES):
+        return len(text.split(":/", 1)[1].strip("/")) > 0
+    head, colon, path = text.partition(":")
+    if not colon or "/" in head:
+        return bool(text.strip())
+    name, *sizes = head.split(",")
+    keys = [size.partition("=") for size in sizes]
+    return bool(name and path) and all(k in ("width", "depth", "seed") and eq and v.isdigit() for k, eq, v in keys)
+
+
 @dataclass(frozen=True)
 class AnalyzeConfig:
     """`analyze`: confidence-exaggeration analysis of one student, or of every unanalyzed one."""
@@ -392,9 +412,34 @@ class AnalyzeConfig:
     eigen_pairs: int = param(32, "random direction pairs (i < j) compared for eigen/exaggerated_pair_frac",
                              "an integer >= 1", lambda value: value >= 1)
     theory: bool = param(False, "also run the Theorem 4.1 check (the `theory` entry point's defaults)")
+    # A pair kdtrack never trained (README "Analyzing models kdtrack did not train"), evaluated on `dataset`.
+    teacher: str = param("", "an outside teacher instead of student_run_id: " + SOURCES, SOURCES, _source)
+    student: str = param("", "the outside student, given as `teacher` is", SOURCES, _source)
+    dataset: str = param("", "with teacher and student: the registry's data set they are evaluated on",
+                         choices=DATASETS)
+    data_dir: str = param("data", "with teacher and student: where `dataset` is read from")
+    train_size: int = param(0, "with teacher and student: training points drawn (stratified, seeded by `seed`); "
+                            "0 = the whole training split", "an integer >= 0 (0 = all)", lambda value: value >= 0)
+    seed: int = param(0, "with teacher and student: seeds the data split; the seed the pair counts as in claims",
+                      SEEDS, lambda value: 0 <= value < 2**32)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if bool(self.teacher) != bool(self.student):
+            missing = "student" if self.teacher else "teacher"
+            raise UserError(f"{missing}='' but {'teacher' if self.teacher else 'student'} is given; an outside pair "
+                            f"needs both (allowed: {SOURCES})")
+        if self.teacher and self.student_run_id:
+            raise UserError(f"student_run_id={self.student_run_id!r} and teacher/student both name what to analyze; "
+                            "pass one: a kdtrack student, or an outside pair")
+        if self.teacher and not self.dataset:
+            raise UserError("dataset='' but an outside pair is evaluated on a data set of the registry; allowed: "
+                            + ", ".join(sorted(DATASETS)))
+
+    @property
+    def outside(self) -> bool:
+        """An outside pair (teacher and student given) rather than kdtrack's own students."""
+        return bool(self.teacher)
 
 
 KNOB_DEFAULTS = {  # paper §C.5: smaller batch size and learning rate, 2-2.3x longer training
