@@ -32,6 +32,20 @@ class HuggingFaceClassifier(nn.Module):
         return self.model(pixel_values=x).logits
 
 
+class Exported(nn.Module):
+    """A module MLflow 3 loads in its exported (traced) format, which refuses `eval()`, `train()` and
+    `to()`: kept out of this module's children so that those calls stop here. It is already in
+    inference mode; inputs go to its device, outputs come back to theirs."""
+
+    def __init__(self, module):
+        super().__init__()
+        object.__setattr__(self, "inner", module)  # not a registered child
+
+    def forward(self, x):
+        device = next(iter(self.inner.parameters()), x).device
+        return self.inner(x.to(device)).to(x.device)
+
+
 def hf_config(folder: str, param: str):
     """The folder's transformers config, read without running any code it ships."""
     from transformers import AutoConfig

@@ -47,10 +47,11 @@ class Source:
 
     @property
     def name(self) -> str:
-        """What the setting calls it, with no spaces: the URI, `hf:<folder name>`, `<arch>:<file stem>`."""
+        """What the setting calls it: the URI, `hf:<folder name>`, `<arch>:<file stem>`; with no space
+        or `=`, which split a setting's name into its parts (report.settings)."""
         named = {"mlflow": self.given, "huggingface": f"hf:{Path(self.path).name}",
-                 "state_dict": f"{self.arch}:{Path(self.path).stem}"}[self.kind]
-        return re.sub(r"\s+", "_", named)
+                 "state_dict": f"{self.arch.split(',')[0]}:{Path(self.path).stem}"}[self.kind]
+        return re.sub(r"[\s=]+", "_", named)
 
     def fingerprint(self) -> str:
         """What identifies the model's contents: an MLflow URI names immutable artifacts; a local
@@ -91,6 +92,10 @@ def load(found: Source, data: Splits) -> nn.Module:
     """The model `found` names, built for `data`, on the data's device, in eval mode."""
     if found.kind == "mlflow":
         model = tracking.load_logged_model(found.given, found.param)
+        try:
+            model.eval()
+        except NotImplementedError:  # MLflow 3's exported format: in inference mode already, and immovable
+            return outside.Exported(model)
     elif found.kind == "huggingface":
         model = outside.hf_classifier(found.path, found.param, data.name in TEXT_DATASETS, data.input_shape,
                                       data.num_classes, data.extras.get("pad_id"))
