@@ -382,6 +382,7 @@ class SwitchConfig(DistillConfig):
 SOURCES = ("runs:/<id>/<path> or models:/<name>/<version> (an MLflow PyTorch model), a local Hugging Face model "
            "folder, or <arch>[,width=N][,depth=N][,seed=N]:<state dict file> (a torchvision or kdtrack architecture)")
 MLFLOW_SCHEMES = ("runs:/", "models:/")
+OUTSIDE_FIELDS = ("teacher", "student", "dataset", "data_dir", "train_size", "seed")  # AnalyzeConfig's pair
 
 
 def _source(text: str) -> bool:
@@ -435,6 +436,11 @@ class AnalyzeConfig:
         if self.teacher and not self.dataset:
             raise UserError("dataset='' but an outside pair is evaluated on a data set of the registry; allowed: "
                             + ", ".join(sorted(DATASETS)))
+
+    @property
+    def analysis_params(self) -> dict[str, str]:
+        """An analysis run's params: how it analyzes, not which pair (its student run holds that)."""
+        return {k: v for k, v in to_params(self).items() if k not in OUTSIDE_FIELDS}
 
     @property
     def outside(self) -> bool:

@@ -9,7 +9,7 @@ from kdtrack import tracking
 from kdtrack.analysis.eigen_evidence import eigen_evidence
 from kdtrack.analysis.evidence import Evidence, analysis_name, confidence_evidence, record
 from kdtrack.analysis.switching import switch_evidence
-from kdtrack.config import AnalyzeConfig, TheoryConfig, to_params
+from kdtrack.config import AnalyzeConfig, TheoryConfig
 from kdtrack.contract import (
     ANALYSIS_RUN,
     KEY,
@@ -61,7 +61,7 @@ def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunCon
     """The student's analysis run: a finished one with these params reused, one another process is
     writing waited for, else a new one. One writer per student, as for training runs."""
     student_id, experiment_id = student.info.run_id, student.info.experiment_id
-    params = {**to_params(config), "student_run_id": student_id, "experiment": ""}
+    params = {**config.analysis_params, "student_run_id": student_id, "experiment": ""}
     key = tracking.run_key("analysis", params)
     while True:
         found = tracking.reuse_finished(experiment_id, "analysis", key, params, context)

@@ -47,10 +47,14 @@ class Source:
 
     @property
     def name(self) -> str:
-        """What the setting calls it: the URI, `hf:<folder name>`, `<arch>:<file stem>`; with no space
-        or `=`, which split a setting's name into its parts (report.settings)."""
-        named = {"mlflow": self.given, "huggingface": f"hf:{Path(self.path).name}",
-                 "state_dict": f"{self.arch.split(',')[0]}:{Path(self.path).stem}"}[self.kind]
+        """What the setting calls it: `runs:<artifact path>`, `models:<registered name>`, `hf:<folder
+        name>`, `<arch>:<file stem>`. Not the run id or version, nor the folder's parents: the pairs
+        of one recipe, one per seed, share a setting. No space or `=`, which split a setting's name
+        into its parts (report.settings)."""
+        scheme, _, rest = self.given.partition(":/")
+        named = {"mlflow": f"{scheme}:" + (rest.split("/", 1)[-1] if scheme == "runs" else rest.split("/")[0]),
+                 "huggingface": f"hf:{Path(self.path).name}",
+                 "state_dict": f"{self.arch.split(',')[0]}:{Path(self.path).stem}"}.get(self.kind, "")
         return re.sub(r"[\s=]+", "_", named)
 
     def fingerprint(self) -> str:

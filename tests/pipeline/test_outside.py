@@ -40,7 +40,8 @@ def test_sources_are_told_apart_and_named_for_the_setting(tmp_path):
     torch.save({}, weights)
     (tmp_path / "vit").mkdir()
     assert source("teacher", "runs:/0a1b/teacher").kind == "mlflow"
-    assert source("teacher", "models:/kd/3").name == "models:/kd/3"
+    assert source("teacher", "runs:/0a1b/models/teacher").name == "runs:models/teacher"
+    assert source("teacher", "models:/kd/3").name == "models:kd"
     state = source("student", f"mlp,width=32:{weights}")
     assert (state.kind, state.arch, state.name) == ("state_dict", "mlp,width=32", "mlp:my_weights")
     folder = source("student", str(tmp_path / "vit"))
