@@ -75,14 +75,18 @@ def hf_classifier(folder: str, param: str, text: bool, input_shape: tuple[int, .
     if not text:
         check_image_input(folder, param, config, input_shape)
     loader = AutoModelForSequenceClassification if text else AutoModelForImageClassification
-    model = loader.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    try:
+        model = loader.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError) as error:  # no weights file, or weights of another shape
+        raise UserError(f"{param}={folder!r}: its weights do not load: {str(error).splitlines()[0]}") from None
     mean, std = (None, None) if text else normalization(folder)
     return HuggingFaceClassifier(model, pad_id if text else None, mean, std).eval()
 
 
 def check_image_input(folder: str, param: str, config, input_shape: tuple[int, ...]) -> None:
     channels, side = getattr(config, "num_channels", None), getattr(config, "image_size", None)
-    wanted = (channels or input_shape[0], side or input_shape[1], side or input_shape[2])
+    height, width = side if isinstance(side, (list, tuple)) else (side, side)  # some configs give (h, w)
+    wanted = (channels or input_shape[0], height or input_shape[1], width or input_shape[2])
     if tuple(input_shape) != wanted:
         raise UserError(f"{param}={folder!r} takes images of shape {wanted}; the data set's are {tuple(input_shape)} "
                         "(kdtrack does not resize)")
