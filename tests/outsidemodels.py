@@ -23,7 +23,7 @@ def tiny_bert(folder: Path, words: list[str], num_labels: int = 2) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     vocabulary = folder / "vocab.txt"
     vocabulary.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocabulary))
+    tokenizer = BertTokenizerFast(vocab=str(vocabulary))
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32, num_labels=num_labels)
     BertForSequenceClassification(config).save_pretrained(folder)

@@ -162,3 +162,20 @@ def test_text_pairs_must_share_a_tokenizer(store, tmp_path):
     assert "tokenize differently (vocabularies of 8 and 9 tokens" in refused(first, other, dataset="imdb")
     assert "neither teacher nor student is a Hugging Face folder" in refused(
         "runs:/0123456789abcdef0123456789abcdef/model", "models:/nothing/1", dataset="imdb")
+
+
+def test_a_text_pair_of_sequence_classifiers_sharing_a_tokenizer(store, tmp_path):
+    from datafixtures import WORDS, write_text_files
+
+    from kdtrack import tracking
+    from kdtrack.pipeline.outside import outside_student
+
+    words = sorted(set(" ".join(WORDS).split()))
+    teacher, student = (tiny_bert(tmp_path / name, words) for name in ("teacher", "student"))
+    data_dir = str(write_text_files(tmp_path, "imdb"))
+    config = AnalyzeConfig(teacher=teacher, student=student, dataset="imdb", data_dir=data_dir)
+    run = outside_student(config, tracking.resolve_experiment(EXPERIMENT))
+    tables = {split: tracking.load_table(run.info.run_id, f"confidences/{split}.parquet")
+              for split in ("train", "test")}
+    assert (tables["train"].height, tables["test"].height) == (24, 9)
+    assert run.data.params["arch"] == "hf:student" and run.data.params["teacher_arch"] == "hf:teacher"
