@@ -406,7 +406,7 @@ class AnalyzeConfig:
 
     student_run_id: str = param("", "the student to analyze (a unique prefix of its id is enough)")
     experiment: str = param("", "with no student_run_id: analyze every student here lacking an analysis; with "
-                            "one: the experiment it must belong to")
+                            "one: the experiment it must belong to; with teacher and student: where the pair goes")
     quantile: float = param(0.25, "slopes over the bottom / top this fraction by teacher confidence",
                             "0 < quantile <= 0.5", lambda value: 0 < value <= 0.5)
     bins: int = param(60, "density-plot resolution", "an integer >= 5", lambda value: value >= 5)
