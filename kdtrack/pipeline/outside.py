@@ -176,9 +176,9 @@ def outside_student(config: AnalyzeConfig, experiment_id: str, context: RunConte
         say(f"reusing the outside pair's student run {found.info.run_id}")
         return found
     data = outside_data(config, pair)
-    models = [load(found, data) for found in pair]
-    for model, found in zip(models, pair):
-        check_outputs(model, found, data)
+    models = [load(model_source, data) for model_source in pair]
+    for model, model_source in zip(models, pair):  # both checked before either is evaluated
+        check_outputs(model, model_source, data)
     with torch.no_grad():
         teacher_logits, student_logits = (predict_splits(model, data) for model in models)
     metrics = {**evaluate(student_logits, data, teacher_logits), **teacher_accuracy(teacher_logits, data)}
