@@ -413,6 +413,9 @@ class AnalyzeConfig:
     eigen_pairs: int = param(32, "random direction pairs (i < j) compared for eigen/exaggerated_pair_frac",
                              "an integer >= 1", lambda value: value >= 1)
     theory: bool = param(False, "also run the Theorem 4.1 check (the `theory` entry point's defaults)")
+    figures: bool = param(True, "draw the per-run figures (figures/*.png, about 15 s an analysis on 2 CPU cores); "
+                          "false records every number and table and draws none, for studies whose report draws "
+                          "its own")
     # A pair kdtrack never trained (README "Analyzing models kdtrack did not train"), evaluated on `dataset`.
     teacher: str = param("", "an outside teacher instead of student_run_id: " + SOURCES, SOURCES, _source)
     student: str = param("", "the outside student, given as `teacher` is", SOURCES, _source)
@@ -465,11 +468,13 @@ class AblateConfig(DistillConfig):
     """`ablate`: an Optuna study over one knob; each trial distills a student (reusing teachers)
     and analyzes it. The fields above are the base setting every trial starts from; a trial's
     runs keep what the study needs (no step checkpoints, no logged model: nothing switches from
-    them and checkpoints/final.pt holds the weights) unless these two are passed."""
+    them and checkpoints/final.pt holds the weights) unless these two are passed; `figures`
+    is passed on to each trial's analysis."""
 
     keep_checkpoints: str = param("last", "checkpoints a trial's runs keep (see distill); nothing in a study "
                                   "switches from them", choices=KEEP_CHECKPOINTS)
     log_model: bool = param(False, "log each trial's models as MLflow models (see distill)")
+    figures: bool = param(True, "draw each trial's analysis figures (see analyze)")
 
     knob: str = param("batch_size", "batch_size, lr, length (a multiple of the training length) or any other "
                       "parameter of distill", choices=KNOBS)

@@ -3,6 +3,8 @@
 outside pair (teacher and student given) is recorded as a student run first (pipeline.outside)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import polars as pl
 
 from kdtrack import tracking
@@ -31,6 +33,8 @@ def gather(student, config: AnalyzeConfig) -> Evidence:
     """Everything an analysis run of `student` records, `summary.parquet` (its step-0 metrics
     as rows) included."""
     evidence = confidence_evidence(student, config) + eigen_evidence(student, config) + switch_evidence(student, config)
+    if not config.figures:
+        evidence = replace(evidence, figures={})
     row = pl.DataFrame([{"metric": k, "value": v} for k, v in evidence.metrics.items()])
     return evidence + Evidence({}, tables={"summary.parquet": row})
 

@@ -7,6 +7,8 @@ displacement from the initialization, which runs record since `eigen/displacemen
 for runs recorded before, the analysis says so in its note and logs only the own-scale metrics."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import polars as pl
 
@@ -57,12 +59,12 @@ def pair_evidence(prefix: str, trajectories: tuple[pl.DataFrame, pl.DataFrame],
                 f"started from another run's checkpoint). Only the own-scale metrics ({prefix}*_top_biased_frac) "
                 f"are logged, and {figure_path} shows the raw ||W^T v|| trajectories.")
         return Evidence(metrics, tables={f"{prefix}pairs.parquet": own},
-                        figures={figure_path: figures.eigen_grid(*trajectories, shown, title)}, notes=(note,))
+                        figures={figure_path: partial(figures.eigen_grid, *trajectories, shown, title)}, notes=(note,))
     deltas = delta_table(*displacements, pairs, eigenvalues)
     metrics.update({f"{prefix}{k}": v for k, v in delta_summary(deltas).items()})
     title = f"{title}; displacement on the teacher's final scale"
     return Evidence(metrics, tables={f"{prefix}pairs.parquet": deltas.join(own, on=["top", "bottom"], how="left")},
-                    figures={figure_path: figures.eigen_grid(*displacements, shown, title, shared_scale=True)})
+                    figures={figure_path: partial(figures.eigen_grid, *displacements, shown, title, shared_scale=True)})
 
 
 def eigen_evidence(student, config: AnalyzeConfig) -> Evidence:
@@ -117,7 +119,7 @@ def top_k_evidence(student, data) -> Evidence:
     top_k = pl.DataFrame(rows)
     title = f"{caption(student)}: accuracy with the top-K first-layer components (Fig. 17)"
     return Evidence({}, tables={"eigen/top_k_accuracy.parquet": top_k},
-                    figures={"figures/top_k_accuracy.png": figures.top_k_accuracy(top_k, title)})
+                    figures={"figures/top_k_accuracy.png": partial(figures.top_k_accuracy, top_k, title)})
 
 
 def layer_tables(saved: dict, vectors) -> tuple[pl.DataFrame, pl.DataFrame | None]:

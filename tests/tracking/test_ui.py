@@ -30,7 +30,7 @@ def registered(store, monkeypatch_module):
     """A registered student, its teacher and its analysis; system metrics sampled every second."""
     monkeypatch_module.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     student_id = distill(from_params(DistillConfig, {**TINY, "register": "true", "epochs": "4"}), EXPERIMENT)
-    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id, figures=False))
     student = tracking.get_run(student_id)  # after the analysis: with its link
     teacher = tracking.get_run(student.data.tags["kdtrack.teacher_run_id"])
     return {"student": student, "teacher": teacher, "analysis": tracking.get_run(analysis_id)}
