@@ -34,6 +34,10 @@ SWITCH_TO = "kdtrack.switch_to"
 SWITCH_STEP = "kdtrack.switch_step"
 SWITCH_WINDOW = "kdtrack.switch_window"
 EIGEN_LAST_LAYER = "kdtrack.eigen_last_layer"
+# Where an outside pair's models came from (`analyze -P teacher=... -P student=...`): "<kind> <as given>
+# (<fingerprint>)", on its student run and its analysis; a student run with them trained nowhere in kdtrack.
+TEACHER_SOURCE = "kdtrack.teacher_source"
+STUDENT_SOURCE = "kdtrack.student_source"
 
 SUITE = "kdtrack.suite"
 STUDY = "kdtrack.study"

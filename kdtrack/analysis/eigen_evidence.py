@@ -16,7 +16,7 @@ from kdtrack import tracking
 from kdtrack.analysis import figures
 from kdtrack.analysis.evidence import Evidence, caption
 from kdtrack.config import AnalyzeConfig
-from kdtrack.contract import SAME_INIT, TEACHER_RUN
+from kdtrack.contract import SAME_INIT, TEACHER_RUN, TEACHER_SOURCE
 from kdtrack.metrics.eigen import (
     EIGEN_POINTS,
     components,
@@ -69,8 +69,13 @@ def pair_evidence(prefix: str, trajectories: tuple[pl.DataFrame, pl.DataFrame],
 
 def eigen_evidence(student, config: AnalyzeConfig) -> Evidence:
     """Fig. 19-21 and the pair statistics (teacher vs student), Fig. 17 (top-K truncation accuracy
-    on clean and mislabeled training points) and §D.7's next layer; nothing without trajectories."""
+    on clean and mislabeled training points) and §D.7's next layer; nothing without trajectories (a
+note for an outside pair, whose training kdtrack never saw)."""
     student_id, teacher_id = student.info.run_id, student.data.tags.get(TEACHER_RUN, "")
+    if TEACHER_SOURCE in student.data.tags:
+        return Evidence({}, notes=("eigen/: no eigen-evidence: this pair was trained outside kdtrack, which "
+                                   "recorded no first-layer trajectories of its training (only the finished models "
+                                   "were evaluated)",))
     if not (teacher_id and tracking.has_artifact(student_id, TRAJECTORY)
             and tracking.has_artifact(teacher_id, TRAJECTORY)):
         return Evidence({})
