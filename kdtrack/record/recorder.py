@@ -47,7 +47,7 @@ class Recorder:
             raise UserError(f"student and teacher must be torch modules; got {type(student).__name__} and "
                             f"{type(teacher).__name__}")
         if not setting.strip() or len(setting) > 100:
-            raise UserError(f"setting={setting!r}: allowed: a name of 1 to 100 characters")
+            raise UserError(f"setting={setting!r}; allowed: a name of 1 to 100 characters")
         if teacher_run_id and teacher is None:
             raise UserError(f"teacher_run_id={teacher_run_id!r} without a teacher model; allowed: both, or neither "
                             "(a one-hot teacher's own run)")
