@@ -2,7 +2,7 @@
 the same one-hot MLP teacher and KD student as record_torch.py, each trained by a Trainer with a
 RecorderCallback. Prints the student's run id. Needs accelerate (`pip install kdtrack[trainer]`).
 
-    python docs/examples/record_trainer.py    # STEPS=20 for a quick look
+    python docs/examples/record_trainer.py    # STEPS=20 TRAIN_SIZE=128 for a quick look
 """
 import os
 
@@ -14,7 +14,7 @@ from kdtrack.models import build_model
 from kdtrack.record import Recorder
 from kdtrack.record.trainer import RecorderCallback
 
-STEPS, TEMPERATURE = int(os.environ.get("STEPS", 400)), 4.0
+STEPS, TRAIN_SIZE, TEMPERATURE = int(os.environ.get("STEPS", 400)), int(os.environ.get("TRAIN_SIZE", 512)), 4.0
 
 
 class Trained(nn.Module):
@@ -43,10 +43,10 @@ def train(model, recorder, teacher=None):
 
 
 teacher = build_model("mlp", (1, 28, 28), 10, width=256, depth=2, seed=0)
-teacher_run = Recorder(teacher, data="mnist5k", setting="my-kd-trainer", train_size=512, student_name="mlp")
+teacher_run = Recorder(teacher, data="mnist5k", setting="my-kd-trainer", train_size=TRAIN_SIZE, student_name="mlp")
 train(teacher, teacher_run)
 student = build_model("mlp", (1, 28, 28), 10, width=256, depth=2, seed=1)
-run = Recorder(student, teacher, "mnist5k", setting="my-kd-trainer", train_size=512,
+run = Recorder(student, teacher, "mnist5k", setting="my-kd-trainer", train_size=TRAIN_SIZE,
                teacher_run_id=teacher_run.run_id, student_name="mlp", teacher_name="mlp")
 train(student, run, teacher)
 print(run.run_id)
