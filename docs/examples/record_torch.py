@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from kdtrack.models import build_model
 from kdtrack.record import Recorder
 
-STEPS, TRAIN_SIZE, TEMPERATURE = int(os.environ.get("STEPS", 400)), int(os.environ.get("TRAIN_SIZE", 512)), 4.0
+STEPS, TEMPERATURE = int(os.environ.get("STEPS", 400)), 4.0
+DATA = dict(data="mnist5k", train_size=int(os.environ.get("TRAIN_SIZE", 512)), setting="my-kd")
 
 
 def train(model, recorder, teacher=None):
@@ -35,10 +36,10 @@ def train(model, recorder, teacher=None):
 
 
 teacher = build_model("mlp", (1, 28, 28), 10, width=256, depth=2, seed=0)
-with Recorder(teacher, data="mnist5k", setting="my-kd", train_size=TRAIN_SIZE, student_name="mlp") as teacher_run:
+with Recorder(teacher, **DATA, student_name="mlp") as teacher_run:
     train(teacher, teacher_run)
 student = build_model("mlp", (1, 28, 28), 10, width=256, depth=2, seed=1)
-with Recorder(student, teacher, "mnist5k", setting="my-kd", train_size=TRAIN_SIZE, teacher_run_id=teacher_run.run_id,
+with Recorder(student, teacher, **DATA, teacher_run_id=teacher_run.run_id,
               student_name="mlp", teacher_name="mlp") as run:
     train(student, run, teacher)
 print(run.run_id)

@@ -14,7 +14,8 @@ from kdtrack.models import build_model
 from kdtrack.record import Recorder
 from kdtrack.record.trainer import RecorderCallback
 
-STEPS, TRAIN_SIZE, TEMPERATURE = int(os.environ.get("STEPS", 400)), int(os.environ.get("TRAIN_SIZE", 512)), 4.0
+STEPS, TEMPERATURE = int(os.environ.get("STEPS", 400)), 4.0
+DATA = dict(data="mnist5k", train_size=int(os.environ.get("TRAIN_SIZE", 512)), setting="my-kd-trainer")
 
 
 class Trained(nn.Module):
@@ -43,10 +44,9 @@ def train(model, recorder, teacher=None):
 
 
 teacher = build_model("mlp", (1, 28, 28), 10, width=256, depth=2, seed=0)
-teacher_run = Recorder(teacher, data="mnist5k", setting="my-kd-trainer", train_size=TRAIN_SIZE, student_name="mlp")
+teacher_run = Recorder(teacher, **DATA, student_name="mlp")
 train(teacher, teacher_run)
 student = build_model("mlp", (1, 28, 28), 10, width=256, depth=2, seed=1)
-run = Recorder(student, teacher, "mnist5k", setting="my-kd-trainer", train_size=TRAIN_SIZE,
-               teacher_run_id=teacher_run.run_id, student_name="mlp", teacher_name="mlp")
+run = Recorder(student, teacher, **DATA, teacher_run_id=teacher_run.run_id, student_name="mlp", teacher_name="mlp")
 train(student, run, teacher)
 print(run.run_id)
