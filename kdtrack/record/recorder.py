@@ -86,13 +86,17 @@ class Recorder:
         self.run = self._stack.enter_context(tracking.run(
             experiment_id, name, self.role, self.params, context, self.tags, confidence_tables=self._tables,
             probes=probes, fluent=False, summary=summary))
-        for path, table in tables.items():
-            self.run.log_table(table, path)
-        if self.teacher_logits is not None:
-            teacher = evaluate(self.teacher_logits, self.data, None)
-            self.run.metrics({f"teacher/{split}_acc": teacher[f"{split}/acc"] for split in ("train", "test")}, 0)
-        say(f"recording {self.role} run {self.run.run_id} ({name})")
-        self.snapshot(0)
+        try:
+            for path, table in tables.items():
+                self.run.log_table(table, path)
+            if self.teacher_logits is not None:
+                teacher = evaluate(self.teacher_logits, self.data, None)
+                self.run.metrics({f"teacher/{split}_acc": teacher[f"{split}/acc"] for split in ("train", "test")}, 0)
+            say(f"recording {self.role} run {self.run.run_id} ({name})")
+            self.snapshot(0)
+        except BaseException as error:  # the run ends FAILED with the reason, not RUNNING until its lease lapses
+            self._stack.__exit__(type(error), error, error.__traceback__)
+            raise
         return self
 
     def snapshot(self, step: int) -> None:

@@ -13,7 +13,17 @@ from kdtrack import tracking
 from kdtrack.cli.main import main
 from kdtrack.contract import RECORDED, SOURCE, TEACHER_RUN
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def test_the_readme_shows_the_examples_lines_as_they_are():
+    """The README's recording snippet is an excerpt of record_torch.py, line for line, in order."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Your own distillation, recorded"):]
+    shown = section[section.index("```python\n") + len("```python\n"):section.index("```\n\n")].splitlines()
+    example = (EXAMPLES / "record_torch.py").read_text()
+    assert len(shown) > 5 and "\n".join(shown) in example
 
 
 @pytest.mark.parametrize("example, setting", [("record_torch.py", "my-kd"), ("record_trainer.py", "my-kd-trainer")])
