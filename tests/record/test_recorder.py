@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kdtrack import tracking
-from kdtrack.contract import PARENT, RECORDED, ROLE, SOURCE, TEACHER_RUN
+from kdtrack.contract import PARENT, RECORDED, ROLE, SOURCE, TEACHER_RUN, known_metric
 from kdtrack.errors import UserError
 from kdtrack.record import Recorder
 
@@ -55,6 +55,7 @@ def test_the_tables_hold_phi_of_the_logits_by_hand(store):
     assert run.data.tags[TEACHER_RUN] == "0" * 32
     assert run.data.params["preset"] == "by-hand" and run.data.params["arch"] == "linear"
     assert run.data.metrics["test/acc"] == 0.5 and run.data.metrics["teacher/test_acc"] == 0.5  # both say 0, 1
+    assert [name for name in run.data.metrics if not known_metric(name)] == []  # dashboards can name them all
 
 
 def test_the_eigen_trajectory_starts_at_the_models_weights_on_opening(store):
