@@ -13,6 +13,7 @@ from kdtrack import tracking
 from kdtrack.contract import PARENT, RECORDED, ROLE, SOURCE, TEACHER_RUN, known_metric
 from kdtrack.errors import UserError
 from kdtrack.record import Recorder
+from kdtrack.report.collect import runs_table
 
 # Inputs whose X^T X is diag(9, 2): eigendirections e1, e2 (tests/metrics/test_eigen.py).
 X_TRAIN = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
@@ -56,6 +57,7 @@ def test_the_tables_hold_phi_of_the_logits_by_hand(store):
     assert run.data.params["preset"] == "by-hand" and run.data.params["arch"] == "linear"
     assert run.data.metrics["test/acc"] == 0.5 and run.data.metrics["teacher/test_acc"] == 0.5  # both say 0, 1
     assert [name for name in run.data.metrics if not known_metric(name)] == []  # dashboards can name them all
+    assert runs_table(["record-by-hand"])["source"].to_list() == ["recorded"]  # what a claim can select on
 
 
 def test_the_eigen_trajectory_starts_at_the_models_weights_on_opening(store):
