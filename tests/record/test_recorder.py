@@ -136,3 +136,25 @@ def test_logits_of_another_width_and_steps_out_of_order_are_refused(store):
         recorder.snapshot(4)
         with pytest.raises(UserError, match=r"snapshot step=4; allowed: an integer above the last snapshot's \(4\)"):
             recorder.snapshot(4)
+
+
+def test_the_trainer_callback_opens_snapshots_every_n_steps_and_closes(store):
+    """The Trainer's hooks called as a Trainer calls them (the whole Trainer, which needs
+    accelerate, runs in test_record_examples.py): step 0 on opening, then every 2nd step, the final
+    tables at the last."""
+    from transformers import TrainerState
+
+    from kdtrack.record.trainer import RecorderCallback
+
+    recorder = Recorder(constant([1.0, 0.0, 0.0]), data=DATA, setting="callback", experiment="record-callback")
+    callback, state = RecorderCallback(recorder, every=2), TrainerState()
+    callback.on_train_begin(None, state, None)
+    for step in range(1, 6):
+        state.global_step = step
+        callback.on_step_end(None, state, None)
+    callback.on_train_end(None, state, None)
+    assert tracking.load_table(recorder.run_id, "eigen/trajectory.parquet")["step"].to_list() == [0, 2, 4]
+    assert [step for step, _ in tracking.metric_history(recorder.run_id, "test/acc")] == [0, 2, 4, 5]
+    assert tracking.get_run(recorder.run_id).info.status == "FINISHED"
+    with pytest.raises(UserError, match="every=0; allowed: a whole number of steps >= 1"):
+        RecorderCallback(recorder, every=0)
