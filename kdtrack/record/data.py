@@ -22,6 +22,9 @@ def splits_of(data, seed: int, train_size: int = 0, label_noise: float = 0.0, da
         if data not in DATASETS:
             raise UserError(f"data={data!r} is not a data set kdtrack knows; allowed: {ALLOWED}")
         return load_dataset(data, data_dir, False, train_size, label_noise, seed)
+    if train_size or label_noise:
+        raise UserError(f"train_size={train_size!r}, label_noise={label_noise!r} with data of type "
+                        f"{type(data).__name__}; allowed: 0 and 0.0, as they subsample a registry data set only")
     if isinstance(data, Splits):
         return data
     if not (isinstance(data, Mapping) and set(data) == set(SPLITS)):

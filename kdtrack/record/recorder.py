@@ -51,6 +51,9 @@ class Recorder:
         if teacher_run_id and teacher is None:
             raise UserError(f"teacher_run_id={teacher_run_id!r} without a teacher model; allowed: both, or neither "
                             "(a one-hot teacher's own run)")
+        if teacher_run_id:  # a typo would leave the analysis without Table 2's row or eigen-pairs, silently
+            tracking.require_run(teacher_run_id, "teacher", "teacher_run_id",
+                                 "the teacher's own run (role 'teacher': recorded, or trained by kdtrack) is required")
         self.student, self.teacher, self.setting, self.seed = student, teacher, setting, seed
         self.experiment = experiment
         self.data = splits_of(data, seed, train_size, label_noise, data_dir)

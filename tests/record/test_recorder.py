@@ -40,8 +40,11 @@ def test_the_tables_hold_phi_of_the_logits_by_hand(store):
     """Student logits (2, 0, 0), teacher's (0, 1, 0) on every point: the teacher predicts class 1,
     phi_teacher = 1 - log(e^0 + e^0) = 1 - log 2, phi_student on class 1 = 0 - log(e^2 + e^0); on
     label 0, phi_student_label = 2 - log 2."""
-    with Recorder(constant([2.0, 0.0, 0.0]), constant([0.0, 1.0, 0.0]), DATA, setting="by-hand",
-                  experiment="record-by-hand", teacher_run_id="0" * 32) as recorder:
+    teacher = constant([0.0, 1.0, 0.0])
+    with Recorder(teacher, data=DATA, setting="by-hand", experiment="record-by-hand") as teacher_run:
+        pass
+    with Recorder(constant([2.0, 0.0, 0.0]), teacher, DATA, setting="by-hand", experiment="record-by-hand",
+                  teacher_run_id=teacher_run.run_id) as recorder:
         recorder.snapshot(3)
     test = tracking.load_table(recorder.run_id, "confidences/test.parquet")
     assert test["teacher_pred"].to_list() == [1, 1]
@@ -53,11 +56,11 @@ def test_the_tables_hold_phi_of_the_logits_by_hand(store):
     run = tracking.get_run(recorder.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags[ROLE] == "student" and run.data.tags[SOURCE] == RECORDED
-    assert run.data.tags[TEACHER_RUN] == "0" * 32
+    assert run.data.tags[TEACHER_RUN] == teacher_run.run_id
     assert run.data.params["preset"] == "by-hand" and run.data.params["arch"] == "linear"
     assert run.data.metrics["test/acc"] == 0.5 and run.data.metrics["teacher/test_acc"] == 0.5  # both say 0, 1
     assert [name for name in run.data.metrics if not known_metric(name)] == []  # dashboards can name them all
-    assert runs_table(["record-by-hand"])["source"].to_list() == ["recorded"]  # what a claim can select on
+    assert runs_table(["record-by-hand"])["source"].to_list() == ["recorded"] * 2  # what a claim can select on
 
 
 def test_the_eigen_trajectory_starts_at_the_models_weights_on_opening(store):
@@ -114,12 +117,15 @@ def test_dataloaders_are_read_once_into_the_same_points(store):
      "data['train'] has labels of dtype torch.float32"),
     ({"teacher_run_id": "abc"}, "teacher_run_id='abc' without a teacher model"),
     ({"student": "a model"}, "student and teacher must be torch modules; got str"),
-], ids=["setting", "unknown data", "data type", "float labels", "teacher run without teacher", "not a module"])
+    ({"train_size": 2}, "train_size=2, label_noise=0.0 with data of type dict; allowed: 0 and 0.0"),
+    ({"teacher": constant([1.0, 0.0, 0.0]), "teacher_run_id": "0" * 32}, f"run id '{'0' * 32}' does not exist"),
+], ids=["setting", "unknown data", "data type", "float labels", "teacher run without teacher", "not a module",
+        "subsampling own data", "no such teacher run"])
 def test_bad_input_is_one_line_naming_the_value_before_any_run(store, arguments, message):
     given = {"student": constant([1.0, 0.0, 0.0]), "data": DATA, "setting": "bad", "experiment": "record-bad",
              **arguments}
     with pytest.raises(UserError, match="^" + re.escape(message)) as error:
-        with Recorder(given.pop("student"), **given):
+        with Recorder(given.pop("student"), given.pop("teacher", None), **given):
             pass
     assert "\n" not in str(error.value)
     assert runs_of("record-bad") == []
