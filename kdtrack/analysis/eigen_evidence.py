@@ -16,7 +16,7 @@ from kdtrack import tracking
 from kdtrack.analysis import figures
 from kdtrack.analysis.evidence import Evidence, caption
 from kdtrack.config import AnalyzeConfig
-from kdtrack.contract import SAME_INIT, TEACHER_RUN, TEACHER_SOURCE
+from kdtrack.contract import RECORDED, SAME_INIT, SOURCE, TEACHER_RUN, TEACHER_SOURCE
 from kdtrack.metrics.eigen import (
     EIGEN_POINTS,
     components,
@@ -79,6 +79,10 @@ note for an outside pair, whose training kdtrack never saw)."""
     if not (teacher_id and tracking.has_artifact(student_id, TRAJECTORY)
             and tracking.has_artifact(teacher_id, TRAJECTORY)):
         return Evidence({})
+    if student.data.tags.get(SOURCE) == RECORDED:  # a model kdtrack cannot rebuild from the run's params
+        return first_layer_evidence(student, teacher_id, config) + Evidence({}, notes=(
+            "eigen/: a recorded run (kdtrack.record): no Fig. 17 top-K truncation nor §D.7 next layer, which "
+            "rebuild the model from kdtrack's own architectures",))
     data = data_of(student)
     return (first_layer_evidence(student, teacher_id, config) + top_k_evidence(student, data)
             + hidden_layer_evidence(student, teacher_id, data, config))

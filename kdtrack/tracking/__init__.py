@@ -12,7 +12,7 @@ Store: whatever MLFLOW_TRACKING_URI says, else MLflow's own default (sqlite `mlf
 `./mlruns` in the working directory). Artifacts are always read back through MLflow's APIs.
 """
 from kdtrack.tracking.bulk import runs_frame
-from kdtrack.tracking.context import RunContext, claim_launcher
+from kdtrack.tracking.context import RunContext, active_context, claim_launcher
 from kdtrack.tracking.experiments import experiment_id, experiment_name, experiment_names, resolve_experiment
 from kdtrack.tracking.lease import elect, find_live, find_resumable, holder, reap_experiments, take_over, wait, withdraw
 from kdtrack.tracking.models import load_logged_model
@@ -46,7 +46,8 @@ from kdtrack.tracking.ui import experiment_link
 from kdtrack.tracking.uploader import Uploader
 
 __all__ = [
-    "RunContext", "TrackedRun", "Uploader", "annotate", "artifact_bytes", "artifact_paths", "check_store",
+    "RunContext", "TrackedRun", "Uploader", "active_context", "annotate", "artifact_bytes", "artifact_paths",
+    "check_store",
     "claim_launcher", "client", "delete_artifacts", "download", "elect", "experiment_id", "experiment_link",
     "experiment_name",
     "experiment_names", "find_finished", "find_live", "find_resumable", "follow_launcher", "get_run",
