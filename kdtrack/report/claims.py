@@ -91,6 +91,9 @@ class Rule(Strict):
     select: Selecting
     expect: Expectation | None = None
     paper: str
+    # The paper states it of any setting (§5.2's hypothesis), not of its own runs alone: the rule
+    # then matches a preset with overrides too (as_the_paper_states).
+    general: bool = False
 
 
 class Claim(Strict):
@@ -352,7 +355,8 @@ def expectation(claim: Claim, runs: pl.DataFrame) -> tuple[str, str]:
     if not isinstance(claim.expect, tuple):
         return claim.expect or "", claim.paper or claim.source
     for rule in claim.expect:
-        if select(as_the_paper_states(runs, rule.select), rule.select).height:
+        stated = runs if rule.general else as_the_paper_states(runs, rule.select)
+        if select(stated, rule.select).height:
             return rule.expect or "", rule.paper
     return "", NOT_REPORTED
 
