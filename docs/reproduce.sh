@@ -3,8 +3,9 @@
 # tables and figures (docs/reproduction/*/report.md). From the repository root, after `make install`:
 #   bash docs/reproduce.sh [STORE]        # STORE defaults to a fresh folder under /tmp
 # About 13 minutes for table7, 12 for table7-mlp-sensitivity (measured 2026-12-03), 80 for the
-# three switching suites (switch-evidence, 2026-12-03) and 105 for beyond-confidence (the §7 study
-# of "Beyond the paper", measured 2026-11-30) on 2 shared CPU cores.
+# three switching suites (switch-evidence, 2026-12-03), 105 for beyond-confidence (the §7 study
+# of "Beyond the paper", measured 2026-11-30) and 44 for methods (the other KD methods, measured
+# 2026-12-03) on 2 shared CPU cores.
 set -euo pipefail
 root=$(pwd)
 store=${1:-$(mktemp -d /tmp/kdtrack-reproduction-XXXX)}
@@ -12,7 +13,7 @@ mkdir -p "$store" && cd "$store"
 export MLFLOW_TRACKING_URI="sqlite:///$store/mlflow.db"
 kdtrack=("$root/.venv/bin/kdtrack")
 "${kdtrack[@]}" theory -P experiment=table7   # Theorem 4.1's closed form, one exact run
-for entry in table7:paper table7-mlp-sensitivity:paper beyond-confidence:beyond; do
+for entry in table7:paper table7-mlp-sensitivity:paper beyond-confidence:beyond methods:methods; do
     suite=${entry%%:*} dashboard=${entry##*:}
     "${kdtrack[@]}" suite run "$suite" --workers 2
     "${kdtrack[@]}" report --experiment "$suite" --dashboard "$dashboard" --format md \
@@ -27,3 +28,4 @@ done
 "${kdtrack[@]}" claims --experiment table7 --format md
 "${kdtrack[@]}" claims --experiment switch-evidence --dashboard switch --format md
 "${kdtrack[@]}" claims --experiment beyond-confidence --dashboard beyond --format md
+"${kdtrack[@]}" claims --experiment methods --dashboard methods --format md

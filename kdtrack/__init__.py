@@ -4,10 +4,21 @@ Reproduces and extends Nagarajan et al., "On student-teacher deviations in disti
 does it pay to disobey?" (NeurIPS 2023).
 """
 import hashlib
+import pkgutil
 from functools import cache
 from pathlib import Path
 
 __version__ = "0.1.0"
+# The public API for loops kdtrack does not own (docs/recording.md), by where it lives: imported when
+# first asked for, so that `import kdtrack` (every command's start) imports no torch or MLflow.
+PUBLIC = {"Recorder": "kdtrack.record.recorder:Recorder", "RecorderCallback": "kdtrack.record.trainer:RecorderCallback"}
+
+
+def __getattr__(name: str):
+    """`kdtrack.Recorder` and `kdtrack.RecorderCallback` (which imports transformers), on first use."""
+    if name not in PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return pkgutil.resolve_name(PUBLIC[name])
 
 
 @cache

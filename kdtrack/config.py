@@ -379,22 +379,76 @@ class SwitchConfig(DistillConfig):
                              "(id or prefix)")
 
 
+SOURCES = ("runs:/<id>/<path> or models:/<name>/<version> (an MLflow PyTorch model), a local Hugging Face model "
+           "folder, or <arch>[,width=N][,depth=N][,seed=N]:<state dict file> (a torchvision or kdtrack architecture)")
+MLFLOW_SCHEMES = ("runs:/", "models:/")
+OUTSIDE_FIELDS = ("teacher", "student", "dataset", "data_dir", "train_size", "seed")  # AnalyzeConfig's pair
+
+
+def _source(text: str) -> bool:
+    """An outside model's source, by its form alone (the pipeline checks that it exists): an MLflow
+    URI, a folder, or `<arch>[,key=N...]:<file>` with sizes among width, depth, seed; empty: none."""
+    if not text:
+        return True
+    if text.startswith(MLFLOW_SCHEMES):
+        return len(text.split(":/", 1)[1].strip("/")) > 0
+    head, colon, path = text.partition(":")
+    if not colon or "/" in head:
+        return bool(text.strip())
+    name, *sizes = head.split(",")
+    keys = [size.partition("=") for size in sizes]
+    return bool(name and path) and all(k in ("width", "depth", "seed") and eq and v.isdigit() for k, eq, v in keys)
+
+
 @dataclass(frozen=True)
 class AnalyzeConfig:
     """`analyze`: confidence-exaggeration analysis of one student, or of every unanalyzed one."""
 
     student_run_id: str = param("", "the student to analyze (a unique prefix of its id is enough)")
     experiment: str = param("", "with no student_run_id: analyze every student here lacking an analysis; with "
-                            "one: the experiment it must belong to")
+                            "one: the experiment it must belong to; with teacher and student: where the pair goes")
     quantile: float = param(0.25, "slopes over the bottom / top this fraction by teacher confidence",
                             "0 < quantile <= 0.5", lambda value: 0 < value <= 0.5)
     bins: int = param(60, "density-plot resolution", "an integer >= 5", lambda value: value >= 5)
     eigen_pairs: int = param(32, "random direction pairs (i < j) compared for eigen/exaggerated_pair_frac",
                              "an integer >= 1", lambda value: value >= 1)
     theory: bool = param(False, "also run the Theorem 4.1 check (the `theory` entry point's defaults)")
+    figures: bool = param(True, "draw the per-run figures (figures/*.png, about 15 s an analysis on 2 CPU cores); "
+                          "false records every number and table and draws none, for studies whose report draws "
+                          "its own")
+    # A pair kdtrack never trained (README "Analyzing models kdtrack did not train"), evaluated on `dataset`.
+    teacher: str = param("", "an outside teacher instead of student_run_id: " + SOURCES, SOURCES, _source)
+    student: str = param("", "the outside student, given as `teacher` is", SOURCES, _source)
+    dataset: str = param("", "with teacher and student: the registry's data set they are evaluated on",
+                         choices=DATASETS)
+    data_dir: str = param("data", "with teacher and student: where `dataset` is read from")
+    train_size: int = param(0, "with teacher and student: training points drawn (stratified, seeded by `seed`); "
+                            "0 = the whole training split", "an integer >= 0 (0 = all)", lambda value: value >= 0)
+    seed: int = param(0, "with teacher and student: seeds the data split; the seed the pair counts as in claims",
+                      SEEDS, lambda value: 0 <= value < 2**32)
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if bool(self.teacher) != bool(self.student):
+            missing = "student" if self.teacher else "teacher"
+            raise UserError(f"{missing}='' but {'teacher' if self.teacher else 'student'} is given; an outside pair "
+                            f"needs both (allowed: {SOURCES})")
+        if self.teacher and self.student_run_id:
+            raise UserError(f"student_run_id={self.student_run_id!r} and teacher/student both name what to analyze; "
+                            "pass one: a kdtrack student, or an outside pair")
+        if self.teacher and not self.dataset:
+            raise UserError("dataset='' but an outside pair is evaluated on a data set of the registry; allowed: "
+                            + ", ".join(sorted(DATASETS)))
+
+    @property
+    def analysis_params(self) -> dict[str, str]:
+        """An analysis run's params: how it analyzes, not which pair (its student run holds that)."""
+        return {k: v for k, v in to_params(self).items() if k not in OUTSIDE_FIELDS}
+
+    @property
+    def outside(self) -> bool:
+        """An outside pair (teacher and student given) rather than kdtrack's own students."""
+        return bool(self.teacher)
 
 
 KNOB_DEFAULTS = {  # paper §C.5: smaller batch size and learning rate, 2-2.3x longer training
@@ -414,11 +468,13 @@ class AblateConfig(DistillConfig):
     """`ablate`: an Optuna study over one knob; each trial distills a student (reusing teachers)
     and analyzes it. The fields above are the base setting every trial starts from; a trial's
     runs keep what the study needs (no step checkpoints, no logged model: nothing switches from
-    them and checkpoints/final.pt holds the weights) unless these two are passed."""
+    them and checkpoints/final.pt holds the weights) unless these two are passed; `figures`
+    is passed on to each trial's analysis."""
 
     keep_checkpoints: str = param("last", "checkpoints a trial's runs keep (see distill); nothing in a study "
                                   "switches from them", choices=KEEP_CHECKPOINTS)
     log_model: bool = param(False, "log each trial's models as MLflow models (see distill)")
+    figures: bool = param(True, "draw each trial's analysis figures (see analyze)")
 
     knob: str = param("batch_size", "batch_size, lr, length (a multiple of the training length) or any other "
                       "parameter of distill", choices=KNOBS)

@@ -35,6 +35,14 @@ SWITCH_TO = "kdtrack.switch_to"
 SWITCH_STEP = "kdtrack.switch_step"
 SWITCH_WINDOW = "kdtrack.switch_window"
 EIGEN_LAST_LAYER = "kdtrack.eigen_last_layer"
+# Where an outside pair's models came from (`analyze -P teacher=... -P student=...`): "<kind> <as given>
+# (<fingerprint>)", on its student run and its analysis; a student run with them trained nowhere in kdtrack.
+TEACHER_SOURCE = "kdtrack.teacher_source"
+STUDENT_SOURCE = "kdtrack.student_source"
+# Where a training run's model was trained: "recorded" by kdtrack.record in a loop kdtrack does not
+# own (a user's script, a Trainer); absent on the runs kdtrack trains itself.
+SOURCE = "kdtrack.source"
+RECORDED = "recorded"
 
 SUITE = "kdtrack.suite"
 STUDY = "kdtrack.study"

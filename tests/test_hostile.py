@@ -121,7 +121,7 @@ def test_two_analyses_of_one_student_started_together_write_one_run(lineage):
     from kdtrack.contract import STUDENT_RUN
 
     kdtrack = str(Path(sys.executable).parent / "kdtrack")
-    command = [kdtrack, "analyze", "-P", f"student_run_id={lineage.student}", "-P", "bins=33"]
+    command = [kdtrack, "analyze", "-P", f"student_run_id={lineage.student}", "-P", "bins=33", "-P", "figures=false"]
     both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [process.communicate() for process in both]
     assert [process.returncode for process in both] == [0, 0], [err[-2000:] for _, err in outputs]

@@ -18,6 +18,7 @@ LAYERS = (
     ("metrics", ("kdtrack.metrics",)),
     ("training", ("kdtrack.training",)),
     ("tracking", ("kdtrack.tracking",)),
+    ("record", ("kdtrack.record",)),
     ("pipeline", ("kdtrack.pipeline",)),
     ("analysis", ("kdtrack.analysis",)),
     ("report", ("kdtrack.report",)),

@@ -1,6 +1,9 @@
 """The `analyze` entry point's work: for each student, gather the paper's statistics and figures
-(`gather`), record them in an `analysis` run, and copy the key numbers onto the student."""
+(`gather`), record them in an `analysis` run, and copy the key numbers onto the student. An
+outside pair (teacher and student given) is recorded as a student run first (pipeline.outside)."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import polars as pl
 
@@ -8,10 +11,20 @@ from kdtrack import tracking
 from kdtrack.analysis.eigen_evidence import eigen_evidence
 from kdtrack.analysis.evidence import Evidence, analysis_name, confidence_evidence, record
 from kdtrack.analysis.switching import switch_evidence
-from kdtrack.config import AnalyzeConfig, TheoryConfig, to_params
-from kdtrack.contract import ANALYSIS_RUN, KEY, ROLE, STUDENT_RUN, TEACHER_RUN, copied_to_student
+from kdtrack.config import AnalyzeConfig, TheoryConfig
+from kdtrack.contract import (
+    ANALYSIS_RUN,
+    KEY,
+    ROLE,
+    STUDENT_RUN,
+    STUDENT_SOURCE,
+    TEACHER_RUN,
+    TEACHER_SOURCE,
+    copied_to_student,
+)
 from kdtrack.errors import UserError
 from kdtrack.pipeline.jobs import Outrun
+from kdtrack.pipeline.outside import outside_student
 from kdtrack.say import say
 from kdtrack.tracking import RunContext
 
@@ -20,6 +33,8 @@ def gather(student, config: AnalyzeConfig) -> Evidence:
     """Everything an analysis run of `student` records, `summary.parquet` (its step-0 metrics
     as rows) included."""
     evidence = confidence_evidence(student, config) + eigen_evidence(student, config) + switch_evidence(student, config)
+    if not config.figures:
+        evidence = replace(evidence, figures={})
     row = pl.DataFrame([{"metric": k, "value": v} for k, v in evidence.metrics.items()])
     return evidence + Evidence({}, tables={"summary.parquet": row})
 
@@ -50,7 +65,7 @@ def analyze_student(student, config: AnalyzeConfig, context: RunContext = RunCon
     """The student's analysis run: a finished one with these params reused, one another process is
     writing waited for, else a new one. One writer per student, as for training runs."""
     student_id, experiment_id = student.info.run_id, student.info.experiment_id
-    params = {**to_params(config), "student_run_id": student_id, "experiment": ""}
+    params = {**config.analysis_params, "student_run_id": student_id, "experiment": ""}
     key = tracking.run_key("analysis", params)
     while True:
         found = tracking.reuse_finished(experiment_id, "analysis", key, params, context)
@@ -72,7 +87,8 @@ def write_analysis(student, config: AnalyzeConfig, context: RunContext, key: str
     """A new analysis run of `student`; "" where an identical one, started at the same moment, won."""
     student_id = student.info.run_id
     evidence = gather(student, config)
-    tags = {KEY: key, STUDENT_RUN: student_id, TEACHER_RUN: student.data.tags.get(TEACHER_RUN, "")}
+    tags = {KEY: key, STUDENT_RUN: student_id, TEACHER_RUN: student.data.tags.get(TEACHER_RUN, ""),
+            **{k: student.data.tags[k] for k in (TEACHER_SOURCE, STUDENT_SOURCE) if k in student.data.tags}}
     for note in evidence.notes:
         say(f"student {student_id}: {note}")
     run_id = ""
@@ -95,7 +111,10 @@ def write_analysis(student, config: AnalyzeConfig, context: RunContext, key: str
 
 def analyze(config: AnalyzeConfig, context: RunContext = RunContext()) -> list[str]:
     tracking.check_store()
-    students = _students(config)
+    if config.outside:  # a pair kdtrack did not train becomes a student run first, then is analyzed like one
+        students = [outside_student(config, tracking.resolve_experiment(config.experiment, context), context)]
+    else:
+        students = _students(config)
     if not students:
         say(f"every finished student in experiment {config.experiment!r} is already analyzed")
     ids = [analyze_student(student, config, context) for student in students]

@@ -7,6 +7,8 @@ displacement from the initialization, which runs record since `eigen/displacemen
 for runs recorded before, the analysis says so in its note and logs only the own-scale metrics."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import polars as pl
 
@@ -14,7 +16,7 @@ from kdtrack import tracking
 from kdtrack.analysis import figures
 from kdtrack.analysis.evidence import Evidence, caption
 from kdtrack.config import AnalyzeConfig
-from kdtrack.contract import ANALYSIS_RUN, SAME_INIT, TEACHER_RUN
+from kdtrack.contract import ANALYSIS_RUN, RECORDED, SAME_INIT, SOURCE, TEACHER_RUN, TEACHER_SOURCE
 from kdtrack.metrics.eigen import (
     EIGEN_POINTS,
     components,
@@ -69,21 +71,30 @@ def pair_evidence(prefix: str, trajectories: tuple[pl.DataFrame, pl.DataFrame],
                 f"started from another run's checkpoint). Only the own-scale metrics ({prefix}*_top_biased_frac) "
                 f"are logged, and {figure_path} shows the raw ||W^T v|| trajectories.")
         return Evidence(metrics, tables={f"{prefix}pairs.parquet": own},
-                        figures={figure_path: figures.eigen_grid(*trajectories, shown, title)}, notes=(note,))
+                        figures={figure_path: partial(figures.eigen_grid, *trajectories, shown, title)}, notes=(note,))
     deltas = delta_table(*displacements, pairs, eigenvalues)
     metrics.update({f"{prefix}{k}": v for k, v in delta_summary(deltas).items()})
     title = f"{title}; displacement on the teacher's final scale"
     return Evidence(metrics, tables={f"{prefix}pairs.parquet": deltas.join(own, on=["top", "bottom"], how="left")},
-                    figures={figure_path: figures.eigen_grid(*displacements, shown, title, shared_scale=True)})
+                    figures={figure_path: partial(figures.eigen_grid, *displacements, shown, title, shared_scale=True)})
 
 
 def eigen_evidence(student, config: AnalyzeConfig) -> Evidence:
     """Fig. 19-21 and the pair statistics (teacher vs student), Fig. 17 (top-K truncation accuracy
-    on clean and mislabeled training points) and §D.7's next layer; nothing without trajectories."""
+    on clean and mislabeled training points) and §D.7's next layer; nothing without trajectories (a
+note for an outside pair, whose training kdtrack never saw)."""
     student_id, teacher_id = student.info.run_id, student.data.tags.get(TEACHER_RUN, "")
+    if TEACHER_SOURCE in student.data.tags:
+        return Evidence({}, notes=("eigen/: no eigen-evidence: this pair was trained outside kdtrack, which "
+                                   "recorded no first-layer trajectories of its training (only the finished models "
+                                   "were evaluated)",))
     if not (teacher_id and tracking.has_artifact(student_id, TRAJECTORY)
             and tracking.has_artifact(teacher_id, TRAJECTORY)):
         return Evidence({})
+    if student.data.tags.get(SOURCE) == RECORDED:  # a model kdtrack cannot rebuild from the run's params
+        return first_layer_evidence(student, teacher_id, config) + Evidence({}, notes=(
+            "eigen/: a recorded run (kdtrack.record): no Fig. 17 top-K truncation nor §D.7 next layer, which "
+            "rebuild the model from kdtrack's own architectures",))
     data = data_of(student)
     return (first_layer_evidence(student, teacher_id, config) + top_k_evidence(student, data)
             + hidden_layer_evidence(student, teacher_id, data, config))
@@ -122,7 +133,7 @@ def top_k_evidence(student, data) -> Evidence:
                                        "earlier analysis of it recorded the table",))
     title = f"{caption(student)}: accuracy with the top-K first-layer components (Fig. 17)"
     return Evidence({}, tables={TOP_K: top_k},
-                    figures={"figures/top_k_accuracy.png": figures.top_k_accuracy(top_k, title)})
+                    figures={"figures/top_k_accuracy.png": partial(figures.top_k_accuracy, top_k, title)})
 
 
 def top_k_table(student, data) -> pl.DataFrame:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from functools import partial
+from typing import Callable, Mapping
 
 import polars as pl
 
@@ -22,7 +23,9 @@ class Evidence:
     metrics: Mapping[str, float]  # logged at step 0
     timeline: tuple[tuple[int, Mapping[str, float]], ...] = ()  # metrics logged at a snapshot's step
     tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)  # artifact path -> table
-    figures: Mapping[str, object] = field(default_factory=dict)  # artifact path -> matplotlib Figure
+    # artifact path -> a function that draws the Figure: drawn only when recorded, one at a time,
+    # and never where the analysis is asked for no figures
+    figures: Mapping[str, Callable[[], object]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what a reader must know about the numbers: the run's description
 
     def __add__(self, other: "Evidence") -> "Evidence":
@@ -37,8 +40,8 @@ def record(run: tracking.TrackedRun, evidence: Evidence) -> None:
         run.metrics(dict(values), step)
     for path, table in evidence.tables.items():
         run.log_table(table, path)
-    for path, figure in evidence.figures.items():
-        run.log_figure(figure, path)
+    for path, draw in evidence.figures.items():
+        run.log_figure(draw(), path)
 
 
 def accuracy_row(student) -> dict[str, float]:
@@ -132,24 +135,25 @@ def confidence_evidence(student, config: AnalyzeConfig) -> Evidence:
     snapshots = snapshot_tables(student_id)
     named = caption(student)
     drawn = {
-        "figures/confidence.png": figures.confidence_grid(
-            tables, fit_lines(tables, fraction), "phi_teacher", "phi_student",
+        "figures/confidence.png": partial(
+            figures.confidence_grid, tables, fit_lines(tables, fraction), "phi_teacher", "phi_student",
             f"{named}: confidence on the teacher's predicted class (Fig. 1a)", bins),
-        "figures/confidence_label.png": figures.confidence_grid(
-            tables, fit_lines(tables, fraction, "_label"), "phi_teacher_label", "phi_student_label",
+        "figures/confidence_label.png": partial(
+            figures.confidence_grid, tables, fit_lines(tables, fraction, "_label"), "phi_teacher_label",
+            "phi_student_label",
             f"{named}: confidence on the true class (Fig. 13)", bins)}
     for split in SPLITS:
-        drawn[f"figures/groups_{split}.png"] = figures.groups_grid(tables[split], split, named, bins)
-        drawn[f"figures/metrics_{split}.png"] = figures.metrics_grid(tables[split], split, named, bins)
+        drawn[f"figures/groups_{split}.png"] = partial(figures.groups_grid, tables[split], split, named, bins)
+        drawn[f"figures/metrics_{split}.png"] = partial(figures.metrics_grid, tables[split], split, named, bins)
     if snapshots:
         title = f"{named}: deviations over training (Fig. 25-26)"
-        drawn["figures/timeline.png"] = figures.timeline_grid(snapshots, title, bins // 2)
+        drawn["figures/timeline.png"] = partial(figures.timeline_grid, snapshots, title, bins // 2)
     curves, marks = accuracy_trajectories(student)
     if len(curves) > 1 or any(len(points) > 1 for points in curves.values()):
-        drawn["figures/accuracy_trajectory.png"] = figures.accuracy_curves(
-            curves, marks, f"{named}: test accuracy over training (Fig. 24)")
+        drawn["figures/accuracy_trajectory.png"] = partial(
+            figures.accuracy_curves, curves, marks, f"{named}: test accuracy over training (Fig. 24)")
     if tables["train"]["is_noisy"].any():
-        drawn["figures/noisy_train.png"] = figures.noisy_scatter(tables["train"], named)
+        drawn["figures/noisy_train.png"] = partial(figures.noisy_scatter, tables["train"], named)
     return Evidence(values, tuple(snapshot_slopes(snapshots, config.quantile)), figures=drawn)
 
 

@@ -111,9 +111,10 @@ ENTRY_COMMANDS = (
                  "prints its run id.\n\nExample: kdtrack switch -P preset=mnist_mlp -P switch_to=onehot "
                  "-P switch_at=0.5 --experiment demo", parallel=True),
     EntryCommand("analyze", "kdtrack.analysis.analyze:analyze",
-                 "Analyze a student, or every unanalyzed student of an experiment; prints the analysis run "
-                 "ids.\n\nExample: kdtrack analyze -P student_run_id=3f2a9c1b   (or: kdtrack analyze "
-                 "--experiment demo)", takes_experiment=False,
+                 "Analyze a student, every unanalyzed student of an experiment, or a teacher and student "
+                 "kdtrack did not train; prints the analysis run ids.\n\nExample: kdtrack analyze -P "
+                 "student_run_id=3f2a9c1b   (or: kdtrack analyze --experiment demo; or: kdtrack analyze -P "
+                 "teacher=runs:/3f2a9c1b/teacher -P student=./my-hf-model -P dataset=mnist5k)", takes_experiment=False,
                  options=(field_option("analyze", "experiment"),)),
     EntryCommand("ablate", "kdtrack.studies.ablate:ablate",
                  "An Optuna study over one knob (the `ablate` entry point); rerun to continue it, or run the "

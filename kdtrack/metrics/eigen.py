@@ -7,6 +7,7 @@ component is ||W^T v_k||_2. Inputs: the flattened images (`mlp`), the random fea
 """
 from __future__ import annotations
 
+import polars as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,6 +67,26 @@ def eigendirections(inputs: torch.Tensor, k: int = 0, tolerance: float = 1e-9) -
     if k:
         values, vectors = values[:k], vectors[:, :k]
     return values, vectors
+
+
+def first_layer_probe(model: nn.Module, x: torch.Tensor, seed: int = 0, k: int = 0):
+    """The eigenvalues of what `model`'s first layer sees on the training inputs `x` (a table:
+    direction, eigenvalue; §D.3), and a probe: a model -> (||W^T v_k||, ||(W - W_0)^T v_k||) by
+    direction, W_0 being `model`'s first-layer weights now (its initialization, Theorem 4.1's beta(0)).
+
+    Both come from one product V^T W (13 ms for mnist_mlp's 128 directions of a 784 x 1000 layer on
+    one core). V^T W - V^T W_0 rounds like V^T (W - W_0) up to float32's 1e-7 of ||V^T W||, far below
+    the displacement at the first matched level (a tenth of the teacher's final one)."""
+    values, vectors = eigendirections(layer_inputs(model, x, seed), k)
+    names = [f"v{i}" for i in range(1, len(values) + 1)]
+    vectors = vectors.to(weight_matrix(model).device)
+    start = vectors.T.to(weight_matrix(model)) @ weight_matrix(model).detach()  # V^T W_0, on the model's device
+
+    def probe(m: nn.Module) -> tuple[dict, dict]:
+        projection = vectors.T.to(weight_matrix(m)) @ weight_matrix(m).detach()
+        return tuple(dict(zip(names, p.norm(dim=1).double().cpu().tolist())) for p in (projection, projection - start))
+
+    return pl.DataFrame({"direction": names, "eigenvalue": values.numpy()}), probe
 
 
 def last_layer(model: nn.Module) -> tuple[int, nn.Linear] | None:

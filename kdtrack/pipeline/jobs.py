@@ -73,22 +73,10 @@ def eigen_probes(model: nn.Module, data: Splits, config: TrainConfig) -> Probes:
     way (seeded; a student's from its teacher's init.pt), and so is a switch run's that starts
     from another run's checkpoint (`stages.switch` makes it from that run's initialization), so W_0
     is the lineage's original initialization, not the weights the run resumed or started from."""
-    from kdtrack.metrics.eigen import EIGEN_POINTS, eigendirections, last_layer, layer_inputs, weight_matrix
+    from kdtrack.metrics.eigen import EIGEN_POINTS, first_layer_probe, last_layer
 
-    values, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], config.seed), config.eigen_k)
-    names = [f"v{k}" for k in range(1, len(values) + 1)]
-    vectors = vectors.to(data.y_train.device)
-    start = vectors.T.to(weight_matrix(model)) @ weight_matrix(model).detach()  # V^T W_0, on the model's device
-
-    def first_layer(m: nn.Module) -> tuple[dict, dict]:
-        """||W^T v_k|| and ||(W - W_0)^T v_k|| from one product V^T W, paid once for both tables
-        (13 ms for mnist_mlp's 128 directions of a 784 x 1000 layer on one core). V^T W - V^T W_0
-        rounds like V^T (W - W_0) up to float32's 1e-7 of ||V^T W||, far below the displacement
-        at the first matched level (a tenth of the teacher's final one)."""
-        projection = vectors.T.to(weight_matrix(m)) @ weight_matrix(m).detach()
-        return tuple(dict(zip(names, p.norm(dim=1).double().cpu().tolist())) for p in (projection, projection - start))
-
-    tables = {"eigen/eigenvalues.parquet": pl.DataFrame({"direction": names, "eigenvalue": values.numpy()})}
+    eigenvalues, first_layer = first_layer_probe(model, data.x_train[:EIGEN_POINTS], config.seed, config.eigen_k)
+    tables = {"eigen/eigenvalues.parquet": eigenvalues}
     trajectory = {("eigen/trajectory.parquet", "eigen/displacement.parquet"): first_layer}
     head = last_layer(model)
     if head and head[1].weight.numel() > LAST_LAYER_CAP:

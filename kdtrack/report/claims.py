@@ -23,6 +23,8 @@ from scipy import stats
 
 from kdtrack.contract import known_metric
 from kdtrack.errors import UserError
+from kdtrack.presets import PRESETS, TABLE1
+from kdtrack.presets import TEXT as TEXT_PRESETS
 from kdtrack.report.collect import DERIVED, TEXT
 from kdtrack.report.inference import decided, holm, mean_sd, one_sided, seed_slopes, seeds_needed
 
@@ -89,6 +91,9 @@ class Rule(Strict):
     select: Selecting
     expect: Expectation | None = None
     paper: str
+    # The paper states it of any setting (§5.2's hypothesis), not of its own runs alone: the rule
+    # then matches a preset with overrides too (as_the_paper_states).
+    general: bool = False
 
 
 class Claim(Strict):
@@ -350,9 +355,44 @@ def expectation(claim: Claim, runs: pl.DataFrame) -> tuple[str, str]:
     if not isinstance(claim.expect, tuple):
         return claim.expect or "", claim.paper or claim.source
     for rule in claim.expect:
-        if select(runs, rule.select).height:
+        stated = runs if rule.general else as_the_paper_states(runs, rule.select)
+        if select(stated, rule.select).height:
             return rule.expect or "", rule.paper
     return "", NOT_REPORTED
+
+
+# Table 2 lists several architectures under one Table 1 or text setting; Table 7's architecture is
+# part of its setting.
+ROWS_VARY = {name: ("arch",) for name in (*TABLE1, *TEXT_PRESETS)}
+PAPER_METHOD = {"kd_loss": "kd", "kd_target": "standard"}  # Hinton's KD, the one loss the paper studies
+
+
+def as_the_paper_states(runs: pl.DataFrame, selection: Selection) -> pl.DataFrame:
+    """The runs of a setting the paper states: at their preset's value on every field the preset
+    sets and the table holds (but those the rule selects on, and Table 2's architectures), trained
+    with Hinton's KD. A rule attributes the paper's result to these alone: a preset with overrides
+    (a sensitivity row, the switching study's interpolating teacher) or another KD method is
+    kdtrack's own setting, where the paper reports nothing."""
+    if "preset" not in runs.columns:
+        return runs.clear()
+    stated = pl.lit(False)
+    for name, values in PRESETS.items():
+        same = [_equals(field, value) for field, value in values.items()
+                if field in runs.columns and field not in selection and field not in ROWS_VARY.get(name, ())]
+        stated = stated | pl.all_horizontal(pl.col("preset") == name, *same)
+    for field, value in PAPER_METHOD.items():
+        if field in runs.columns:
+            stated = stated & (pl.col(field).is_null() | pl.col(field).is_in(["", value]))
+    return runs.filter(stated.fill_null(False))
+
+
+def _equals(field: str, value) -> pl.Expr:
+    """A param column (text, as MLflow stores it) equal to a preset's value: numbers as numbers
+    (epochs 20 is stored "20.0"). A run that does not record the field (a run of code before it
+    existed) is not said to differ."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (pl.col(field).cast(pl.Float64, strict=False) == float(value)).fill_null(True)
+    return (pl.col(field) == _stored(value)).fill_null(True)
 
 
 def _holm_verdicts(rows: list[tuple[dict, Claim]]) -> list[dict]:

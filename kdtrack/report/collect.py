@@ -12,6 +12,7 @@ from kdtrack.contract import (
     KEY,
     ONEHOT_RUN,
     ROLE,
+    SOURCE,
     STUDENT_RUN,
     STUDY,
     SUITE,
@@ -25,8 +26,10 @@ from kdtrack.errors import UserError
 PARAMS = ("preset", "dataset", "arch", "teacher_arch", "width", "depth", "seed", "label_noise", "train_size",
           "batch_size", "lr", "epochs", "temperature", "switch_to", "switch_at", "kd_target", "confidence_power",
           "confidence_spread", "teacher_fit_fraction", "fit_fraction", "distill_weight", "extend_to", "switch_window",
-          "kd_loss", "dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma")
-TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION, KEY, SUITE, INCOMPLETE)
+          "kd_loss", "dkd_alpha", "dkd_beta", "dist_beta", "dist_gamma", "optimizer")
+# SOURCE: "recorded" for a run trained outside kdtrack (kdtrack.record), which a claim can select or leave out
+TAGS = (ROLE, TEACHER_RUN, ONEHOT_RUN, STUDENT_RUN, SWITCH_STEP, STUDY, TRIAL, CODE_VERSION, KEY, SUITE, INCOMPLETE,
+        SOURCE)
 # Every column but the metrics is text, even where no run has a value: a column that polars would
 # infer as all-null type breaks joins and string expressions (a filter that leaves out analyses).
 TEXT = ("experiment", "experiment_id", "run_id", "run_name", "status", "artifact_uri", *PARAMS,

@@ -239,7 +239,7 @@ def run_trial(trial: optuna.Trial, config: AblateConfig, value, seed: int, objec
         except Pruned as error:
             run.set_tags({PRUNED: str(error)})
             raise
-        [analysis] = analyze(AnalyzeConfig(student_run_id=student), inner)
+        [analysis] = analyze(AnalyzeConfig(student_run_id=student, figures=config.figures), inner)
         scores = objective_values(student, analysis, objectives)
         run.metrics({f"objective/{n}": v for n, v in zip(objectives, scores)}, 0)
         run.set_tags({STUDENT_RUN: student, ANALYSIS_RUN: analysis})

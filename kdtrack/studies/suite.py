@@ -5,16 +5,18 @@ A file names an `experiment` and `settings`. A setting has a `name`, a `preset`,
 distill | onehot | switch, and switch fields}; default: one distilled student of the teacher's
 architecture), `seeds`, and an optional `matrix` ({field: [values]}) whose cross product expands
 it into settings named `<name>[field=value,...]`. Runs keep what a study needs (`STUDY_STORAGE`)
-unless a setting's overrides or a student say otherwise. The file's shape is checked against the
-pydantic models below (`SuiteSpec`) before anything expands. Runs are matched by parameters and
-code version through the pipeline's own reuse keys, so a rerun trains only what is missing.
+unless a setting's overrides or a student say otherwise. An optional `analysis` holds `analyze`'s
+fields for every student's analysis (e.g. `{figures: false}` at thousands of runs). The file's
+shape is checked against the pydantic models below (`SuiteSpec`) before anything expands. Runs
+are matched by parameters and code version through the pipeline's own reuse keys, so a rerun
+trains only what is missing.
 """
 from __future__ import annotations
 
 import itertools
 import math
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetPydanticSchema, StringCons
 from pydantic_core import core_schema
 
 from kdtrack import specfile
-from kdtrack.config import KD_STRENGTHS, DistillConfig, SwitchConfig, from_params
+from kdtrack.config import KD_STRENGTHS, AnalyzeConfig, DistillConfig, SwitchConfig, from_params
 from kdtrack.errors import UserError
 from kdtrack.progress import Progress
 
@@ -97,6 +99,7 @@ class SuiteSpec(Strict):
     experiment: str = ""
     settings: Annotated[list[SettingSpec], Field(min_length=1)]
     slurm: SlurmSpec = SlurmSpec()
+    analysis: dict[str, Scalar] = {}  # `analyze` fields for every student's analysis (quantile, figures, ...)
 
     @field_validator("settings")
     @classmethod
@@ -138,10 +141,11 @@ class Suite:
     experiment: str
     tasks: tuple[Task, ...]
     slurm: SlurmSpec = SlurmSpec()
+    analysis: tuple[tuple[str, str], ...] = ()  # AnalyzeConfig's string parameters, checked at load
 
 
 def load(name_or_path: str) -> Suite:
-    path, raw = specfile.load_mapping("suite", name_or_path, SHIPPED, ("experiment", "settings", "slurm"))
+    path, raw = specfile.load_mapping("suite", name_or_path, SHIPPED, ("experiment", "settings", "slurm", "analysis"))
     spec = specfile.validated("suite", path, SuiteSpec, raw)
     size = sum(setting.size for setting in spec.settings)
     if size > MAX_TASKS:  # counted before anything is expanded
@@ -153,7 +157,22 @@ def load(name_or_path: str) -> Suite:
             task.config()
         except UserError as error:
             raise UserError(f"suite {str(path)!r}, setting {task.setting!r}: {error}") from None
-    return Suite(path.stem, spec.experiment or path.stem, tuple(tasks), spec.slurm)
+    analysis = tuple((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in spec.analysis.items())
+    _analysis_config(analysis, path)
+    return Suite(path.stem, spec.experiment or path.stem, tuple(tasks), spec.slurm, analysis)
+
+
+def _analysis_config(analysis: tuple[tuple[str, str], ...], path: Path | None = None) -> AnalyzeConfig:
+    """The config of a suite's analyses: its `analysis` fields; the student is the task's."""
+    fixed = {"student_run_id", "experiment", "theory"} & dict(analysis).keys()
+    where = f"suite {str(path)!r}: " if path else ""
+    if fixed:
+        raise UserError(f"{where}analysis.{sorted(fixed)[0]} is not allowed; allowed: the fields of analyze "
+                        "but student_run_id, experiment and theory (the suite sets those)")
+    try:
+        return from_params(AnalyzeConfig, dict(analysis))
+    except UserError as error:
+        raise UserError(f"{where}analysis: {error}") from None
 
 
 def _expand(setting: SettingSpec) -> list[Task]:
@@ -221,11 +240,10 @@ def analyze_task(suite: Suite, task: Task, student: str) -> list[str]:
     """The analysis run ids of a task's trained student; then, under the study storage, the
     student's weights go (drop_analyzed_weights)."""
     from kdtrack.analysis.analyze import analyze
-    from kdtrack.config import AnalyzeConfig
 
-    analyses = analyze(AnalyzeConfig(student_run_id=student), context(suite, task))
-    config = task.config()
-    if config.keep_checkpoints == "last" and not config.log_model:
+    analyses = analyze(replace(_analysis_config(suite.analysis), student_run_id=student), context(suite, task))
+    trained = task.config()
+    if trained.keep_checkpoints == "last" and not trained.log_model:
         drop_analyzed_weights(student)
     return analyses
 

@@ -12,9 +12,10 @@ Store: whatever MLFLOW_TRACKING_URI says, else MLflow's own default (sqlite `mlf
 `./mlruns` in the working directory). Artifacts are always read back through MLflow's APIs.
 """
 from kdtrack.tracking.bulk import runs_frame
-from kdtrack.tracking.context import RunContext, claim_launcher
+from kdtrack.tracking.context import RunContext, active_context, claim_launcher
 from kdtrack.tracking.experiments import experiment_id, experiment_name, experiment_names, resolve_experiment
 from kdtrack.tracking.lease import elect, find_live, find_resumable, holder, reap_experiments, take_over, wait, withdraw
+from kdtrack.tracking.models import load_logged_model
 from kdtrack.tracking.runs import TrackedRun, reopen, reuse_finished, run, study_run
 from kdtrack.tracking.store import (
                                    artifact_bytes,
@@ -45,11 +46,13 @@ from kdtrack.tracking.ui import experiment_link
 from kdtrack.tracking.uploader import Uploader
 
 __all__ = [
-    "RunContext", "TrackedRun", "Uploader", "annotate", "artifact_bytes", "artifact_paths", "check_store",
+    "RunContext", "TrackedRun", "Uploader", "active_context", "annotate", "artifact_bytes", "artifact_paths",
+    "check_store",
     "claim_launcher", "client", "delete_artifacts", "download", "elect", "experiment_id", "experiment_link",
     "experiment_name",
     "experiment_names", "find_finished", "find_live", "find_resumable", "follow_launcher", "get_run",
-    "has_artifact", "holder", "load_state", "load_table", "metric_history", "now_ms", "quoted", "reap_experiments",
+    "has_artifact", "holder", "load_logged_model", "load_state", "load_table", "metric_history", "now_ms", "quoted",
+    "reap_experiments",
     "reopen", "require_run", "resolve_experiment", "reuse_finished", "run", "run_key", "runs_frame", "search_all",
     "study_run",
     "take_over", "tracking_uri", "use_tracking_uri", "wait", "withdraw",

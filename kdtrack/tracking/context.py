@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
+import mlflow
 from mlflow.entities import RunTag
 
 from kdtrack.contract import NOTE, RESULT, ROLE
@@ -59,3 +60,12 @@ def claim_launcher(world: World = ONE_PROCESS) -> RunContext:
         return RunContext(world=world)
     client().log_batch(run_id, tags=[RunTag(ROLE, "launcher"), RunTag(NOTE, ui.describe("launcher", "", {}, where))])
     return RunContext(run_id, run_id, get_run(run_id).info.experiment_id, world=world)
+
+
+def active_context() -> RunContext:
+    """The context of MLflow's active run in this process, if any (one a user's script or a
+    Trainer's MLflowCallback opened): runs kdtrack records nest under it, in its experiment."""
+    active = mlflow.active_run()
+    if active is None:
+        return RunContext()
+    return RunContext(active.info.run_id, experiment_id=active.info.experiment_id)

@@ -67,6 +67,6 @@ def test_analyze_can_add_the_theory_run(store):
     from kdtrack.pipeline.stages import distill
 
     student = distill(from_params(DistillConfig, TINY), "with-theory")
-    analysis, theory_run = analyze(AnalyzeConfig(student_run_id=student, theory=True))
+    analysis, theory_run = analyze(AnalyzeConfig(student_run_id=student, theory=True, figures=False))
     assert tracking.get_run(theory_run).data.tags["kdtrack.role"] == "theory"
     assert tracking.get_run(theory_run).info.experiment_id == tracking.get_run(student).info.experiment_id

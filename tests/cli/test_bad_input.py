@@ -113,6 +113,10 @@ CASES = [
     ("distill", {"kd_loss": "ls", "distill_weight": "0"}, ["kd_loss=ls", "distill_weight=0"]),
     ("switch", {"kd_loss": "dist", "nproc_per_node": "2"}, ["kd_loss=dist", "nproc_per_node=2", "nproc_per_node=1"]),
     ("ablate", {"knob": "dkd_beta", "values": "1,8"}, ["knob=dkd_beta", "kd_loss=dkd"]),
+    # issue 32: an outside pair (kdtrack/pipeline/outside.py; tests/pipeline/test_outside.py has the rest)
+    ("analyze", {"teacher": "runs:/0a1b/model"}, ["student=''", "teacher is given"]),
+    ("analyze", {"teacher": "mlp:/no/such.pt", "student": "mlp:/no/such.pt", "dataset": "mnist5k"},
+     ["teacher='mlp:/no/such.pt'", "no state dict file"]),
 ]
 
 

@@ -67,3 +67,15 @@ def test_the_read_only_commands_pay_for_mlflow_and_polars_not_for_training(args,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     assert not imported("-m", "kdtrack", *args) & TRAINING_STACK
+
+
+def test_the_recording_api_is_exported_yet_import_kdtrack_stays_light():
+    """`from kdtrack import Recorder` works (docs/recording.md), and `import kdtrack` alone, which
+    every command does first, still imports neither torch nor MLflow."""
+    import kdtrack
+    import kdtrack.record
+
+    assert not imported("-c", "import kdtrack") & HEAVY
+    assert kdtrack.Recorder is kdtrack.record.Recorder
+    with pytest.raises(AttributeError, match="has no attribute 'Recorders'"):
+        kdtrack.Recorders  # noqa: B018

@@ -118,7 +118,8 @@ def test_distill_prints_only_the_id_on_stdout_and_ends_with_a_summary(student):
 
 def test_analyze_takes_an_id_prefix_and_experiment_and_prints_only_its_id(student):
     student_id = student.stdout.strip()
-    result = CliRunner().invoke(main, ["analyze", "-P", f"student_run_id={student_id[:8]}", "--experiment", "terminal"])
+    result = CliRunner().invoke(main, ["analyze", "-P", f"student_run_id={student_id[:8]}", "-P", "figures=false",
+                                          "--experiment", "terminal"])
     assert result.exit_code == 0, result.output
     analysis = result.stdout.strip()
     assert RUN_ID.fullmatch(analysis) and f"analysis run {analysis} of student {student_id}" in result.stderr

@@ -169,7 +169,7 @@ def test_distill_and_analyze_on_paper_data(store, tmp_path, name):
     if config.teacher_arch and config.teacher_arch != config.arch:  # Table 2's one-hot student exists
         assert tracking.get_run(student.data.tags["kdtrack.onehot_run_id"]).data.params["arch"] == config.arch
     assert teacher.data.params["arch"] == (config.teacher_arch or config.arch)
-    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id))
+    [analysis_id] = analyze(AnalyzeConfig(student_run_id=student_id, figures=False))
     assert "test/slope_bottom25" in tracking.get_run(analysis_id).data.metrics
 
 

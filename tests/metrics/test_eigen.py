@@ -5,7 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from kdtrack.metrics.eigen import components, eigendirections, layer_inputs, truncated_to_top, weight_matrix
+from kdtrack.metrics.eigen import (
+    components,
+    eigendirections,
+    first_layer_probe,
+    layer_inputs,
+    truncated_to_top,
+    weight_matrix,
+)
 from kdtrack.models import build_model
 
 
@@ -28,6 +35,23 @@ def test_a_diagonal_case_by_hand():
     w = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # W (p=2 x h=2): rows are input directions
     # v1 = e1: ||W^T e1|| = ||(1, 2)||, v2 = e2: ||(3, 4)|| = 5
     assert torch.allclose(components(w, vectors), torch.tensor([5 ** 0.5, 5.0], dtype=torch.float64))
+
+
+def test_the_probe_gives_components_and_displacements_by_hand():
+    """X^T X = diag(9, 2): v1 = e1, v2 = e2, so ||W^T v_k|| is the norm of the layer's weights on
+    input k (column k of nn.Linear's weight), and the displacement that of their change since the
+    probe was made."""
+    layer = nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 3.0], [2.0, 4.0]]))  # W = weight.T: row k is input k
+    eigenvalues, probe = first_layer_probe(layer, torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
+    assert eigenvalues.to_dicts() == [{"direction": "v1", "eigenvalue": 9.0}, {"direction": "v2", "eigenvalue": 2.0}]
+    assert probe(layer) == ({"v1": pytest.approx(5 ** 0.5), "v2": pytest.approx(5.0)}, {"v1": 0.0, "v2": 0.0})
+    with torch.no_grad():
+        layer.weight.add_(torch.tensor([[0.0, 0.0], [0.0, 2.0]]))  # input 2's weights move by (0, 2)
+    trajectory, displacement = probe(layer)
+    assert trajectory == {"v1": pytest.approx(5 ** 0.5), "v2": pytest.approx((9 + 36) ** 0.5)}
+    assert displacement == {"v1": 0.0, "v2": pytest.approx(2.0)}
 
 
 def test_weight_matrices_and_inputs_per_architecture():

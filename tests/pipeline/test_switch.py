@@ -84,7 +84,7 @@ def test_the_switch_analysis_reads_the_gap_change_beside_its_kd_sibling(store):
     params = {**SWITCH, "snapshot_every": "2"}  # snapshots at 2, 4, 6, 8; the switch at step 4
     kd = distill(from_params(DistillConfig, params), "switch-gap")
     switched = switch(from_params(SwitchConfig, {**params, "switch_at": "0.5"}), "switch-gap")
-    [analysis] = analyze(AnalyzeConfig(student_run_id=switched))
+    [analysis] = analyze(AnalyzeConfig(student_run_id=switched, figures=False))
     metrics = tracking.get_run(analysis).data.metrics
 
     def gap(run_id: str, step: int) -> float:
@@ -96,7 +96,7 @@ def test_the_switch_analysis_reads_the_gap_change_beside_its_kd_sibling(store):
     # Same teacher, init, data order and loss up to the switch: the two students coincide there.
     assert metrics["switch/test/kd_gap_bottom25_before"] == metrics["switch/test/gap_bottom25_before"]
     assert [name for name in metrics if not known_metric(name)] == []  # the run contract names them
-    [of_kd] = analyze(AnalyzeConfig(student_run_id=kd))
+    [of_kd] = analyze(AnalyzeConfig(student_run_id=kd, figures=False))
     assert not any(name.startswith("switch/") for name in tracking.get_run(of_kd).data.metrics)
 
 

@@ -97,6 +97,28 @@ def test_per_setting_expectations_first_match_wins_and_no_match_reads_dash():
     assert contradictions(result)["setting"].to_list() == ["cifar10_v1"]
 
 
+def test_a_rule_attributes_the_paper_only_to_the_setting_it_states():
+    """A rule on a preset speaks for its runs at the preset's values trained with Hinton's KD; an
+    override (a sensitivity row, the switching study's interpolating teacher) or another KD method
+    is kdtrack's own setting, "-". Table 2 lists several architectures under one Table 1 setting."""
+    table7 = {"train_size": "128", "lr": "0.0001", "epochs": "20.0", "width": "1000", "kd_loss": "kd",
+              "kd_target": "standard"}
+    table1 = {"train_size": "0", "lr": "1.0", "epochs": "450.0", "width": "0", "kd_loss": "kd", "kd_target": "standard"}
+    values = [1.3, 1.4, 1.5]
+    table = pl.DataFrame(_students(values, "mnist_mlp", **table7) + _students(values, "mnist_mlp", **{
+        **table7, "setting": "lr-x10", "lr": "0.001"}) + _students(values, "mnist_mlp", **{
+        **table7, "setting": "dkd", "kd_loss": "dkd"}) + _students(values, "cifar10_v1", **{
+        **table1, "setting": "resnet20", "arch": "resnet20"}) + _students(values, "cifar10_v1", **{
+        **table1, "setting": "short", "epochs": "45"}))
+    rules = [{"select": {"preset": "mnist_mlp"}, "expect": "holds", "paper": "Fig. 18"},
+             {"select": {"preset": "cifar10_v1"}, "expect": "fails", "paper": "Table 3"}]
+    result = evaluate(table, _claim(expect=rules))
+    assert _by_setting(result, "paper") == {"mnist_mlp": "Fig. 18", "lr-x10": NOT_REPORTED, "dkd": NOT_REPORTED,
+                                            "resnet20": "Table 3", "short": NOT_REPORTED}
+    assert _by_setting(result, "expect") == {"mnist_mlp": "holds", "lr-x10": "", "dkd": "", "resnet20": "fails",
+                                             "short": ""}
+
+
 def test_scalar_and_extension_claims_paper_column_and_strict():
     table = pl.DataFrame(_students([0.5, 0.6, 0.55], "mnist"))
     scalar = evaluate(table, _claim(expect="holds")).row(0, named=True)

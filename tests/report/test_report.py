@@ -31,7 +31,7 @@ def studies(store):
     analyses = {}
     for experiment, seed in (("report-a", "0"), ("report-a", "1"), ("report-b", "0")):
         student = distill(from_params(DistillConfig, {**TINY, "seed": seed}), experiment)
-        analyses[(experiment, seed)] = analyze(AnalyzeConfig(student_run_id=student))[0]
+        analyses[(experiment, seed)] = analyze(AnalyzeConfig(student_run_id=student, figures=False))[0]
     return analyses
 
 

@@ -12,7 +12,7 @@ from kdtrack.studies.ablate import ablate, default_storage
 def test_a_grid_study_links_trials_and_runs_both_ways(store):
     """A length grid: the knob that scales the teacher's length too, so one study shows both the links
     between trials and runs and one teacher per setting."""
-    config = from_params(AblateConfig, {**TINY, "knob": "length", "values": "1,2", "study": "grid"})
+    config = from_params(AblateConfig, {**TINY, "knob": "length", "values": "1,2", "study": "grid", "figures": "false"})
     parent_id = ablate(config, "ablate")
     study = optuna.load_study(study_name="grid", storage=default_storage())
     trials = study.get_trials()
@@ -64,7 +64,7 @@ def test_a_pruned_trial_stops_its_student_and_is_recorded_as_pruned(store, monke
     prune_all = lambda config: optuna.pruners.ThresholdPruner(upper=-1.0)  # noqa: E731
     monkeypatch.setattr(kdtrack.studies.ablate, "make_pruner", prune_all)
     config = from_params(AblateConfig, {**TINY, "epochs": "4", "eval_every": "2", "knob": "lr", "values": "0.001",
-                                        "objective": "test/acc", "study": "pruned"})
+                                        "objective": "test/acc", "study": "pruned", "figures": "false"})
     parent = ablate(config, "ablate-pruned")
     [trial] = optuna.load_study(study_name="pruned", storage=default_storage()).get_trials()
     assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [2]

@@ -95,7 +95,7 @@ def test_two_workers_share_a_grid_and_survive_a_killed_worker(postgres, busy_mac
     optuna.create_study(study_name="workers", storage=storage, direction="maximize")
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     command = [KDTRACK, "ablate", "--experiment", "workers", "--knob", "batch_size", "--values", "16,32",
-               "--seeds", "2", "--storage", storage, "-P", "study=workers", "-P", "heartbeat=2",
+               "--seeds", "2", "--storage", storage, "-P", "study=workers", "-P", "heartbeat=2", "-P", "figures=false",
                *[f"-P{k}={v}" for k, v in TINY.items()]]
     workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True) for _ in range(2)]

@@ -18,6 +18,7 @@ from kdtrack.studies.suite import SlurmSpec
 # One setting: the local executor's runs. Two: the sbatch scripts, whose teachers come first.
 ONE = """
 experiment: EXPERIMENT
+analysis: {figures: false}
 settings:
   - name: mlp
     preset: mnist_mlp
@@ -78,6 +79,7 @@ def test_local_jobs_of_two_tasks_train_each_student_after_its_teacher_then_a_rer
 
 KILLED = """
 experiment: launch-kill
+analysis: {figures: false}
 settings:
   - name: mlp
     preset: mnist_mlp
@@ -218,7 +220,7 @@ def test_local_ablation_workers_share_one_study(store, tmp_path):
 
     # A worker with no point left looks again every `heartbeat` seconds until the other's trial ends (30 by default)
     config = from_params(AblateConfig, {**TINY, "knob": "batch_size", "values": "16,32", "study": "local-array",
-                                        "heartbeat": "2"})
+                                        "heartbeat": "2", "figures": "false"})
     [study_run] = run_ablate(config, "launch-ablate", local(tmp_path / "jobs"), 2)
     assert len(submitted(tmp_path / "jobs")) == 2  # two worker jobs, one study
     trials = optuna.load_study(study_name="local-array", storage=default_storage()).get_trials()

@@ -16,6 +16,7 @@ settings:
     preset: mnist_mlp
     overrides: {train_size: 64, width: 32, epochs: 2, batch_size: 32}
     seeds: SEEDS
+analysis: {figures: false, quantile: 0.2}
 """
 
 
@@ -38,6 +39,9 @@ def test_a_suite_trains_once_then_only_what_is_added(store, tmp_path):
     first = suites.run(suites.load(path))
     assert len(students()) == 1 and len(first) == 2  # the student and its analysis
     assert {s.data.tags["kdtrack.suite"] for s in students()} == {"small/mlp"}
+    analysis = tracking.get_run(first[1])  # the suite's `analysis` fields: its numbers, no figures drawn
+    assert analysis.data.params["figures"] == "false" and "test/slope_bottom20" in analysis.data.metrics
+    assert not tracking.client().list_artifacts(first[1], "figures")
     reanalyzed_without_weights(*first)
 
     assert suites.run(suites.load(path)) == []  # everything is done: nothing trains
@@ -63,7 +67,7 @@ def reanalyzed_without_weights(student: str, analysis: str) -> None:
     gone = ("checkpoints/final.pt", "eigen/last_layer_weights.pt")
     assert not any(tracking.has_artifact(student, path) for path in gone)
     assert tracking.has_artifact(student, "confidences/train.parquet")
-    [again] = analyze(AnalyzeConfig(student_run_id=student, quantile=0.3))
+    [again] = analyze(AnalyzeConfig(student_run_id=student, quantile=0.3, figures=False))
     assert again != analysis
     eigen = [{k: v for k, v in tracking.get_run(run).data.metrics.items() if k.startswith("eigen/")}
              for run in (analysis, again)]
@@ -83,6 +87,13 @@ def test_a_malformed_suite_names_the_file_and_the_key(tmp_path):
         suites.load(str(bad))
     bad.write_text("experiment: x\nsetting: []\n")  # top-level keys: checked by the loader dashboards share
     with pytest.raises(UserError, match=r"bad.yaml': unknown key 'setting'; allowed: experiment, settings"):
+        suites.load(str(bad))
+    setting = "settings:\n  - {name: a, preset: mnist_mlp}\n"
+    bad.write_text(setting + "analysis: {figures: maybe}\n")
+    with pytest.raises(UserError, match=r"bad.yaml': analysis: figures='maybe' is not"):
+        suites.load(str(bad))
+    bad.write_text(setting + "analysis: {student_run_id: abc}\n")
+    with pytest.raises(UserError, match=r"analysis.student_run_id is not allowed; allowed: the fields of analyze"):
         suites.load(str(bad))
     with pytest.raises(UserError, match=r"suite 'nope' is neither a shipped one \(.*table7.*\) nor a file"):
         suites.load("nope")

@@ -141,7 +141,7 @@ def test_random_features_end_to_end_without_stored_projections(store):
     x = data.x_test[:16].cpu()
     assert torch.allclose(logged(x), model.cpu()(x), atol=1e-5)
 
-    [analysis] = analyze(AnalyzeConfig(student_run_id=student_id))
+    [analysis] = analyze(AnalyzeConfig(student_run_id=student_id, figures=False))
     assert "test/slope_bottom25" in tracking.get_run(analysis).data.metrics
 
     scratch = switch(from_params(SwitchConfig, RANDOM_FEATURES), "rf")
