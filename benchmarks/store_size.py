@@ -100,7 +100,8 @@ def measure_suite(name: str) -> None:
 
 def costs() -> None:
     """Each image preset's bytes per run under each policy: W (the state dict) for final.pt, W
-    more for a teacher's init.pt and for a logged model, W + the optimizer's moments (Adam: two
+    more for a logged model and, under `switch` and `all`, for a teacher's init.pt (under `last`
+    a digest; a suite's student lets go of final.pt once analyzed), W + the optimizer's moments (Adam: two
     per weight, SGD with momentum: one) per step checkpoint, of which `switch` keeps three and
     `all` two more (last_a/b). The probes a checkpoint also carries (a few MB at most) are left out."""
     import torch

@@ -30,6 +30,7 @@ STUDENT_RUN = "kdtrack.student_run_id"
 ANALYSIS_RUN = "kdtrack.analysis_run_id"
 FROM_RUN = "kdtrack.from_run_id"
 SAME_INIT = "kdtrack.same_init"
+INIT_DIGEST = "kdtrack.init_digest"  # a keep_checkpoints=last run's initial weights, rebuilt from its seed
 SWITCH_TO = "kdtrack.switch_to"
 SWITCH_STEP = "kdtrack.switch_step"
 SWITCH_WINDOW = "kdtrack.switch_window"

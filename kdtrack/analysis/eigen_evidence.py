@@ -16,7 +16,7 @@ from kdtrack import tracking
 from kdtrack.analysis import figures
 from kdtrack.analysis.evidence import Evidence, caption
 from kdtrack.config import AnalyzeConfig
-from kdtrack.contract import RECORDED, SAME_INIT, SOURCE, TEACHER_RUN, TEACHER_SOURCE
+from kdtrack.contract import ANALYSIS_RUN, RECORDED, SAME_INIT, SOURCE, TEACHER_RUN, TEACHER_SOURCE
 from kdtrack.metrics.eigen import (
     EIGEN_POINTS,
     components,
@@ -39,7 +39,19 @@ from kdtrack.training.loop import predict
 
 TRAJECTORY, DISPLACEMENT = "eigen/trajectory.parquet", "eigen/displacement.parquet"
 EIGENVALUES, LAST_LAYER = "eigen/eigenvalues.parquet", "eigen/last_layer_weights.pt"
+FINAL, TOP_K = "checkpoints/final.pt", "eigen/top_k_accuracy.parquet"
 SHOWN_PAIRS = 12  # pairs drawn in a figure
+
+
+def earlier(student, path: str) -> pl.DataFrame | None:
+    """Table `path` of the student's latest analysis (its `kdtrack.analysis_run_id`), where the
+    student no longer keeps the weights it was computed from (a suite drops them once analyzed:
+    studies.suite.drop_analyzed_weights); None where there is none. What it holds depends on the
+    student's weights and data alone, not on the analysis's parameters, so any analysis's will do."""
+    analysis = student.data.tags.get(ANALYSIS_RUN)
+    if analysis and tracking.has_artifact(analysis, path):
+        return tracking.load_table(analysis, path)
+    return None
 
 
 def pair_evidence(prefix: str, trajectories: tuple[pl.DataFrame, pl.DataFrame],
@@ -111,7 +123,20 @@ def first_layer_evidence(student, teacher_id: str, config: AnalyzeConfig) -> Evi
 
 def top_k_evidence(student, data) -> Evidence:
     """Fig. 17: the student's train accuracy with its first layer truncated to the top K directions,
-    on clean and mislabeled points."""
+    on clean and mislabeled points; from its earlier analysis where its weights are gone."""
+    if tracking.has_artifact(student.info.run_id, FINAL):
+        top_k = top_k_table(student, data)
+    else:
+        top_k = earlier(student, TOP_K)
+        if top_k is None:
+            return Evidence({}, notes=(f"{TOP_K} (Fig. 17) not computed: the student keeps no {FINAL} and no "
+                                       "earlier analysis of it recorded the table",))
+    title = f"{caption(student)}: accuracy with the top-K first-layer components (Fig. 17)"
+    return Evidence({}, tables={TOP_K: top_k},
+                    figures={"figures/top_k_accuracy.png": partial(figures.top_k_accuracy, top_k, title)})
+
+
+def top_k_table(student, data) -> pl.DataFrame:
     model = rebuild_model(student, data)
     _, vectors = eigendirections(layer_inputs(model, data.x_train[:EIGEN_POINTS], int(student.data.params["seed"])))
     rows = []
@@ -120,10 +145,7 @@ def top_k_evidence(student, data) -> Evidence:
         for name, mask in (("clean", ~data.is_noisy), ("mislabeled", data.is_noisy)):
             if mask.any():
                 rows.append({"k": k, "points": name, "accuracy": correct[mask].float().mean().item()})
-    top_k = pl.DataFrame(rows)
-    title = f"{caption(student)}: accuracy with the top-K first-layer components (Fig. 17)"
-    return Evidence({}, tables={"eigen/top_k_accuracy.parquet": top_k},
-                    figures={"figures/top_k_accuracy.png": partial(figures.top_k_accuracy, top_k, title)})
+    return pl.DataFrame(rows)
 
 
 def layer_tables(saved: dict, vectors) -> tuple[pl.DataFrame, pl.DataFrame | None]:
@@ -142,19 +164,36 @@ def layer_tables(saved: dict, vectors) -> tuple[pl.DataFrame, pl.DataFrame | Non
 def hidden_layer_evidence(student, teacher_id: str, data, config: AnalyzeConfig) -> Evidence:
     """§D.7: the eigenspace of the teacher's final hidden representation (fixed: the teacher at
     the end of training), and both models' final-layer weights projected onto it over training,
-    compared with the same pair statistics as the first layer."""
-    if not (tracking.has_artifact(student.info.run_id, LAST_LAYER) and tracking.has_artifact(teacher_id, LAST_LAYER)):
+    compared with the same pair statistics as the first layer. The student's projections come
+    from its earlier analysis where its weights are gone."""
+    if not tracking.has_artifact(teacher_id, LAST_LAYER):
         return Evidence({})
     teacher_model = rebuild_model(tracking.get_run(teacher_id), data)
     number, _ = last_layer(teacher_model)
+    names = {kind: f"eigen/layer{number}_{kind}.parquet" for kind in ("trajectory", "displacement")}
+    if tracking.has_artifact(student.info.run_id, LAST_LAYER):
+        student_tables = None
+    else:
+        student_tables = {kind: earlier(student, name) for kind, name in names.items()}
+        if student_tables["trajectory"] is None:
+            return Evidence({})
     values, vectors = eigendirections(hidden_representation(teacher_model, data.x_train[:EIGEN_POINTS]))
-    (teacher, teacher_moved), (mine, moved) = (layer_tables(tracking.load_state(run_id, LAST_LAYER), vectors)
-                                               for run_id in (teacher_id, student.info.run_id))
-    both = pl.concat([t.with_columns(pl.lit(name).alias("model")) for name, t in (("teacher", teacher),
-                                                                                   ("student", mine))])
+    teacher, teacher_moved = layer_tables(tracking.load_state(teacher_id, LAST_LAYER), vectors)
+    if student_tables is None:
+        mine, moved = layer_tables(tracking.load_state(student.info.run_id, LAST_LAYER), vectors)
+    else:
+        mine, moved = (None if table is None else table.filter(pl.col("model") == "student").drop("model")
+                       for table in student_tables.values())
     displacements = (teacher_moved, moved) if teacher_moved is not None and moved is not None else None
     title = f"{caption(student)}: layer {number} weights on the teacher's final representation (Fig. 22-23)"
     pairs = sample_pairs(vectors.shape[1], config.eigen_pairs, seed=0)
     found = pair_evidence(f"eigen/layer{number}_", (teacher, mine), displacements, values.numpy(), pairs, title,
                           f"figures/eigen_pairs_layer{number}.png")
-    return found + Evidence({}, tables={f"eigen/layer{number}_trajectory.parquet": both})
+    kept = {names["trajectory"]: (teacher, mine), **({names["displacement"]: displacements} if displacements else {})}
+    return found + Evidence({}, tables={name: both_models(*pair) for name, pair in kept.items()})
+
+
+def both_models(teacher: pl.DataFrame, student: pl.DataFrame) -> pl.DataFrame:
+    """A teacher's and a student's tables as one, told apart by a `model` column."""
+    return pl.concat([t.with_columns(pl.lit(name).alias("model")) for name, t in (("teacher", teacher),
+                                                                                   ("student", student))])

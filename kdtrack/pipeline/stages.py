@@ -15,6 +15,7 @@ from kdtrack import tracking
 from kdtrack.config import DistillConfig, SwitchConfig, TrainConfig, from_params, key_params, to_params
 from kdtrack.contract import (
     FROM_RUN,
+    INIT_DIGEST,
     NUM_CLASSES,
     ONEHOT_RUN,
     ROLE,
@@ -30,7 +31,15 @@ from kdtrack.markdown import inert
 from kdtrack.metrics.confidence import phi_quantiles, student_table, teacher_table
 from kdtrack.models import check_fits
 from kdtrack.pipeline.jobs import Job, run_job
-from kdtrack.pipeline.rebuild import load_data, new_model, rebuild_model
+from kdtrack.pipeline.rebuild import (
+    INIT,
+    initial_state,
+    load_data,
+    new_model,
+    rebuild_model,
+    seeded_model,
+    state_digest,
+)
 from kdtrack.say import say
 from kdtrack.schedules import LossWeights, constant_weights, switch_weights
 from kdtrack.tracking import RunContext
@@ -83,15 +92,21 @@ def split_labels(data: Splits, split: str):
 
 
 def teacher_job(config: TrainConfig, data: Splits) -> Job:
+    """A one-hot run. Its initial weights, which `same_init` students and `switch` start from, are
+    `checkpoints/init.pt`; with keep_checkpoints=last only their digest, since the seed draws
+    them again exactly (rebuild.initial_state checks that it did)."""
     def make_model():
-        torch.manual_seed(config.seed)
-        return new_model(to_params(config), data)
+        return seeded_model(to_params(config), data)
 
     init = copy.deepcopy(make_model().state_dict())
-    return Job("teacher", config, run_name("teacher", config), {NUM_CLASSES: str(data.num_classes)},
+    tags = {NUM_CLASSES: str(data.num_classes)}
+    records = {INIT: init}
+    if config.keep_checkpoints == "last":
+        tags, records = {**tags, INIT_DIGEST: state_digest(init)}, {}
+    return Job("teacher", config, run_name("teacher", config), tags,
                constant_weights(Plan.of(config, len(data.y_train)).total_steps, 0.0), make_model,
                lambda logits: {s: teacher_table(logits[s], *split_labels(data, s)) for s in logits},
-               first_records={"checkpoints/init.pt": init}, summary=summary(config))
+               first_records=records, summary=summary(config))
 
 
 def train_teacher(config: TrainConfig, experiment: str = "", data: Splits | None = None,
@@ -186,7 +201,7 @@ def student_maker(config: DistillConfig, data: Splits, teacher_id: str, teacher_
         seed = teacher_params["seed"] if same_init == "teacher" else str(config.seed)
         model = new_model({**to_params(config), "seed": seed}, data)
         if same_init == "teacher":
-            model.load_state_dict(tracking.load_state(teacher_id, "checkpoints/init.pt"))
+            model.load_state_dict(initial_state(tracking.get_run(teacher_id), data))
         return model
 
     return make_model
@@ -274,20 +289,21 @@ def starting_checkpoint(config: SwitchConfig, run, step: int, teacher_id: str) -
     return run_id, TrainState.from_dict(tracking.load_state(run_id, f"checkpoints/step_{step}.pt"))
 
 
-def from_initialization(make_model: Callable[[], nn.Module], run_id: str) -> Callable[[], nn.Module]:
-    """`make_model` with the weights run `run_id` started from (its `checkpoints/init.pt`). A switch
+def from_initialization(make_model: Callable[[], nn.Module], run_id: str, data: Splits) -> Callable[[], nn.Module]:
+    """`make_model` with the weights run `run_id` started from (rebuild.initial_state). A switch
     run that starts from a one-hot run's checkpoint trains from that checkpoint's weights either way;
     its fresh model is only W_0 of its eigen displacement (jobs.eigen_probes), which should be where
     that lineage began. With same_init=teacher the student maker would give the teacher's
     initialization instead, a different one where the teacher was drawn with another seed. (A
     student from_run needs no such care: it shares the switch run's teacher, seed and same_init, so
     the student maker gives its initialization.)"""
-    if not tracking.has_artifact(run_id, "checkpoints/init.pt"):
+    state = initial_state(tracking.get_run(run_id), data)
+    if state is None:
         return make_model
 
     def make_from_its_init():
         model = make_model()
-        model.load_state_dict(tracking.load_state(run_id, "checkpoints/init.pt"))
+        model.load_state_dict(state)
         return model
 
     return make_from_its_init
@@ -314,7 +330,7 @@ def switch(config: SwitchConfig, experiment: str = "", context: RunContext = NO_
     if source:
         say(f"starting from run {from_id} at step {at}")
     if source and source.data.tags.get(ROLE) == "teacher":
-        parents = dataclasses.replace(parents, make_model=from_initialization(parents.make_model, from_id))
+        parents = dataclasses.replace(parents, make_model=from_initialization(parents.make_model, from_id, data))
     tags = {SWITCH_TO: config.switch_to, SWITCH_STEP: str(at), SWITCH_WINDOW: str(config.switch_window),
             **({FROM_RUN: from_id} if source else {})}
     snapshot_at = tuple(sorted({at, at + config.switch_window, total, *(round(k * total / 4) for k in (1, 2, 3))}))

@@ -237,11 +237,31 @@ def train_task(suite: Suite, task: Task, world=None) -> str:
 
 
 def analyze_task(suite: Suite, task: Task, student: str) -> list[str]:
-    """The analysis run ids of a task's trained student."""
+    """The analysis run ids of a task's trained student; then, under the study storage, the
+    student's weights go (drop_analyzed_weights)."""
     from kdtrack.analysis.analyze import analyze
 
-    config = replace(_analysis_config(suite.analysis), student_run_id=student)
-    return analyze(config, context(suite, task))
+    analyses = analyze(replace(_analysis_config(suite.analysis), student_run_id=student), context(suite, task))
+    trained = task.config()
+    if trained.keep_checkpoints == "last" and not trained.log_model:
+        drop_analyzed_weights(student)
+    return analyses
+
+
+def drop_analyzed_weights(student: str) -> None:
+    """A study's analyzed student lets go of its weights, `checkpoints/final.pt` and
+    `eigen/last_layer_weights.pt` (in table7, 10.4 of a seed's 34 MB): nothing in a study loads
+    them again (no one distills from a student, `switch` starts from step checkpoints), and its
+    analysis recorded what a later analysis with other parameters needs from them (Fig. 17's
+    table, the §D.7 projections: analysis.eigen_evidence.earlier). The teacher keeps its own."""
+    from kdtrack import tracking
+    from kdtrack.say import say
+
+    paths = [path for path in ("checkpoints/final.pt", "eigen/last_layer_weights.pt")
+             if tracking.has_artifact(student, path)]
+    refused = tracking.delete_artifacts(student, paths)
+    if refused:
+        say(f"student {student}: the artifact store cannot delete {', '.join(refused)}; they stay")
 
 
 def run_setting(suite: Suite, setting: str, progress: Progress | None = None, before: int = 0) -> list[str]:

@@ -31,6 +31,7 @@ from kdtrack.tracking.store import (
     find_finished,
     now_ms,
     parquet_bytes,
+    png_bytes,
     quoted,
     refused_write,
     search_all,
@@ -327,9 +328,10 @@ class TrackedRun:
         import matplotlib.pyplot as plt
 
         try:
-            client().log_figure(self.run_id, figure, artifact_path)
+            payload = png_bytes(figure)  # rendered here: matplotlib is not for the uploader's thread
         finally:
             plt.close(figure)
+        self.log_bytes(payload, artifact_path)
 
     def log_model(self, model: torch.nn.Module, example: torch.Tensor, register_as: str = "") -> None:
         """The final model under the run's role (`runs:/<id>/teacher`, `.../student`), loadable

@@ -3,7 +3,9 @@ import pytest
 from click.testing import CliRunner
 
 from kdtrack import tracking
+from kdtrack.analysis.analyze import analyze
 from kdtrack.cli.main import main
+from kdtrack.config import AnalyzeConfig
 from kdtrack.errors import UserError
 from kdtrack.studies import suite as suites
 
@@ -40,6 +42,7 @@ def test_a_suite_trains_once_then_only_what_is_added(store, tmp_path):
     analysis = tracking.get_run(first[1])  # the suite's `analysis` fields: its numbers, no figures drawn
     assert analysis.data.params["figures"] == "false" and "test/slope_bottom20" in analysis.data.metrics
     assert not tracking.client().list_artifacts(first[1], "figures")
+    reanalyzed_without_weights(*first)
 
     assert suites.run(suites.load(path)) == []  # everything is done: nothing trains
     assert len(students()) == 1
@@ -56,6 +59,22 @@ def test_a_suite_trains_once_then_only_what_is_added(store, tmp_path):
     assert seeds == [("small/mlp", "0"), ("small/mlp", "1")]  # only seed 1 was added
     status = CliRunner().invoke(main, ["suite", "status", more])
     assert status.exit_code == 0 and status.output.count("done") == 2
+
+
+def reanalyzed_without_weights(student: str, analysis: str) -> None:
+    """An analyzed study student keeps no weights; an analysis with other parameters takes Fig. 17's
+    table and the §D.7 projections from the first one, and finds the same eigen metrics."""
+    gone = ("checkpoints/final.pt", "eigen/last_layer_weights.pt")
+    assert not any(tracking.has_artifact(student, path) for path in gone)
+    assert tracking.has_artifact(student, "confidences/train.parquet")
+    [again] = analyze(AnalyzeConfig(student_run_id=student, quantile=0.3, figures=False))
+    assert again != analysis
+    eigen = [{k: v for k, v in tracking.get_run(run).data.metrics.items() if k.startswith("eigen/")}
+             for run in (analysis, again)]
+    assert "eigen/layer3_exaggerated_pair_frac" in eigen[0] and eigen[0] == eigen[1]
+    for table in ("eigen/top_k_accuracy.parquet", "eigen/layer3_trajectory.parquet",
+                  "eigen/layer3_displacement.parquet"):
+        assert tracking.load_table(again, table).equals(tracking.load_table(analysis, table)), table
 
 
 def test_a_malformed_suite_names_the_file_and_the_key(tmp_path):

@@ -10,9 +10,10 @@ from conftest import TINY
 from kdtrack import tracking
 from kdtrack.analysis.analyze import analyze
 from kdtrack.config import AnalyzeConfig, DistillConfig, SwitchConfig, TrainConfig, from_params
+from kdtrack.contract import INIT_DIGEST, TEACHER_RUN
 from kdtrack.errors import UserError
 from kdtrack.models import build_model
-from kdtrack.pipeline.rebuild import data_of, rebuild_model
+from kdtrack.pipeline.rebuild import data_of, initial_state, rebuild_model, state_digest
 from kdtrack.pipeline.stages import distill, switch, train_teacher
 from kdtrack.training.state import Plan
 
@@ -80,7 +81,7 @@ def checkpoints(run_id: str) -> set[str]:
 @pytest.mark.parametrize("policy, kept", [
     ("all", {"init.pt", "final.pt", "step_2.pt", "step_4.pt", "step_6.pt", "last_a.pt"}),
     ("switch", {"init.pt", "final.pt", "step_2.pt", "step_4.pt", "step_6.pt"}),
-    ("last", {"init.pt", "final.pt"}),
+    ("last", {"final.pt"}),  # and the initialization's digest, below
 ])
 def test_a_finished_run_keeps_what_its_policy_names(store, policy, kept):
     # The policy is not part of the reuse key: a seed of its own per policy keeps the runs apart.
@@ -96,6 +97,31 @@ def test_switch_from_a_run_that_kept_no_step_checkpoint_says_how_to_get_one(stor
     distilled = distill(from_params(DistillConfig, {**EIGHT_STEPS, "keep_checkpoints": "last"}), "keep-last")
     with pytest.raises(UserError, match=r"it has steps none .*keep_checkpoints=switch"):
         switch(from_params(SwitchConfig, {**EIGHT_STEPS, "from_run_id": distilled}), "keep-last")
+
+
+def test_a_state_digest_tells_states_apart_by_value_name_and_dtype():
+    state = {"w": torch.arange(6.0).reshape(2, 3), "steps": torch.tensor(0)}
+    assert state_digest(state) == state_digest({k: v.clone() for k, v in state.items()})
+    for other in ({**state, "w": state["w"] + 1e-6}, {"v": state["w"], "steps": state["steps"]},
+                  {**state, "w": state["w"].double()}, {**state, "w": state["w"].reshape(3, 2)}):
+        assert state_digest(other) != state_digest(state)
+
+
+def test_a_last_teacher_keeps_its_initialization_as_a_digest_its_student_starts_from(store):
+    """keep_checkpoints=last stores no init.pt: the same-init student starts from the weights the
+    teacher's seed draws again, checked against the digest; a mismatch is refused in one line."""
+    student = tracking.get_run(distill(from_params(DistillConfig, {**EIGHT_STEPS, "seed": "13",
+                                                                   "keep_checkpoints": "last"}), "keep-init"))
+    teacher = tracking.get_run(student.data.tags[TEACHER_RUN])
+    assert checkpoints(teacher.info.run_id) == {"final.pt"}
+    rebuilt = initial_state(teacher, data_of(teacher))
+    assert state_digest(rebuilt) == teacher.data.tags[INIT_DIGEST]
+    first = [tracking.load_table(run.info.run_id, "eigen/trajectory.parquet").row(0) for run in (teacher, student)]
+    assert first[0] == first[1]  # the student started where the teacher did
+    tracking.client().set_tag(teacher.info.run_id, INIT_DIGEST, "0" * 64)
+    with pytest.raises(UserError, match=r"initial weights, drawn again from its seed 13, differ") as refused:
+        initial_state(tracking.get_run(teacher.info.run_id), data_of(teacher))
+    assert "\n" not in str(refused.value)
 
 
 def test_random_features_end_to_end_without_stored_projections(store):
