@@ -148,7 +148,8 @@ def confidence_evidence(student, config: AnalyzeConfig) -> Evidence:
     if snapshots:
         title = f"{named}: deviations over training (Fig. 25-26)"
         drawn["figures/timeline.png"] = partial(figures.timeline_grid, snapshots, title, bins // 2)
-    curves, marks = accuracy_trajectories(student)
+    # Fig. 24's curves read every sibling's metric history: only for a figure that is drawn
+    curves, marks = accuracy_trajectories(student) if config.figures else ({}, {})
     if len(curves) > 1 or any(len(points) > 1 for points in curves.values()):
         drawn["figures/accuracy_trajectory.png"] = partial(
             figures.accuracy_curves, curves, marks, f"{named}: test accuracy over training (Fig. 24)")
