@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter, NullFormatter
+from matplotlib.ticker import LogFormatter
 
 from kdtrack.analysis.style import FIT_COLOURS, styled
 from kdtrack.metrics.deviations import GROUPS, QuantileLine, with_groups
@@ -36,15 +36,32 @@ def density(ax, x, y, bins: int, diagonal: bool = True, colorbar: bool = True):
         return
     cells = ax.hexbin(x, y, gridsize=bins, norm=LogNorm(), mincnt=1, linewidths=0.1)
     if colorbar:
-        bar = ax.figure.colorbar(cells, ax=ax, label="points per bin", pad=0.02, fraction=0.05)
-        bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 3, not 3×10⁰
-        # Minor ticks are labelled only where the counts span too little for the decades to say
-        # enough; over several decades their labels (90 80 70 ...) pile on each other.
-        few_decades = cells.norm.vmax < 30 * cells.norm.vmin
-        bar.ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if few_decades else NullFormatter())
+        counts_bar(ax.figure.colorbar(cells, ax=ax, label="points per bin", pad=0.02, fraction=0.05))
     if diagonal:
         low, high = min(x.min(), y.min()), max(x.max(), y.max())
         ax.plot([low, high], [low, high], color="black", ls="--", lw=1, label="y = x")
+    return cells
+
+
+def counts_bar(bar) -> None:
+    """A colorbar of counts on a log scale, labelled 3 rather than 3×10⁰. Minor ticks are labelled
+    where the counts span too few decades for the decades to say enough: all of them under half a
+    decade, a few (2, 3, 5) under two; over more, their labels (90 80 70 ...) would pile up."""
+    bar.ax.yaxis.set_major_formatter(LogFormatter())
+    bar.ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def shared_counts(figure: Figure, cells: list, **where) -> None:
+    """One colour scale for the hexbins `cells` (panels that are compared side by side), drawn as
+    one colorbar where `where` (colorbar's `cax` or `ax`) says: a colour then means the same count
+    in every panel."""
+    cells = [c for c in cells if c is not None]
+    if not cells:
+        return
+    norm = LogNorm(1, max(2.0, max(float(c.get_array().max()) for c in cells)))
+    for c in cells:
+        c.set_norm(norm)
+    counts_bar(figure.colorbar(cells[0], label="points per bin", **where))
 
 
 def draw_line(ax, line: QuantileLine) -> None:
@@ -77,17 +94,24 @@ def setting_grid(columns: list[tuple[str, dict[str, pl.DataFrame]]], bins: int =
     splits = list(columns[0][1])
     # A page of identical panels: fixed margins (in inches) and spacing rather than the constrained
     # layout engine, which cost half of a report's Fig. 5 time (6 s a page on 2 cores).
-    figure, axes = plt.subplots(len(splits), len(columns), figsize=(3.9 * len(columns), 3.6 * len(splits)),
+    # One colour scale a row (a split) rather than a colorbar a panel: the settings compare by
+    # colour, and the panels' colorbars were most of a page's drawing time (their log ticks).
+    figure, axes = plt.subplots(len(splits), len(columns), figsize=(3.5 * len(columns) + 1.2, 3.6 * len(splits)),
                                 squeeze=False, layout="none")
     width, height = figure.get_size_inches()
-    figure.subplots_adjust(left=0.85 / width, right=1 - 0.75 / width, bottom=0.5 / height, top=1 - 0.6 / height,
-                           wspace=0.62, hspace=0.5)
-    for column, (title, tables) in enumerate(columns):
-        for row, split in enumerate(splits):
+    figure.subplots_adjust(left=0.85 / width, right=1 - 1.45 / width, bottom=0.5 / height, top=1 - 0.6 / height,
+                           wspace=0.38, hspace=0.5)
+    for row, split in enumerate(splits):
+        cells = []
+        for column, (title, tables) in enumerate(columns):
             ax = axes[row, column]
-            density(ax, tables[split]["phi_teacher"], tables[split]["phi_student"], bins)
-            ax.set(title=wrapped(f"{title}: {split}", 42), xlabel="teacher φ(p) on its predicted class",
+            cells.append(density(ax, tables[split]["phi_teacher"], tables[split]["phi_student"], bins,
+                                 colorbar=False))
+            ax.set(title=wrapped(f"{title}: {split}", 38), xlabel="teacher φ(p) on its predicted class",
                    ylabel="student φ(p)")
+        box = axes[row, -1].get_position()
+        shared_counts(figure, cells, cax=figure.add_axes((box.x1 + 0.25 / width, box.y0, 0.15 / width, box.height),
+                                                           label="<colorbar>"))
     return figure
 
 
@@ -149,14 +173,16 @@ def timeline_grid(snapshots: list[tuple[int, dict[str, pl.DataFrame]]], title: s
     splits = list(snapshots[0][1])
     figure, axes = plt.subplots(len(splits), len(snapshots), figsize=(3.2 * len(snapshots), 3 * len(splits)),
                                 squeeze=False, sharex="row", sharey="row")
-    for column, (step, tables) in enumerate(snapshots):
-        for row, split in enumerate(splits):
-            density(axes[row, column], tables[split]["phi_teacher"], tables[split]["phi_student"], bins,
-                    colorbar=False)  # one per panel would crowd a row of eight
+    for row, split in enumerate(splits):
+        cells = []
+        for column, (step, tables) in enumerate(snapshots):
+            cells.append(density(axes[row, column], tables[split]["phi_teacher"], tables[split]["phi_student"], bins,
+                                 colorbar=False))  # one per panel would crowd a row of eight
             axes[row, column].set_title(f"{split}, step {step}")
-        axes[-1, column].set_xlabel("teacher φ(p)")
-    for row in range(len(splits)):
+        shared_counts(figure, cells, ax=axes[row, :].tolist(), pad=0.01, fraction=0.02)
         axes[row, 0].set_ylabel("student φ(p)")
+    for ax in axes[-1]:
+        ax.set_xlabel("teacher φ(p)")
     figure.suptitle(wrapped(title, 140))
     return figure
 

@@ -75,3 +75,21 @@ def test_a_fit_line_spans_its_quantile_and_passes_through_its_mean_point():
 def test_a_figure_names_its_setting_and_seed():
     figure = figures.groups_grid(tables()["test"], "test", "mnist_mlp mlp>mlp, seed 3")
     assert figure.get_suptitle().startswith("mnist_mlp mlp>mlp, seed 3, test")
+
+
+def test_fig_5_puts_each_row_of_settings_on_one_colour_scale():
+    """A bin of 50 points in one setting and of 7 in the other: one colorbar a split, from 1 to
+    50, so that a colour is the same count in every panel of the row."""
+    import polars as pl
+
+    def setting(count: int) -> dict:
+        points = pl.DataFrame({"phi_teacher": [0.0] * count + [1.0], "phi_student": [0.0] * count + [1.0]})
+        return {"train": points, "test": points.head(2)}
+
+    figure = figures.setting_grid([("a", setting(50)), ("b", setting(7))], bins=5)
+    bars = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2
+    panels = [ax for ax in figure.axes if ax not in bars]
+    train = [ax.collections[0] for ax in panels if ax.get_title().endswith("train")]
+    assert train[0].norm is train[1].norm and (train[0].norm.vmin, train[0].norm.vmax) == (1, 50)
+    assert sorted(max(c.get_array()) for c in train) == [7, 50]
