@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms import v2
 
 from kdtrack.data.splits import Pool
 from kdtrack.errors import UserError
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class FolderImages:
         return replace(self, paths=tuple(self.paths[i] for i in indices))
 
     def transform(self, train: bool) -> v2.Transform:
+        from torchvision.transforms import v2  # torchvision costs 2.5 s of start-up: imported where used
+
         if train and self.random_resized_crop:
             steps = [v2.RandomResizedCrop(self.size, antialias=True), v2.RandomHorizontalFlip()]
         elif train:  # standard augmentation of He et al. (2016)
@@ -117,6 +121,8 @@ def _decode(path: str) -> Image.Image:
 def load_tinyimagenet(data_dir: Path, download: bool, image_size: int = 0, workers: int = 0, **_) -> Pool:
     """`tiny-imagenet-200/` as published: wnids.txt, train/<wnid>/images/*.JPEG, and
     val/images/*.JPEG labelled by val/val_annotations.txt (the test split has no labels)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
     root = data_dir / "tiny-imagenet-200"
     layout = ("tiny-imagenet-200/wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
               "val/val_annotations.txt")
@@ -147,6 +153,8 @@ def load_imagenet(data_dir: Path, download: bool, image_size: int = 0, workers: 
     """ImageNet as class folders (torchvision's ImageFolder layout): train/<wnid>/*.JPEG and
     val/<wnid>/*.JPEG with the same classes. Evaluation resizes to 256/224 of `image_size`
     (224 by default) and center-crops; training uses random-resized crops and flips."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
     root = data_dir / "imagenet"
     layout = "imagenet/train/<class>/*.JPEG and imagenet/val/<class>/*.JPEG (ImageFolder layout)"
     try:

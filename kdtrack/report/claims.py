@@ -302,23 +302,23 @@ def _trend_rows(table: pl.DataFrame, claim: Claim) -> list[dict]:
     """One row: the t interval over seeds of each seed's least-squares slope of the statistic on
     the `trend` column (inference.seed_slopes says why per seed), tested as the claim's test."""
     column = claim.trend
-    chosen = select(table, claim.select)
+    whole = expectation(claim, select(table, claim.select))  # a trend row speaks for all its runs
     if column not in table.columns:
-        return [_row(claim, f"(trend: the runs have no column {column!r})", [], expectation(claim, chosen))]
+        return [_row(claim, f"(trend: the runs have no column {column!r})", [], whole)]
     values = per_seed(table, claim, by=column)
     strengths = {text: _number(text) for text in values["setting"].unique().to_list()}
     odd = sorted(text for text, number in strengths.items() if number is None)
     if odd:
-        return [_row(claim, f"(trend over {column}: not numbers: {', '.join(odd)})", [], expectation(claim, chosen), "inconclusive")]
+        return [_row(claim, f"(trend over {column}: not numbers: {', '.join(odd)})", [], whole, "inconclusive")]
     levels = len(strengths)
     if levels == 0:
-        return [_row(claim, _nothing(table, claim), [], expectation(claim, chosen))]
+        return [_row(claim, _nothing(table, claim), [], whole)]
     if levels == 1:
-        return [_row(claim, f"(trend over {column}: 1 level; a slope needs 2 or more)", [], expectation(claim, chosen), "inconclusive")]
+        return [_row(claim, f"(trend over {column}: 1 level; a slope needs 2 or more)", [], whole, "inconclusive")]
     points = {}
     for setting, seed, value in values.iter_rows():
         points.setdefault(seed, []).append((strengths[setting], value))
-    return [_row(claim, f"trend over {column} ({levels} levels)", seed_slopes(points), expectation(claim, chosen))]
+    return [_row(claim, f"trend over {column} ({levels} levels)", seed_slopes(points), whole)]
 
 
 def _number(text: str) -> float | None:
