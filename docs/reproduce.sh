@@ -3,8 +3,8 @@
 # tables and figures (docs/reproduction/*/report.md). From the repository root, after `make install`:
 #   bash docs/reproduce.sh [STORE]        # STORE defaults to a fresh folder under /tmp
 # About 13 minutes for table7, 12 for table7-mlp-sensitivity (measured 2026-12-03), 80 for the
-# three switching suites (switch-evidence, 2026-12-03), 105 for beyond-confidence (the §7 study
-# of "Beyond the paper", measured 2026-11-30) and 44 for methods (the other KD methods, measured
+# three switching suites (switch-evidence, 2026-12-03), 56 for beyond-confidence (the §7 study
+# of "Beyond the paper", measured 2026-12-03) and 44 for methods (the other KD methods, measured
 # 2026-12-03) on 2 shared CPU cores.
 set -euo pipefail
 root=$(pwd)
