@@ -96,18 +96,24 @@ def setting_grid(columns: list[tuple[str, dict[str, pl.DataFrame]]], bins: int =
     # layout engine, which cost half of a report's Fig. 5 time (6 s a page on 2 cores).
     # One colour scale a row (a split) rather than a colorbar a panel: the settings compare by
     # colour, and the panels' colorbars were most of a page's drawing time (their log ticks).
-    figure, axes = plt.subplots(len(splits), len(columns), figsize=(3.5 * len(columns) + 1.2, 3.6 * len(splits)),
+    titles = {(column, split): wrapped(f"{title}: {split}", 38)
+              for column, (title, _) in enumerate(columns) for split in splits}
+    # Room above each row for its longest title (a suite setting's name can wrap to five lines)
+    # and below it for the x label, all in inches: the panels keep their size, the page grows.
+    panel, title_room, label_room = 2.9, 0.2 * max(t.count("\n") + 1 for t in titles.values()) + 0.15, 0.55
+    height = len(splits) * (panel + title_room + label_room)
+    figure, axes = plt.subplots(len(splits), len(columns), figsize=(3.5 * len(columns) + 1.2, height),
                                 squeeze=False, layout="none")
-    width, height = figure.get_size_inches()
-    figure.subplots_adjust(left=0.85 / width, right=1 - 1.45 / width, bottom=0.5 / height, top=1 - 0.6 / height,
-                           wspace=0.38, hspace=0.5)
+    width = figure.get_size_inches()[0]
+    figure.subplots_adjust(left=0.85 / width, right=1 - 1.45 / width, bottom=label_room / height,
+                           top=1 - title_room / height, wspace=0.38, hspace=(title_room + label_room) / panel)
     for row, split in enumerate(splits):
         cells = []
-        for column, (title, tables) in enumerate(columns):
+        for column, (_, tables) in enumerate(columns):
             ax = axes[row, column]
             cells.append(density(ax, tables[split]["phi_teacher"], tables[split]["phi_student"], bins,
                                  colorbar=False))
-            ax.set(title=wrapped(f"{title}: {split}", 38), xlabel="teacher φ(p) on its predicted class",
+            ax.set(title=titles[column, split], xlabel="teacher φ(p) on its predicted class",
                    ylabel="student φ(p)")
         box = axes[row, -1].get_position()
         shared_counts(figure, cells, cax=figure.add_axes((box.x1 + 0.25 / width, box.y0, 0.15 / width, box.height),
