@@ -50,7 +50,8 @@ def test_bad_ablation_input_is_one_clear_error(store):
         from_params(AblateConfig, {"knob": "batch_size", "values": "16,x"}).knob_values()
     with pytest.raises(UserError, match="has no default values"):
         from_params(AblateConfig, {"knob": "momentum"})
-    config = from_params(AblateConfig, {**TINY, "knob": "lr", "values": "0.001", "objective": "nope/x", "study": "bad"})
+    config = from_params(AblateConfig, {**TINY, "knob": "lr", "values": "0.001", "objective": "nope/x", "study": "bad",
+                                        "figures": "false"})
     ablate(config, "ablate-bad")  # the trial fails with its reason; the study itself goes on
     [trial] = optuna.load_study(study_name="bad", storage=default_storage()).get_trials()
     assert trial.state == optuna.trial.TrialState.FAIL and "nope/x" in trial.user_attrs["failure"]
