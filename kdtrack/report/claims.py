@@ -359,8 +359,7 @@ def expectation(claim: Claim, runs: pl.DataFrame) -> tuple[str, str]:
     if not isinstance(claim.expect, tuple):
         return claim.expect or "", claim.paper or claim.source
     for rule in claim.expect:
-        stated = runs if rule.general else runs.filter(pl.col(STATED))
-        if select(stated, rule.select).height:
+        if _attributed(rule, runs).height:
             return rule.expect or "", rule.paper
     return "", NOT_REPORTED
 
@@ -372,10 +371,15 @@ def expectations(claim: Claim, runs: pl.DataFrame) -> dict[str, tuple[str, str]]
         return {}
     found = {}
     for rule in claim.expect:
-        stated = runs if rule.general else runs.filter(pl.col(STATED))
-        for setting in select(stated, rule.select)["setting"].cast(pl.String).unique().to_list():
+        for setting in _attributed(rule, runs)["setting"].cast(pl.String).unique().to_list():
             found.setdefault(setting, (rule.expect or "", rule.paper))
     return found
+
+
+def _attributed(rule: Rule, runs: pl.DataFrame) -> pl.DataFrame:
+    """The runs `rule` speaks for: those it selects, and of a setting the paper states unless the
+    rule quotes a statement of any setting (`general`)."""
+    return select(runs if rule.general else runs.filter(pl.col(STATED)), rule.select)
 
 
 # Table 2 lists several architectures under one Table 1 or text setting; Table 7's architecture is
