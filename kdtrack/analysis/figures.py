@@ -56,7 +56,9 @@ def shared_counts(figure: Figure, cells: list, **where) -> None:
     one colorbar where `where` (colorbar's `cax` or `ax`) says: a colour then means the same count
     in every panel."""
     cells = [c for c in cells if c is not None]
-    if not cells:
+    if not cells:  # no panel had a point to draw: no scale, and no empty box where it would be
+        if "cax" in where:
+            where["cax"].set_visible(False)
         return
     norm = LogNorm(1, max(2.0, max(float(c.get_array().max()) for c in cells)))
     for c in cells:
